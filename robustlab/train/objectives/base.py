@@ -28,6 +28,7 @@ class StepContext:
     num_classes: int
     generator: torch.Generator | None = None  # the Trainer's seeded generator (same device as data)
     teacher: nn.Module | None = None  # for distillation objectives
+    index: Tensor | None = None  # dataset indices of the batch's samples (for per-sample precomputed targets)
 
 
 @dataclass
@@ -45,9 +46,24 @@ class Objective:
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> ObjectiveOutput:
         raise NotImplementedError
 
-    def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float]) -> bool:
-        """Called after each epoch's evaluation; return True to stop training early."""
+    def setup(self, model: nn.Module, x_train: Tensor, y_train: Tensor, teacher: nn.Module | None) -> None:
+        """Called once before training (e.g. to precompute per-sample teacher targets)."""
+
+    def on_epoch_end(
+        self, model: nn.Module, epoch: int, metrics: dict[str, float], val_batch: tuple[Tensor, Tensor]
+    ) -> bool:
+        """Called after each epoch's evaluation with a held-out batch; return True to stop early.
+
+        May add entries to `metrics` (they are logged). The model is in eval mode here.
+        """
         return False
+
+    def state_dict(self) -> dict[str, Any]:
+        """State that must survive a kill/resume (e.g. best robust accuracy so far); tensors or numbers."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
     def config(self) -> dict[str, Any]:
         d = dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
