@@ -1,0 +1,220 @@
+"""Experiment configs: TOML files read into dataclasses, with ``--set key=value`` overrides.
+
+A config has the tables ``[data]``, ``[model]``, ``[objective]``, ``[optim]``, ``[schedule]``,
+``[eval]`` and top-level training keys (epochs, batch_size, seed, ...). Dotted keys address nested
+fields: ``--set optim.lr=0.05 --set objective.eps=0.1``. Values are parsed as TOML literals
+(``0.1``, ``true``, ``[60, 90]``, ``"linf"``); a bare word falls back to a string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed or names an unknown key."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion-mnist"
+    root: str = ""  # "" = the default places (see robustlab.data)
+    n_train: int = 0  # 0 = all
+    n_test: int = 0  # 0 = all
+    classes: list[int] = field(default_factory=list)  # non-empty = class subset, relabelled 0..k-1
+    crop_padding: int = 0  # random crop with this padding (0 = off)
+    hflip: bool = False  # random horizontal flip
+
+
+@dataclass
+class ModelConfig:
+    name: str = "small_cnn"
+    normalize: bool = False  # put Normalize(dataset mean, std) inside the model
+    kwargs: dict[str, Any] = field(default_factory=dict)  # architecture arguments
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adam
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "constant"  # constant | step | multistep | cosine | cyclic
+    gamma: float = 0.1  # step / multistep decay factor
+    step_epochs: int = 30  # step: decay every this many epochs
+    milestones: list[int] = field(default_factory=list)  # multistep: epochs at which lr *= gamma
+    peak: float = 0.4  # cyclic: fraction of training at which the triangle peaks
+    warmup_epochs: float = 0.0  # linear warm-up (any schedule)
+    min_lr: float = 0.0  # cosine / cyclic floor
+
+
+@dataclass
+class EvalConfig:
+    n: int = 0  # test points evaluated each epoch (0 = all)
+    batch_size: int = 1000
+    attack: str = ""  # e.g. "pgd": robust accuracy each epoch on the first `attack_n` test points
+    norm: str = "linf"
+    eps: float = 0.0
+    steps: int = 10
+    attack_n: int = 500
+
+
+@dataclass
+class TrainConfig:
+    name: str = "run"
+    epochs: int = 2
+    batch_size: int = 128
+    seed: int = 0
+    device: str = "cpu"
+    save_logits: bool = False  # per-epoch train/test logits in the run folder
+    logits_n: int = 2000  # how many train/test points get their logits saved
+    teacher: str = ""  # run folder or model folder of a teacher (distillation)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: dict[str, Any] = field(default_factory=lambda: {"name": "standard"})
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Hash of everything that changes the trained weights (not the name or logging)."""
+        d = self.to_dict()
+        for k in ("name", "save_logits", "logits_n"):
+            d.pop(k)
+        d["eval"] = None
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _from_dict(cls: type, d: dict[str, Any], where: str) -> Any:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where or 'config'} must be a table, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(fields)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in {where or 'config'}; known: {sorted(fields)}")
+    kwargs = {}
+    defaults = cls()
+    for k, v in d.items():
+        default = getattr(defaults, k)
+        if dataclasses.is_dataclass(default):
+            kwargs[k] = _from_dict(type(default), v, f"[{k}]")
+        else:
+            kwargs[k] = _coerce(v, default, f"{where + '.' if where else ''}{k}")
+    return cls(**kwargs)
+
+
+def _coerce(v: Any, default: Any, key: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(v, bool):
+            raise ConfigError(f"{key} must be true or false, got {v!r}")
+        return v
+    if isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(default, int | float) and not isinstance(v, int | float) or isinstance(v, bool) and not isinstance(
+        default, bool
+    ):
+        raise ConfigError(f"{key} must be a number, got {v!r}")
+    if isinstance(default, str) and not isinstance(v, str):
+        raise ConfigError(f"{key} must be a string, got {v!r}")
+    if isinstance(default, list) and not isinstance(v, list):
+        raise ConfigError(f"{key} must be a list, got {v!r}")
+    if isinstance(default, dict) and not isinstance(v, dict):
+        raise ConfigError(f"{key} must be a table, got {v!r}")
+    return v
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as a TOML literal; a bare word is a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides to a nested dict (in a copy)."""
+    d = json.loads(json.dumps(d))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. optim.lr=0.1)")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = d
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p} is not a table")
+        node[parts[-1]] = parse_value(value.strip())
+    return d
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a TOML config (or the defaults when path is None) and apply overrides."""
+    d: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            d = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path} is not valid TOML: {e}") from e
+    d = apply_overrides(d, overrides or [])
+    return config_from_dict(d)
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    cfg = _from_dict(TrainConfig, d, "")
+    if not isinstance(cfg.objective, dict) or "name" not in cfg.objective:
+        cfg.objective = {"name": "standard", **(cfg.objective or {})}
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise ConfigError("epochs and batch_size must be >= 1")
+    return cfg
+
+
+# ------------------------------------------------------------------------------------ TOML output
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    if v is None:
+        return '""'
+    raise ConfigError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dumps_toml(d: dict[str, Any]) -> str:
+    """Write a config dict (scalars, lists, one level of tables) as TOML."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    for k, v in d.items():
+        if isinstance(v, dict):
+            lines += ["", f"[{k}]"] + [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,113 @@
+"""Run folders and the SQLite index of runs.
+
+A run folder holds ``config.toml``, ``model.safetensors`` + ``model.json``, ``checkpoint.pt``,
+``metrics.jsonl`` (one JSON object per epoch), ``logits/`` (when asked) and ``figures/``.
+``<root>/index.sqlite`` (WAL mode, safe for concurrent writers) indexes every run under ``root``
+with its config and final metrics, so "mean ± std over seeds" is one query.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from robustlab.config import dumps_toml
+from robustlab.io import atomic_write_text
+
+DEFAULT_ROOT = Path(os.environ.get("ROBUSTLAB_RUNS", "runs"))
+
+
+def write_config(run_dir: Path, cfg: dict[str, Any]) -> None:
+    atomic_write_text(run_dir / "config.toml", dumps_toml(cfg))
+
+
+def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite metrics.jsonl from the full history (atomic, so a kill never leaves a torn line)."""
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h, sort_keys=True) + "\n" for h in history))
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    p = Path(run_dir) / "metrics.jsonl"
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+class RunIndex:
+    """``index.sqlite`` under a runs root: one row per run folder."""
+
+    def __init__(self, root: str | Path = DEFAULT_ROOT):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / "index.sqlite"
+        with self._connect() as con:
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS runs (path TEXT PRIMARY KEY, name TEXT, config_hash TEXT, "
+                "seed INTEGER, status TEXT, created REAL, updated REAL, config TEXT, metrics TEXT)"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=30)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA busy_timeout=30000")
+        return con
+
+    def record(self, run_dir: Path, cfg: dict[str, Any], config_hash: str, status: str,
+               metrics: dict[str, Any] | None = None) -> None:
+        now = time.time()
+        with self._connect() as con:
+            con.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET "
+                "name=excluded.name, config_hash=excluded.config_hash, seed=excluded.seed, "
+                "status=excluded.status, updated=excluded.updated, config=excluded.config, "
+                "metrics=excluded.metrics",
+                (str(Path(run_dir).resolve()), cfg.get("name", ""), config_hash, int(cfg.get("seed", 0)), status,
+                 now, now, json.dumps(cfg, sort_keys=True), json.dumps(metrics or {}, sort_keys=True)),
+            )
+
+    def list(self) -> list[dict[str, Any]]:
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT path, name, config_hash, seed, status, updated, config, metrics FROM runs ORDER BY updated"
+            ).fetchall()
+        return [
+            dict(path=r[0], name=r[1], config_hash=r[2], seed=r[3], status=r[4], updated=r[5],
+                 config=json.loads(r[6]), metrics=json.loads(r[7]))
+            for r in rows
+        ]
+
+    def table(self, group_by: str, metric: str) -> list[dict[str, Any]]:
+        """Mean ± sample std of `metric` per value of the dotted config key `group_by` (finished runs)."""
+        groups: dict[str, list[float]] = {}
+        for run in self.list():
+            if run["status"] != "done" or metric not in run["metrics"]:
+                continue
+            key = json.dumps(_get_dotted(run["config"], group_by))
+            groups.setdefault(key, []).append(float(run["metrics"][metric]))
+        out = []
+        for key, vals in sorted(groups.items()):
+            mean = sum(vals) / len(vals)
+            std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+            out.append({group_by: json.loads(key), "n": len(vals), "mean": mean, "std": std})
+        return out
+
+
+def _get_dotted(d: dict[str, Any], key: str) -> Any:
+    node: Any = d
+    for p in key.split("."):
+        if not isinstance(node, dict) or p not in node:
+            return None
+        node = node[p]
+    return node
+
+
+def format_table(rows: list[dict[str, Any]], group_by: str, metric: str) -> str:
+    """Markdown table of RunIndex.table rows."""
+    lines = [f"| {group_by} | n | {metric} (mean ± std) |", "|---|---|---|"]
+    lines += [f"| {r[group_by]} | {r['n']} | {r['mean']:.4f} ± {r['std']:.4f} |" for r in rows]
+    return "\n".join(lines)
