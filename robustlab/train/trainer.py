@@ -202,11 +202,9 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         cfg, d = self.cfg, self.data
         stopped_early = bool(self.history and self.history[-1].get("stopped_early"))
-        if self.start_epoch == 0:
-            self.objective.setup(self.model, d.x_train, d.y_train, self.teacher)
-        elif hasattr(self.objective, "setup"):
-            torch.manual_seed(_epoch_seed(cfg.seed, -1))
-            self.objective.setup(self.model, d.x_train, d.y_train, self.teacher)
+        # seeded so that a resumed run precomputes exactly what the first start did
+        torch.manual_seed(_epoch_seed(cfg.seed, -1))
+        self.objective.setup(self.model, d.x_train, d.y_train, self.teacher)
         for epoch in range(self.start_epoch, cfg.epochs):
             if stopped_early:
                 break

@@ -1,0 +1,219 @@
+"""``robustlab ...``: a thin layer that parses arguments and calls the library.
+
+Flags use the library's words (eps, steps, step_size, norm, ...); attack parameters beyond the
+common ones go through ``--param key=value`` and are typed by the attack registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _cmd_data_info(a: argparse.Namespace) -> int:
+    from robustlab import data
+
+    print(json.dumps(data.describe(a.name, root=a.root), indent=2, default=str))
+    return 0
+
+
+def _cmd_models_list(a: argparse.Namespace) -> int:
+    from robustlab import models
+
+    for name in sorted(models.MODELS):
+        print(name)
+    return 0
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from robustlab.config import load_config
+    from robustlab.runs import DEFAULT_ROOT
+    from robustlab.train.trainer import Trainer
+
+    overrides = list(a.set or [])
+    if a.device:
+        overrides.append(f'device="{a.device}"')
+    cfg = load_config(a.config, overrides)
+    out = Path(a.out) if a.out else DEFAULT_ROOT / f"{cfg.name}-{cfg.hash()}"
+    t = Trainer(cfg, out)
+    if t.start_epoch:
+        print(f"resuming {out} from epoch {t.start_epoch}", file=sys.stderr)
+    metrics = t.fit()
+    print(json.dumps({"run": str(out), **metrics}, indent=2))
+    return 0
+
+
+def _cmd_runs_list(a: argparse.Namespace) -> int:
+    from robustlab.runs import RunIndex
+
+    for r in RunIndex(a.root).list():
+        m = r["metrics"]
+        acc = f"test_acc={m['test_acc']:.4f}" if "test_acc" in m else ""
+        print(f"{r['status']:8s} seed={r['seed']:<3d} {r['name']:20s} {acc}  {r['path']}")
+    return 0
+
+
+def _cmd_runs_table(a: argparse.Namespace) -> int:
+    from robustlab.runs import RunIndex, format_table
+
+    print(format_table(RunIndex(a.root).table(a.group_by, a.metric), a.group_by, a.metric))
+    return 0
+
+
+def _load_model_and_data(path: str, dataset: str | None, split: str, n: int, device: str) -> tuple[Any, Any, Any]:
+    """A model from a run/model folder, and the test data it was trained on (or `dataset`)."""
+    from robustlab import data as rdata
+    from robustlab.config import load_config
+    from robustlab.models.io import load_model
+
+    p = Path(path)
+    model = load_model(p, map_location=device).eval()
+    classes: list[int] = []
+    root = None
+    if (p / "config.toml").exists():
+        cfg = load_config(p / "config.toml")
+        dataset = dataset or cfg.data.name
+        classes, root = cfg.data.classes, cfg.data.root or None
+    if not dataset:
+        raise SystemExit(f"{path} has no config.toml; say which data to use with --data NAME")
+    ds = rdata.load(dataset, split, root=root)
+    if classes:
+        ds = rdata.class_subset(ds, classes)
+    if n:
+        ds = rdata.first_n(ds, n)
+    return model, ds.x.to(device), ds.y.to(device)
+
+
+def _cmd_attack(a: argparse.Namespace) -> int:
+    import torch
+
+    from robustlab import attacks
+    from robustlab.io import atomic_write
+
+    spec = attacks.get(a.attack)
+    model, x, y = _load_model_and_data(a.model, a.data, "test", a.n, a.device)
+    params: dict[str, Any] = {"norm": a.norm}
+    if spec.family == "fixed":
+        if a.eps is None:
+            raise SystemExit(f"{a.attack} is a fixed-budget attack: give --eps")
+        params["eps"] = a.eps
+    for key, val in (("steps", a.steps), ("step_size", a.step_size), ("restarts", a.restarts)):
+        if val is not None:
+            params[key] = val
+    for item in a.param or []:
+        k, _, v = item.partition("=")
+        params[k] = spec.coerce(k, v)
+    if "generator" in spec.params:
+        params["generator"] = torch.Generator(device=a.device).manual_seed(a.seed)
+    results = []
+    with torch.no_grad():
+        clean = torch.cat([model(x[i:i + a.batch_size]).argmax(1) for i in range(0, len(x), a.batch_size)]) == y
+    for i in range(0, len(x), a.batch_size):
+        results.append(spec(model, x[i:i + a.batch_size], y[i:i + a.batch_size], **params))
+    x_adv = torch.cat([r.x_adv for r in results])
+    success = torch.cat([r.success for r in results])
+    norms = torch.cat([r.norm for r in results])
+    with torch.no_grad():  # verify: never report more than the model does on the returned tensor
+        pred = torch.cat([model(x_adv[i:i + a.batch_size]).argmax(1) for i in range(0, len(x), a.batch_size)])
+    verified = success & (pred != y) & (x_adv >= 0).flatten(1).all(1) & (x_adv <= 1).flatten(1).all(1)
+    if spec.family == "fixed":
+        verified &= norms <= a.eps * (1 + 1e-4) + 1e-6
+    summary = {
+        "attack": a.attack, "params": {k: v for k, v in params.items() if k != "generator"}, "n": len(x),
+        "clean_acc": float(clean.float().mean()),
+        "success_rate": float(verified.float().mean()),
+        "robust_acc": float((clean & ~verified).float().mean()),
+        "unverified": int((success & ~verified).sum()),
+    }
+    if spec.family == "minnorm":
+        ok = verified & clean
+        summary["median_norm_over_correct"] = float(torch.where(ok, norms, torch.inf)[clean].median())
+    print(json.dumps(summary, indent=2))
+    if a.out:
+        tensors = {"x_adv": x_adv.cpu(), "success": verified.cpu(), "norm": norms.cpu(), "y": y.cpu()}
+        from safetensors.torch import save_file
+
+        atomic_write(a.out, lambda tmp: save_file(tensors, tmp, metadata={"summary": json.dumps(summary)}))
+        print(f"saved adversarial examples to {a.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from robustlab.experiments.demo import run
+
+    run(out=Path(a.out), profile=a.profile, device=a.device)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="robustlab", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
+    di = d.add_parser("info", help="describe a dataset: shapes, class counts, pixel statistics, files")
+    di.add_argument("name")
+    di.add_argument("--root", default=None)
+    di.set_defaults(fn=_cmd_data_info)
+
+    m = sub.add_parser("models", help="architectures").add_subparsers(dest="models_command", required=True)
+    m.add_parser("list", help="list registered architectures").set_defaults(fn=_cmd_models_list)
+
+    t = sub.add_parser("train", help="train a model from a TOML config")
+    t.add_argument("--config", default=None, help="TOML file (see configs/); defaults when omitted")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=0.1")
+    t.add_argument("--out", default=None, help="run folder (default runs/NAME-HASH); an existing one resumes")
+    t.add_argument("--device", default=None)
+    t.set_defaults(fn=_cmd_train)
+
+    r = sub.add_parser("runs", help="the index of runs").add_subparsers(dest="runs_command", required=True)
+    rl = r.add_parser("list", help="list runs")
+    rl.add_argument("--root", default="runs")
+    rl.set_defaults(fn=_cmd_runs_list)
+    rt = r.add_parser("table", help="mean ± std of a metric grouped by a config key")
+    rt.add_argument("--group-by", required=True, help="dotted config key, e.g. objective.name")
+    rt.add_argument("--metric", required=True, help="final metric, e.g. test_acc")
+    rt.add_argument("--root", default="runs")
+    rt.set_defaults(fn=_cmd_runs_table)
+
+    at = sub.add_parser("attack", help="attack a trained model; print success rate and robust accuracy")
+    at.add_argument("model", help="run folder or model folder (model.safetensors + model.json)")
+    at.add_argument("--attack", required=True)
+    at.add_argument("--norm", default="linf")
+    at.add_argument("--eps", type=float, default=None)
+    at.add_argument("--steps", type=int, default=None)
+    at.add_argument("--step-size", dest="step_size", type=float, default=None)
+    at.add_argument("--restarts", type=int, default=None)
+    at.add_argument("--param", action="append", metavar="KEY=VALUE", help="other attack parameters")
+    at.add_argument("--n", type=int, default=1000, help="first N test points (0 = all)")
+    at.add_argument("--data", default=None, help="dataset name when the folder has no config.toml")
+    at.add_argument("--batch-size", dest="batch_size", type=int, default=500)
+    at.add_argument("--seed", type=int, default=0)
+    at.add_argument("--device", default="cpu")
+    at.add_argument("--out", default=None, help="save x_adv, success, norm to this .safetensors file")
+    at.set_defaults(fn=_cmd_attack)
+
+    de = sub.add_parser("demo", help="the main job: train standard and adversarially trained models, attack them")
+    de.add_argument("--out", default="runs/demo")
+    de.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
+    de.add_argument("--device", default="cpu")
+    de.set_defaults(fn=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from robustlab.config import ConfigError
+    from robustlab.data.checks import InputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except (ConfigError, InputError, FileNotFoundError, ValueError) as e:
+        print(f"robustlab: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
