@@ -96,7 +96,11 @@ def run(out: str | Path = "runs/demo", profile: str = "quick", device: str = "cp
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "results.md", markdown(results))
     _plot(results, out / "robust_accuracy.png")
+    from robustlab.report.html import write_report
+
+    write_report(out / "report.html", "robustlab demo", [("Standard vs PGD-trained small_cnn", out)])
     print(markdown(results))
+    print(f"report: {out / 'report.html'}", file=sys.stderr)
     return results
 
 
