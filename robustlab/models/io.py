@@ -1,0 +1,157 @@
+"""Saving and loading models: safetensors weights plus a JSON build spec; nothing is ever unpickled.
+
+A model folder holds `model.safetensors` (every parameter and buffer, e.g. BatchNorm statistics) and
+`model.json` (format version, build spec, SHA-256 of the weights file). Both are written atomically;
+the hash ties the pair together, so a save interrupted between the two files is detected on load
+instead of silently pairing new weights with an old spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from robustlab.io import atomic_write, atomic_write_json
+from robustlab.models.registry import build_from_spec, spec_of
+
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+SPEC_NAME = "model.json"
+_MAX_JSON_BYTES = 1 << 20  # a spec is a few hundred bytes; refuse to parse anything huge
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, truncated, foreign or does not fit the model it claims."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write `model` (built by `robustlab.models.build`) into folder `path`; return the folder.
+
+    Writes model.safetensors (CPU copies of the state dict) then model.json, each atomically, so an
+    existing good checkpoint is never left half-written.
+    """
+    spec = spec_of(model)
+    folder = Path(path)
+    if folder.suffix in (".json", ".safetensors"):
+        folder = folder.parent
+    # clones: safetensors refuses tensors that share memory, and the file must not alias the live model
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    meta = {"format": "robustlab-model", "format_version": str(FORMAT_VERSION), "spec": json.dumps(spec)}
+    weights = atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write_json(folder / SPEC_NAME, {
+        "format": "robustlab-model",
+        "format_version": FORMAT_VERSION,
+        "spec": spec,
+        "weights": WEIGHTS_NAME,
+        "sha256": _sha256(weights),
+        "torch_version": torch.__version__,
+    })
+    return folder
+
+
+def _resolve(path: str | os.PathLike) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.is_dir():
+        return p / SPEC_NAME, p / WEIGHTS_NAME
+    if p.name.endswith(".json"):
+        return p, p.parent / WEIGHTS_NAME
+    if p.name.endswith(".safetensors"):
+        return p.parent / SPEC_NAME, p
+    if not p.exists():
+        raise CheckpointError(f"no model at {p}: the path does not exist")
+    raise CheckpointError(f"{p} is neither a model folder nor a {SPEC_NAME} / {WEIGHTS_NAME} file")
+
+
+def _read_meta(json_path: Path) -> dict[str, Any]:
+    if not json_path.is_file():
+        raise CheckpointError(f"no {SPEC_NAME} at {json_path}; a robustlab model folder holds {SPEC_NAME} and "
+                              f"{WEIGHTS_NAME} (written by robustlab.models.io.save_model)")
+    if json_path.stat().st_size > _MAX_JSON_BYTES:
+        raise CheckpointError(f"{json_path} is {json_path.stat().st_size} bytes, too large to be a model spec")
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{json_path} is not valid JSON (corrupt or truncated?): {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != "robustlab-model":
+        raise CheckpointError(f"{json_path} is not a robustlab model spec (no 'format': 'robustlab-model')")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{json_path} has format version {meta.get('format_version')!r}; "
+                              f"this robustlab reads version {FORMAT_VERSION}")
+    if not isinstance(meta.get("spec"), dict) or not isinstance(meta.get("sha256"), str):
+        raise CheckpointError(f"{json_path} lacks its 'spec' or 'sha256' entry")
+    return meta
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a saved model from a model/run folder (or its model.json / model.safetensors file).
+
+    The architecture comes from model.json, the weights from model.safetensors, loaded strictly
+    (every tensor present, no extra ones, same shapes and dtypes). The model is returned on
+    `map_location` in eval mode. Any problem raises CheckpointError naming it.
+    """
+    json_path, weights_path = _resolve(path)
+    meta = _read_meta(json_path)
+    try:
+        model = build_from_spec(meta["spec"])
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{json_path} describes a model that cannot be built: {e}") from None
+    if not weights_path.is_file():
+        raise CheckpointError(f"no weights file {weights_path} next to {json_path}")
+    if _sha256(weights_path) != meta["sha256"]:
+        raise CheckpointError(f"{weights_path} does not match the SHA-256 recorded in {json_path}: the file is "
+                              "corrupt, truncated, or from another save (interrupted or copied over)")
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{weights_path} is not a readable safetensors file: {e}") from None
+    _load_state_strictly(model, state, weights_path)
+    return model.to(map_location).eval()
+
+
+def _load_state_strictly(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{source} does not fit architecture {spec_of(model)['name']!r}: "
+                              f"missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
+                              f"unexpected {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}")
+    for k, t in expected.items():
+        if state[k].shape != t.shape or state[k].dtype != t.dtype:
+            raise CheckpointError(f"{source}: tensor {k!r} is {state[k].dtype}{tuple(state[k].shape)} but the "
+                                  f"architecture expects {t.dtype}{tuple(t.shape)}")
+        if state[k].is_floating_point() and not torch.isfinite(state[k]).all():
+            raise CheckpointError(f"{source}: tensor {k!r} contains NaN or inf values")
+    model.load_state_dict(state, strict=True)
+
+
+def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """torch.load restricted to tensors and plain containers (weights_only=True).
+
+    Any failure (missing, truncated, not a torch file, or a pickle that asks for arbitrary code,
+    which is refused before it runs) becomes a CheckpointError naming the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"no checkpoint file at {p}")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - every failure of an untrusted file is the same user-facing error
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"{p} is not a safe, readable torch checkpoint ({type(e).__name__}: {first})") from None
