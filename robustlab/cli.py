@@ -148,6 +148,15 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reproduce(a: argparse.Namespace) -> int:
+    from robustlab.experiments import get_experiment
+
+    out = Path(a.out) if a.out else Path("runs") / "reproduce" / a.name / a.profile
+    get_experiment(a.name)(out=out, profile=a.profile, device=a.device)
+    print(f"results in {out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="robustlab", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = p.add_subparsers(dest="command", required=True)
@@ -200,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
     de.add_argument("--device", default="cpu")
     de.set_defaults(fn=_cmd_demo)
+
+    from robustlab.experiments import EXPERIMENTS
+
+    rp = sub.add_parser("reproduce", help="regenerate a paper's figures and tables")
+    rp.add_argument("name", choices=sorted(EXPERIMENTS))
+    rp.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
+    rp.add_argument("--out", default=None, help="output folder (default runs/reproduce/NAME/PROFILE)")
+    rp.add_argument("--device", default="cpu")
+    rp.set_defaults(fn=_cmd_reproduce)
     return p
 
 
