@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,10 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
     if not p.is_file():
         raise CheckpointError(f"no checkpoint file at {p}")
     try:
-        return torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # a foreign pickle protocol is refused below if it matters; the warning is only noise
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - every failure of an untrusted file is the same user-facing error
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise CheckpointError(f"{p} is not a safe, readable torch checkpoint ({type(e).__name__}: {first})") from None
