@@ -1,1 +1,33 @@
+"""Datasets as tensors: images float32 in [0, 1] shaped (N, C, H, W), labels int64.
 
+``load(name, split)`` for the registered names (``names()``), ``describe(name)`` for a summary,
+subsets (`first_n`, `class_subset`, `binary_pair`, `balanced_first_n`, `train_val_split`), file
+formats (`idx`, `cifar`), checksummed downloads (`download`) and batch augmentations (`augment`).
+"""
+
+from robustlab.data import augment, cifar, digits, download, idx, mnist, synthetic  # noqa: F401 (registers loaders)
+from robustlab.data.dataset import (
+    DATASETS,
+    Dataset,
+    default_download_dir,
+    describe,
+    load,
+    names,
+    register,
+    search_dirs,
+)
+from robustlab.data.errors import (
+    ChecksumError,
+    DataFormatError,
+    DatasetNotFoundError,
+    DownloadError,
+    UnknownDatasetError,
+)
+from robustlab.data.subsets import balanced_first_n, binary_pair, class_subset, first_n, train_val_split
+
+__all__ = [
+    "DATASETS", "Dataset", "load", "describe", "names", "register", "search_dirs", "default_download_dir",
+    "DatasetNotFoundError", "DataFormatError", "ChecksumError", "DownloadError", "UnknownDatasetError",
+    "first_n", "class_subset", "binary_pair", "balanced_first_n", "train_val_split",
+    "augment", "cifar", "digits", "download", "idx", "mnist", "synthetic",
+]

@@ -1,0 +1,104 @@
+"""The Tsipras et al. (2019) distribution (eq. 3) of robust and non-robust features.
+
+    y ~ Uniform{-1, +1};  x_1 = +y w.p. p, -y w.p. 1 - p;  x_2, ..., x_{d+1} ~ i.i.d. N(eta y, 1)
+
+`sample` gives the raw features exactly as in the paper (unbounded reals, labels +-1), for the
+theory code. `load("synthetic", ...)` presents the same draw as a robustlab dataset:
+
+* shape (N, 1, 1, d + 1): a one-row, one-channel "image", so every model and attack that takes
+  (N, C, H, W) works; models see image_size (1, d + 1);
+* labels 0/1, with class 0 <-> y = -1 and class 1 <-> y = +1 (`to_pm1` maps back);
+* the affine map u = 0.5 + x / (2 * scale) into [0, 1] (default scale 5), then clipping to [0, 1].
+  x_1 = +-1 becomes 0.5 -+ 0.1; a Gaussian feature is clipped only beyond 5 standard deviations
+  (probability about 6e-7 per entry; the count is in ``meta["n_clipped"]``). Distances scale by
+  1 / (2 * scale): an l_p eps in raw units is `eps_to_unit(eps, scale)` in pixel units.
+* ``raw=True`` instead returns the raw features (not in [0, 1]: only for code that knows it).
+
+Train and test are independent draws: split "train" uses seed 2*seed, "test" 2*seed + 1.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from torch import Tensor
+
+from robustlab.data.dataset import Dataset, register
+
+DEFAULT_SCALE = 5.0
+
+
+def default_eta(d: int) -> float:
+    """eta = 4 / sqrt(d), the value of the paper's Theorem 2.2."""
+    return 4.0 / math.sqrt(d)
+
+
+def _check_params(n: int, d: int, eta: float, p: float) -> None:
+    if not isinstance(n, int) or n <= 0:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if not isinstance(d, int) or d <= 0:
+        raise ValueError(f"d (number of non-robust features) must be a positive integer, got {d!r}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p (probability that x_1 = y) must be in [0, 1], got {p}")
+    if not math.isfinite(eta):
+        raise ValueError(f"eta must be finite, got {eta}")
+
+
+def sample(n: int, d: int, eta: float | None = None, p: float = 0.7, seed: int = 0, *,
+           generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """n raw draws of eq. (3): x of shape (n, d + 1) (column 0 is the robust feature x_1), y in {-1, +1}.
+
+    eta defaults to 4 / sqrt(d). Randomness comes from `generator` when given, else from a fresh
+    generator seeded with `seed`.
+    """
+    eta = default_eta(d) if eta is None else float(eta)
+    _check_params(n, d, eta, p)
+    g = generator if generator is not None else torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g) * 2 - 1
+    agree = torch.rand(n, generator=g, dtype=torch.float64) < p
+    x1 = torch.where(agree, y, -y).to(dtype)
+    rest = torch.randn(n, d, generator=g, dtype=dtype) + eta * y.to(dtype)[:, None]
+    return torch.cat([x1[:, None], rest], dim=1), y.to(torch.int64)
+
+
+def to_unit(x: Tensor, scale: float = DEFAULT_SCALE) -> Tensor:
+    """Raw features -> [0, 1]: u = 0.5 + x / (2 * scale), clipped."""
+    return (0.5 + x / (2.0 * scale)).clamp(0.0, 1.0)
+
+
+def from_unit(u: Tensor, scale: float = DEFAULT_SCALE) -> Tensor:
+    """Inverse of `to_unit` (exact for values that were not clipped)."""
+    return (u - 0.5) * (2.0 * scale)
+
+
+def eps_to_unit(eps: float, scale: float = DEFAULT_SCALE) -> float:
+    """A perturbation size in raw units (any l_p norm) expressed in the [0, 1] pixel units of `to_unit`."""
+    return eps / (2.0 * scale)
+
+
+def to_pm1(y: Tensor) -> Tensor:
+    """Labels 0/1 -> -1/+1."""
+    return y * 2 - 1
+
+
+@register("synthetic", "Tsipras et al. (2019) eq. 3: one robust feature x_1 and d Gaussian non-robust "
+                       "features, as (N, 1, 1, d+1) mapped into [0, 1]; labels 0 (y=-1) / 1 (y=+1)")
+def load_synthetic(split: str, root: str | os.PathLike | None = None, *, n: int = 10_000, d: int = 1000,
+                   eta: float | None = None, p: float = 0.7, seed: int = 0, scale: float = DEFAULT_SCALE,
+                   raw: bool = False) -> Dataset:
+    """n draws of the distribution for `split` (see the module docstring for the layout); `root` is unused."""
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    eta = default_eta(d) if eta is None else float(eta)
+    x, y = sample(n, d, eta, p, seed=2 * seed + (split == "test"))
+    if raw:
+        feats, n_clipped = x, 0
+    else:
+        u = 0.5 + x / (2.0 * scale)
+        n_clipped = int(((u < 0) | (u > 1)).sum())
+        feats = u.clamp_(0.0, 1.0)
+    meta = {"files": [], "n": n, "d": d, "eta": eta, "p": p, "seed": seed, "scale": None if raw else scale,
+            "raw": raw, "n_clipped": n_clipped, "labels": "class 0 <-> y=-1, class 1 <-> y=+1"}
+    return Dataset(feats.reshape(n, 1, 1, d + 1), (y + 1) // 2, 2, ("y=-1", "y=+1"), "synthetic", meta)
