@@ -44,6 +44,7 @@ def test_builds_gives_logits_and_input_gradients(name, shape):
 
 @pytest.mark.parametrize(("name", "kwargs", "shape", "n"), [
     ("lenet5", {}, (1, 28, 28), 61_706),  # LeCun et al. 1998
+    ("lenet5", {}, (1, 32, 32), 61_706),  # 32x32 needs no padding to reach the same 16x5x5 map
     ("madry_cnn", {}, (1, 28, 28), 3_274_634),  # MadryLab mnist_challenge
     ("nin", {}, (3, 32, 32), 966_986),  # Lin et al. 2014, "~0.97M"
     ("cifar_resnet", {"preset": "resnet20"}, (3, 32, 32), 272_474),  # He et al., projection shortcuts
@@ -97,6 +98,9 @@ def test_normalize_layer_matches_the_formula():
     for ch in range(3):
         assert torch.allclose(layer(x)[:, ch], (x[:, ch] - mean[ch]) / std[ch], atol=1e-6)
     assert torch.allclose(M.Normalize(0.5, 0.5, 3)(x), 2 * x - 1, atol=1e-6)
+    assert torch.equal(M.Normalize(torch.tensor(mean), torch.tensor(std), 3)(x), layer(x))
+    with pytest.raises(ValueError, match="list of numbers"):
+        M.Normalize("abc", 1.0, 3)
 
 
 @pytest.mark.parametrize("name", ["small_cnn", "cifar_resnet", "mlp"])
@@ -387,6 +391,17 @@ def test_save_interrupted_between_the_two_files_is_detected(saved, monkeypatch):
     # new weights beside the old spec: refused rather than silently mixed
     with pytest.raises(CheckpointError, match="SHA-256"):
         load_model(d)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_round_trip(tmp_path):
+    model = build("cifar_resnet", 3, 10, 16, widths=[4, 8], blocks=[1, 1], normalize=(0.5, 0.25)).cuda()
+    _train_bn_stats_cuda = torch.rand(4, 3, 16, 16, device="cuda")
+    model(_train_bn_stats_cuda)
+    loaded = load_model(save_model(model, tmp_path), map_location="cuda")
+    assert all(t.is_cuda for t in loaded.state_dict().values())
+    x = torch.rand(2, 3, 16, 16, device="cuda")
+    assert torch.allclose(model.eval()(x), loaded(x))
 
 
 # ---------------------------------------------------------------------------------------- safe torch.load

@@ -10,10 +10,15 @@ from torch import Tensor, nn
 
 
 def _as_channel_values(values: float | Sequence[float], channels: int, what: str) -> list[float]:
+    if hasattr(values, "tolist"):  # tensors and numpy arrays
+        values = values.tolist()
     if isinstance(values, (int, float)):
         out = [float(values)] * channels
     else:
-        out = [float(v) for v in values]
+        try:
+            out = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise ValueError(f"Normalize {what} must be a number or a list of numbers, got {values!r}") from None
         if len(out) == 1:
             out = out * channels
     if len(out) != channels:
