@@ -30,8 +30,9 @@ RESTRICTED_IMAGENET = {
 
 def take(ds: Dataset, idx: Tensor, **changes: object) -> Dataset:
     """The examples `idx` of `ds` (a new Dataset; `changes` replace other fields)."""
-    meta = dict(ds.meta)
-    return replace(ds, x=ds.x[idx], y=ds.y[idx], meta=meta, **changes)  # type: ignore[arg-type]
+    fields: dict[str, object] = {"x": ds.x[idx], "y": ds.y[idx], "meta": dict(ds.meta)}
+    fields.update(changes)
+    return replace(ds, **fields)  # type: ignore[arg-type]
 
 
 def first_n(ds: Dataset, n: int) -> Dataset:
@@ -73,10 +74,8 @@ def class_subset(ds: Dataset, classes: Sequence[int | str], relabel: bool = True
         return take(ds, idx)
     mapping = torch.full((ds.num_classes,), -1, dtype=torch.int64)
     mapping[torch.tensor(cls)] = torch.arange(len(cls))
-    sub = take(ds, idx, num_classes=len(cls), class_names=tuple(ds.class_names[c] for c in cls))
-    sub.y = mapping[sub.y]
-    sub.meta["classes"] = cls
-    return sub
+    return take(ds, idx, y=mapping[ds.y[idx]], num_classes=len(cls),
+                class_names=tuple(ds.class_names[c] for c in cls), meta={**ds.meta, "classes": cls})
 
 
 def binary_pair(ds: Dataset, negative: int | str, positive: int | str) -> Dataset:
