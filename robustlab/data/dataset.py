@@ -22,7 +22,7 @@ ENV_ROOT = "ROBUSTLAB_DATA"
 SYSTEM_ROOT = Path("/usr/share/datasets")  # where Debian's dataset-* packages install
 
 
-@dataclass
+@dataclass(eq=False)  # tensors have no truth value, so field-wise == would raise; compare x and y yourself
 class Dataset:
     """Images `x` (float32, (N, C, H, W), in [0, 1]) with int64 labels `y` in [0, num_classes).
 

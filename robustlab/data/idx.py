@@ -44,7 +44,10 @@ def read_bytes_maybe_gzip(path: str | os.PathLike) -> bytes:
 
 
 def parse_idx(buf: bytes, *, source: str = "<bytes>") -> np.ndarray:
-    """Parse idx bytes into a native-endian numpy array; raise `DataFormatError` on any inconsistency."""
+    """Parse idx bytes into a native-endian numpy array; raise `DataFormatError` on any inconsistency.
+
+    Single-byte dtypes come back as a read-only view of `buf` (copy it to write to it).
+    """
     if len(buf) < 4:
         raise DataFormatError(f"{source}: {len(buf)} bytes is too short for an idx header (need at least 4)")
     zero, code, ndim = struct.unpack(">HBB", buf[:4])
@@ -68,7 +71,9 @@ def parse_idx(buf: bytes, *, source: str = "<bytes>") -> np.ndarray:
             f"{source}: idx payload {what}: dims {dims} of {dtype.name} need {expected} bytes, found {got}"
         )
     arr = np.frombuffer(buf, dtype=dtype, offset=header).reshape(dims)
-    return arr.astype(dtype.newbyteorder("="), copy=True)  # native order, writable, owns its memory
+    if dtype.itemsize == 1:
+        return arr  # a read-only view of `buf`: the loaders convert to float anyway, so no copy here
+    return arr.astype(dtype.newbyteorder("="))  # native byte order (a writable copy)
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

@@ -72,8 +72,8 @@ def images_labels_from_idx(images: np.ndarray, labels: np.ndarray, *, source: st
         raise DataFormatError(f"{source}: {len(images)} images but {len(labels)} labels")
     if len(labels) and int(labels.max()) >= num_classes:
         raise DataFormatError(f"{source}: label {int(labels.max())} outside [0, {num_classes})")
-    x = torch.from_numpy(images).unsqueeze(1).to(torch.float32).div_(255.0)
-    return x, torch.from_numpy(labels).to(torch.int64)
+    x = torch.from_numpy(images.astype(np.float32)[:, None]).div_(255.0)
+    return x, torch.from_numpy(labels.astype(np.int64))
 
 
 def load_idx_dataset(name: str, split: str, root: str | os.PathLike | None, *, resources: Mapping[str, Resource],
