@@ -609,3 +609,23 @@ def test_cifar_protocol2_pickle_bytes_path():
     blob = pickle.dumps({"data": np.arange(3072, dtype=np.uint16).astype(np.uint8)[None], "labels": [3]}, protocol=2)
     x, y = parse_batch(blob)
     assert x.shape == (1, 3, 32, 32) and y.tolist() == [3] and int(x[0, 1, 0, 0]) == 1024 % 256
+
+
+def test_two_gaussians_and_channel_gains():
+    mu = torch.tensor([0.5, -1.0, 0.0], dtype=torch.float64)
+    x, y = synthetic.sample_two_gaussians(30_000, mu, sigma=2.0, seed=3)
+    assert x.shape == (30_000, 3) and x.dtype == torch.float64
+    for cls in (-1, 1):
+        xc = x[y == cls]
+        assert (xc.mean(0) - cls * mu).abs().max() < 5 * 2.0 / math.sqrt(len(xc))
+        assert (xc.var(0) - 4.0).abs().max() < 5 * 4.0 * math.sqrt(2 / len(xc))
+    ds = toy(20)
+    col = synthetic.random_channel_gains(ds, channels=3, low=0.25, high=0.75, seed=1)
+    assert col.x.shape == (20, 3, 2, 2) and col.in_channels == 3 and torch.equal(col.y, ds.y)
+    ratio = col.x / ds.x  # every channel is a scaled copy of the gray image
+    gains = ratio.flatten(2)
+    torch.testing.assert_close(gains, gains[..., :1].expand_as(gains))
+    assert 0.25 <= float(gains.min()) and float(gains.max()) <= 0.75
+    assert torch.equal(col.x, synthetic.random_channel_gains(ds, 3, 0.25, 0.75, seed=1).x)
+    with pytest.raises(ValueError, match="one-channel"):
+        synthetic.random_channel_gains(col)

@@ -102,3 +102,41 @@ def load_synthetic(split: str, root: str | os.PathLike | None = None, *, n: int 
     meta = {"files": [], "n": n, "d": d, "eta": eta, "p": p, "seed": seed, "scale": None if raw else scale,
             "raw": raw, "n_clipped": n_clipped, "labels": "class 0 <-> y=-1, class 1 <-> y=+1"}
     return Dataset(feats.reshape(n, 1, 1, d + 1), (y + 1) // 2, 2, ("y=-1", "y=+1"), "synthetic", meta)
+
+
+def sample_two_gaussians(n: int, mu: Tensor, sigma: float = 1.0, seed: int = 0, *,
+                         generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """n raw draws of the linear two-Gaussian toy: y ~ Uniform{-1, +1}, x ~ N(y * mu, sigma^2 I).
+
+    Returns x of shape (n, len(mu)) (same dtype as `mu`) and y in {-1, +1} (int64).
+    """
+    mu = torch.as_tensor(mu)
+    if mu.dim() != 1 or not mu.is_floating_point():
+        raise ValueError(f"mu must be a float vector (d,), got {tuple(mu.shape)} {mu.dtype}")
+    if not isinstance(n, int) or n <= 0:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    g = generator if generator is not None else torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g) * 2 - 1
+    x = y.to(mu.dtype)[:, None] * mu + sigma * torch.randn(n, len(mu), generator=g, dtype=mu.dtype)
+    return x, y
+
+
+def random_channel_gains(ds: Dataset, channels: int = 3, low: float = 0.5, high: float = 1.0,
+                         seed: int = 0) -> Dataset:
+    """A multichannel copy of a one-channel dataset: channel c of image k is g[k, c] * x[k], g ~ U[low, high].
+
+    A stand-in for colour data (e.g. group-l0 vs elementwise-l0 contrasts) when CIFAR-10 is absent;
+    with 0 <= low <= high <= 1 the images stay in [0, 1].
+    """
+    if ds.in_channels != 1:
+        raise ValueError(f"random_channel_gains needs a one-channel dataset, {ds.name!r} has {ds.in_channels}")
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"need 0 <= low <= high <= 1 so images stay in [0, 1], got low={low}, high={high}")
+    if not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels must be a positive integer, got {channels!r}")
+    g = torch.Generator().manual_seed(seed)
+    gains = low + (high - low) * torch.rand(len(ds), channels, 1, 1, generator=g)
+    meta = {**ds.meta, "channel_gains": {"channels": channels, "low": low, "high": high, "seed": seed}}
+    return Dataset(ds.x * gains, ds.y.clone(), ds.num_classes, ds.class_names, f"{ds.name}-gains{channels}", meta)
