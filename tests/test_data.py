@@ -247,8 +247,9 @@ def test_missing_dataset_one_clear_error(tmp_path, monkeypatch):
 
 
 def test_unknown_name_and_split():
-    with pytest.raises(KeyError) as e:
+    with pytest.raises(data.UnknownDatasetError) as e:
         data.load("imagenet")
+    assert isinstance(e.value, KeyError) and isinstance(e.value, ValueError)
     assert all(n in str(e.value) for n in ("fashion-mnist", "mnist", "cifar10", "digits", "synthetic"))
     with pytest.raises(ValueError, match="split"):
         data.load("digits", "validation")

@@ -19,8 +19,11 @@ class DownloadError(OSError):
     """A download failed for a reason other than the checksum (no network, HTTP error)."""
 
 
-class UnknownDatasetError(KeyError):
-    """A dataset name that is not registered; the message lists the known names."""
+class UnknownDatasetError(KeyError, ValueError):
+    """A dataset name that is not registered; the message lists the known names.
+
+    A KeyError (a failed look-up) and a ValueError (bad input), so callers catching either see it.
+    """
 
     def __str__(self) -> str:  # KeyError would repr() the message; show it as written
         return str(self.args[0]) if self.args else ""
