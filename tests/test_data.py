@@ -630,3 +630,13 @@ def test_two_gaussians_and_channel_gains():
     assert torch.equal(col.x, synthetic.random_channel_gains(ds, 3, 0.25, 0.75, seed=1).x)
     with pytest.raises(ValueError, match="one-channel"):
         synthetic.random_channel_gains(col)
+
+
+def test_restricted_imagenet_mapping():
+    from robustlab.data.subsets import RESTRICTED_IMAGENET, restricted_imagenet_labels
+
+    lab = restricted_imagenet_labels(torch.arange(1000))
+    # Table 1 of Tsipras et al.: 9 disjoint inclusive ranges covering 203 ImageNet classes
+    assert int((lab >= 0).sum()) == 203 and sorted(set(lab.tolist())) == list(range(-1, 9))
+    assert lab[151].item() == lab[268].item() == 0 and lab[150].item() == -1 and lab[319].item() == 8
+    assert list(RESTRICTED_IMAGENET)[lab[33].item()] == "turtle"

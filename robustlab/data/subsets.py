@@ -122,3 +122,11 @@ def train_val_split(ds: Dataset, *, val_per_class: int | None = None, fraction: 
         members = (ds.y == c).nonzero().flatten()
         is_val[members[torch.randperm(count, generator=g)[:k]]] = True
     return take(ds, (~is_val).nonzero().flatten()), take(ds, is_val.nonzero().flatten())
+
+
+def restricted_imagenet_labels(imagenet_labels: Tensor) -> Tensor:
+    """Map ImageNet class indices to Restricted ImageNet labels (order of `RESTRICTED_IMAGENET`), -1 if none."""
+    out = torch.full_like(imagenet_labels, -1, dtype=torch.int64)
+    for k, (lo, hi) in enumerate(RESTRICTED_IMAGENET.values()):
+        out[(imagenet_labels >= lo) & (imagenet_labels <= hi)] = k
+    return out
