@@ -16,7 +16,8 @@ from typing import Any
 def _cmd_data_info(a: argparse.Namespace) -> int:
     from robustlab import data
 
-    print(json.dumps(data.describe(a.name, root=a.root), indent=2, default=str))
+    kw = {"download": True} if a.download else {}
+    print(json.dumps(data.describe(a.name, root=a.root, **kw), indent=2, default=str))
     return 0
 
 
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     di = d.add_parser("info", help="describe a dataset: shapes, class counts, pixel statistics, files")
     di.add_argument("name")
     di.add_argument("--root", default=None)
+    di.add_argument("--download", action="store_true", help="download (with checksum) if missing (mnist, cifar10)")
     di.set_defaults(fn=_cmd_data_info)
 
     m = sub.add_parser("models", help="architectures").add_subparsers(dest="models_command", required=True)
@@ -224,11 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from robustlab.config import ConfigError
     from robustlab.data.checks import InputError
+    from robustlab.models.io import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
-    except (ConfigError, InputError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, InputError, CheckpointError, OSError, ValueError) as e:
         print(f"robustlab: error: {e}", file=sys.stderr)
         return 2
 
