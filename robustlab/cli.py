@@ -43,7 +43,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if t.start_epoch:
         print(f"resuming {out} from epoch {t.start_epoch}", file=sys.stderr)
     metrics = t.fit()
-    print(json.dumps({"run": str(out), **metrics}, indent=2))
+    if t.is_main:
+        print(json.dumps({"run": str(out), **metrics}, indent=2))
     return 0
 
 

@@ -100,6 +100,23 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
 
 
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by torchrun with WORLD_SIZE > 1.
+
+    Each rank trains on its share of every global batch and gradients are averaged with an
+    all-reduce weighted by the share sizes, so the update equals the single-process one (up to float
+    summation order) for any objective, including those whose inner attacks call the model many times.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
 class Trainer:
     """Trains ``cfg.model`` with ``cfg.objective``; writes a run folder when ``out`` is given.
 
@@ -113,7 +130,11 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(out) if out is not None else None
         self.device = torch.device(cfg.device)
-        self.progress = progress_enabled() if progress is None else progress
+        self.rank, self.world = init_distributed(self.device)
+        if self.device.type == "cuda" and self.world > 1:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank)))
+        self.is_main = self.rank == 0  # only rank 0 writes files and logs
+        self.progress = (progress_enabled() if progress is None else progress) and self.is_main
         self.data = data if data is not None else load_train_data(cfg)
         check_images(self.data.x_train, name="x_train")
         check_labels(self.data.y_train, len(self.data.x_train), self.data.num_classes, name="y_train")
@@ -125,7 +146,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.start_epoch = 0
         self.teacher = self._load_teacher() if cfg.teacher else None
-        self.index = RunIndex(self.out.parent) if (self.out is not None and index) else None
+        self.index = RunIndex(self.out.parent) if (self.out is not None and index and self.is_main) else None
         if self.out is not None:
             self._prepare_run_dir()
 
@@ -146,6 +167,8 @@ class Trainer:
                 )
         if ckpt_path.exists():
             self._load_checkpoint(ckpt_path)
+        if not self.is_main:
+            return
         write_config(self.out, self.cfg.to_dict())
         if self.index:
             self.index.record(self.out, self.cfg.to_dict(), self.cfg.hash(), "running",
@@ -216,13 +239,14 @@ class Trainer:
             stopped_early = bool(self.objective.on_epoch_end(self.model, epoch, metrics, val))
             metrics["stopped_early"] = stopped_early
             self.history.append(metrics)
-            if cfg.save_logits and self.out is not None:
+            if cfg.save_logits and self.out is not None and self.is_main:
                 self._save_logits(epoch)
-            if self.out is not None:
+            if self.out is not None and self.is_main:
                 self._save_checkpoint(epoch)
                 if self.index:
                     self.index.record(self.out, cfg.to_dict(), cfg.hash(), "running", metrics)
             self._log(metrics)
+            self._barrier()
         final = dict(self.history[-1]) if self.history else {}
         if self.out is not None and self.index:
             self.index.record(self.out, cfg.to_dict(), cfg.hash(), "done", final)
@@ -234,8 +258,9 @@ class Trainer:
 
         torch.manual_seed(_epoch_seed(cfg.seed, epoch))
         gen = torch.Generator(device="cpu").manual_seed(_epoch_seed(cfg.seed, epoch))
-        dev_gen = gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(_epoch_seed(cfg.seed, epoch))
-        perm = torch.randperm(len(d.x_train), generator=gen)
+        perm = torch.randperm(len(d.x_train), generator=gen)  # the same on every rank
+        # augmentation and the objective's attacks draw from a per-rank stream
+        dev_gen = torch.Generator(device=dev).manual_seed(_epoch_seed(cfg.seed, epoch) + 7919 * (self.rank + 1))
         self.model.train()
         loss_sum = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev, dtype=torch.long)
@@ -250,6 +275,14 @@ class Trainer:
         for b in batches:
             step = epoch * self.steps_per_epoch + b
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            n_global = len(idx)
+            idx = idx[self.rank::self.world]
+            if len(idx) == 0:  # a last global batch smaller than the world: join the all-reduce with zeros
+                for p in self.model.parameters():
+                    p.grad = torch.zeros_like(p)
+                self._average_gradients(0.0)
+                self.optimizer.step()
+                continue
             x, y = d.x_train[idx].to(dev, non_blocking=True), d.y_train[idx].to(dev, non_blocking=True)
             if cfg.data.crop_padding:
                 x = augment.random_crop(x, cfg.data.crop_padding, generator=dev_gen)
@@ -262,6 +295,8 @@ class Trainer:
             out = self.objective.loss(self.model, x, y, ctx)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
+            if self.world > 1:
+                self._average_gradients(len(idx) / n_global)
             self.optimizer.step()
             n = len(y)
             loss_sum += out.loss.detach() * n
@@ -269,6 +304,12 @@ class Trainer:
             seen += n
             for k, v in out.metrics.items():
                 extra[k] = extra.get(k, 0.0) + float(v) * n
+        if self.world > 1:
+            import torch.distributed as dist
+
+            totals = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), device=dev).double()])
+            dist.all_reduce(totals)
+            loss_sum, correct, seen = totals[0], totals[1], int(totals[2])
         loss = float(loss_sum) / seen
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss} in epoch {epoch + 1}; lower optim.lr")
@@ -314,8 +355,26 @@ class Trainer:
         atomic_write(self.out / "logits" / f"epoch_{epoch + 1:03d}.safetensors",
                      lambda tmp: save_file(tensors, tmp))
 
+    def _average_gradients(self, share: float) -> None:
+        """Global-batch mean gradient: each rank's local-mean gradient weighted by its share, summed."""
+        import torch.distributed as dist
+
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        flat = torch.cat([g.flatten() for g in grads]) * share
+        dist.all_reduce(flat)
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
     def _log(self, m: dict[str, Any]) -> None:
-        if os.environ.get("ROBUSTLAB_QUIET"):
+        if os.environ.get("ROBUSTLAB_QUIET") or not self.is_main:
             return
         parts = [f"epoch {m['epoch']}/{self.cfg.epochs}"] + [
             f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float) and k != "lr"
