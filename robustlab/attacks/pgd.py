@@ -1,0 +1,148 @@
+"""Projected gradient descent (Madry et al.; BIM; MI-FGSM with momentum; SLIDE-style L1) and FGSM.
+
+One forward + one input-gradient backward per step; samples that become adversarial leave the
+batch at once (early stopping with compaction) unless ``early_stop=False`` (adversarial training,
+which wants the loss maximised on every sample for every step).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from robustlab.attacks.base import (
+    AttackResult,
+    PassCounter,
+    as_eps,
+    check_norm,
+    check_positive,
+    is_adversarial,
+    prepare,
+    register,
+    view_n,
+)
+from robustlab.data.checks import InputError
+from robustlab.ops import attack_loss, project_ball_box, random_in_ball, steepest_ascent
+from robustlab.ops import norm as norm_of
+
+
+def _grad_and_loss(model: nn.Module, xa: Tensor, labels: Tensor, loss: str, targeted: bool,
+                   kappa: float) -> tuple[Tensor, Tensor, Tensor]:
+    xa = xa.detach().requires_grad_(True)
+    logits = model(xa)
+    values = attack_loss(loss, logits, labels, targeted=targeted, kappa=kappa)
+    grad, = torch.autograd.grad(values.sum(), xa)
+    return grad, values.detach(), logits.detach()
+
+
+def run_pgd(model: nn.Module, x: Tensor, labels: Tensor, *, norm: str, eps: Tensor, steps: int, step_size: Tensor,
+            random_start: bool, restarts: int, loss: str, kappa: float, momentum: float, sparsity: float | None,
+            targeted: bool, early_stop: bool, generator: torch.Generator | None) -> AttackResult:
+    """The PGD engine on validated inputs (labels are targets when targeted); see `pgd`."""
+    n = x.shape[0]
+    counter = PassCounter(n, x.device)
+    best_x = x.clone()
+    best_loss = torch.full((n,), float("-inf"), device=x.device, dtype=x.dtype)
+    success = torch.zeros(n, dtype=torch.bool, device=x.device)
+    best_logits: Tensor | None = None
+
+    for _ in range(restarts):
+        idx = (~success).nonzero().squeeze(1) if early_stop else torch.arange(n, device=x.device)
+        if idx.numel() == 0:
+            break
+        x0, lab, e, a = x[idx], labels[idx], eps[idx], step_size[idx]
+        delta = random_in_ball(x0, norm, e, generator) if random_start else torch.zeros_like(x0)
+        delta = project_ball_box(delta, x0, norm, e)
+        buf = torch.zeros_like(x0) if momentum else None
+        for t in range(steps + 1):
+            xa = x0 + delta
+            last = t == steps
+            if last:  # the final iterate is only evaluated
+                with torch.no_grad():
+                    logits = model(xa)
+                    values = attack_loss(loss, logits, lab, targeted=targeted, kappa=kappa)
+                counter.add(idx, forward=1)
+            else:
+                grad, values, logits = _grad_and_loss(model, xa, lab, loss, targeted, kappa)
+                counter.add(idx, forward=1, backward=1)
+            if best_logits is None:
+                best_logits = torch.zeros(n, logits.shape[1], device=x.device, dtype=logits.dtype)
+            adv = is_adversarial(logits, lab, targeted)
+            # best so far: any adversarial iterate beats every non-adversarial one; among equals, higher loss
+            prev_succ = success[idx]
+            better = (adv & ~prev_succ) | ((adv == prev_succ) & (values > best_loss[idx]))
+            if early_stop:
+                better = better & ~prev_succ  # keep the first adversarial found
+            if bool(better.any()):
+                b = idx[better]
+                best_x[b] = xa[better].detach()
+                best_loss[b] = values[better]
+                best_logits[b] = logits[better]
+                success[b] |= adv[better]
+            if last:
+                break
+            if early_stop and bool(adv.any()):
+                keep = ~adv
+                idx, x0, lab, e, a = idx[keep], x0[keep], lab[keep], e[keep], a[keep]
+                delta, grad = delta[keep], grad[keep]
+                if buf is not None:
+                    buf = buf[keep]
+                if idx.numel() == 0:
+                    break
+            if buf is not None:  # MI-FGSM: accumulate L1-normalised gradients
+                buf = momentum * buf + grad / view_n(grad.flatten(1).abs().sum(1).clamp_min(1e-12), grad)
+                grad = buf
+            delta = delta + view_n(a, x0) * steepest_ascent(grad, norm, sparsity=sparsity)
+            delta = project_ball_box(delta, x0, norm, e)
+
+    assert best_logits is not None
+    return AttackResult(best_x, success, norm_of(best_x - x, norm), counter.forward, counter.backward, best_logits,
+                        info={"best_loss": best_loss})
+
+
+def _checked(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float | Tensor, steps: int, restarts: int,
+             loss: str, targeted: bool, target: Tensor | None) -> tuple[Tensor, Tensor]:
+    x, labels = prepare(model, x, y, targeted=targeted, target=target)
+    check_norm(norm, ("linf", "l2", "l1"))
+    if steps < 1 or restarts < 1:
+        raise InputError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
+    return as_eps(eps, x.shape[0], x), labels
+
+
+@register("pgd", family="fixed", norms=("linf", "l2", "l1"))
+def pgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1, steps: int = 40,
+        step_size: float | None = None, random_start: bool = True, restarts: int = 1, loss: str = "ce",
+        kappa: float = 0.0, momentum: float = 0.0, sparsity: float = 0.01, targeted: bool = False,
+        target: Tensor | None = None, early_stop: bool = True,
+        generator: torch.Generator | None = None) -> AttackResult:
+    """PGD in the `norm` ball of radius `eps` (pixel units) intersected with the [0, 1] box.
+
+    step_size defaults to 2.5 * eps / steps (in units of the attack's norm; steps are unit-norm
+    steepest-ascent directions: sign for linf, normalised gradient for l2, the top-`sparsity` SLIDE
+    step for l1). loss: "ce", "margin", "cw" (with kappa) or "dlr". restarts: later restarts run
+    only on samples still unsolved, and each sample keeps its worst case. momentum > 0 gives MI-FGSM.
+    Returns the first adversarial iterate found per sample (or, with early_stop=False, the iterate of
+    highest loss among the adversarial ones), else the iterate of highest loss.
+    """
+    e, labels = _checked(model, x, y, norm, eps, steps, restarts, loss, targeted, target)
+    a = as_eps(2.5 * e / steps if step_size is None else step_size, x.shape[0], x)
+    check_positive(steps=steps)
+    return run_pgd(model, x, labels, norm=norm, eps=e, steps=steps, step_size=a, random_start=random_start,
+                   restarts=restarts, loss=loss, kappa=kappa, momentum=momentum, sparsity=sparsity,
+                   targeted=targeted, early_stop=early_stop, generator=generator)
+
+
+@register("fgsm", family="fixed", norms=("linf", "l2", "l1"))
+def fgsm(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1,
+         step_size: float | None = None, random_start: bool = False, loss: str = "ce", sparsity: float = 0.01,
+         targeted: bool = False, target: Tensor | None = None,
+         generator: torch.Generator | None = None) -> AttackResult:
+    """Fast gradient (sign) method: one steepest-ascent step of size `step_size`, projected.
+
+    step_size defaults to eps, or 1.25 * eps with random_start=True (FGSM-RS of Wong et al. 2020).
+    """
+    e, labels = _checked(model, x, y, norm, eps, 1, 1, loss, targeted, target)
+    a = as_eps((1.25 if random_start else 1.0) * e if step_size is None else step_size, x.shape[0], x)
+    return run_pgd(model, x, labels, norm=norm, eps=e, steps=1, step_size=a, random_start=random_start, restarts=1,
+                   loss=loss, kappa=0.0, momentum=0.0, sparsity=sparsity, targeted=targeted, early_stop=False,
+                   generator=generator)
