@@ -66,7 +66,8 @@ class Objective:
         pass
 
     def config(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init} \
+            if dataclasses.is_dataclass(self) else {}
         return {"name": self.name, **d}
 
 
@@ -91,7 +92,7 @@ def build_objective(cfg: dict[str, Any]) -> Objective:
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; known: {sorted(OBJECTIVES)}")
     cls = OBJECTIVES[name]
-    fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init} if dataclasses.is_dataclass(cls) else {}
     unknown = set(cfg) - set(fields)
     if unknown:
         raise ValueError(f"objective {name!r} has no parameter(s) {sorted(unknown)}; it takes {sorted(fields)}")

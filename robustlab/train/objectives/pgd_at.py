@@ -1,0 +1,136 @@
+"""Madry et al. PGD adversarial training, and Wong et al. fast FGSM-RS training with early stopping."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustlab.train.objectives.base import Objective, ObjectiveOutput, StepContext, register_objective
+
+ATTACK_MODES = ("eval", "train")
+
+
+@contextlib.contextmanager
+def attack_mode(model: nn.Module, mode: str) -> Iterator[None]:
+    """Run the inner attack with the model in `mode` ("eval": BatchNorm uses running statistics and
+    is not updated by the attack's passes; "train": batch statistics, as Madry et al. and Rice et al.
+    do), then restore the model's previous mode."""
+    if mode not in ATTACK_MODES:
+        raise ValueError(f"attack_mode must be one of {ATTACK_MODES}, got {mode!r}")
+    was = model.training
+    model.train(mode == "train")
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
+@register_objective("pgd_at")
+@dataclass
+class PGDAT(Objective):
+    """min_theta E max_{||delta|| <= eps} CE(f(x + delta), y), the max by PGD (random start).
+
+    mix: weight of the clean loss (0 = adversarial examples only, 0.5 = half clean, half adversarial).
+    """
+
+    norm: str = "linf"
+    eps: float = 0.1
+    steps: int = 7
+    step_size: float = 0.0  # 0 = 2.5 * eps / steps
+    random_start: bool = True
+    mix: float = 0.0
+    attack_mode: str = "eval"
+
+    def __post_init__(self) -> None:
+        if self.eps < 0 or self.steps < 1 or not 0 <= self.mix <= 1:
+            raise ValueError(f"pgd_at needs eps >= 0, steps >= 1, 0 <= mix <= 1 (got {self.eps}, {self.steps}, "
+                             f"{self.mix})")
+        if self.attack_mode not in ATTACK_MODES:
+            raise ValueError(f"attack_mode must be one of {ATTACK_MODES}")
+
+    def adversarial(self, model: nn.Module, x: Tensor, y: Tensor, gen: torch.Generator | None) -> Tensor:
+        from robustlab.attacks.pgd import pgd
+
+        step = self.step_size or 2.5 * self.eps / self.steps
+        with attack_mode(model, self.attack_mode):
+            r = pgd(model, x, y, norm=self.norm, eps=self.eps, steps=self.steps, step_size=step,
+                    random_start=self.random_start, early_stop=False, generator=gen)
+        return r.x_adv.detach()
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> ObjectiveOutput:
+        x_adv = self.adversarial(model, x, y, ctx.generator)
+        if self.mix > 0:
+            logits = model(torch.cat([x, x_adv]))
+            clean, adv = logits[: len(x)], logits[len(x):]
+            loss = self.mix * F.cross_entropy(clean, y) + (1 - self.mix) * F.cross_entropy(adv, y)
+        else:
+            adv = model(x_adv)
+            loss = F.cross_entropy(adv, y)
+        return ObjectiveOutput(loss, adv, {"adv_acc": float((adv.detach().argmax(1) == y).float().mean())})
+
+
+@register_objective("fgsm_rs")
+@dataclass
+class FGSMRS(Objective):
+    """Wong et al. (2020) fast adversarial training: uniform random start in the eps-ball, one FGSM step
+    of 1.25 eps, projection. Catastrophic overfitting guard: after each epoch PGD robust accuracy on a
+    held-out batch; when it falls by more than `drop` below the best so far, the weights of the best
+    epoch are restored and training stops (metrics record `catastrophic_overfitting` and `best_epoch`)."""
+
+    norm: str = "linf"
+    eps: float = 0.1
+    step_size: float = 0.0  # 0 = 1.25 * eps
+    attack_mode: str = "eval"
+    guard_steps: int = 10  # PGD steps of the overfitting guard (0 = no guard)
+    drop: float = 0.2  # stop when robust accuracy falls this far below its best
+
+    best_robust: float = field(default=-1.0, init=False, repr=False)
+    best_epoch: int = field(default=-1, init=False, repr=False)
+    best_weights: dict[str, Tensor] | None = field(default=None, init=False, repr=False)
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> ObjectiveOutput:
+        from robustlab.attacks.pgd import fgsm
+
+        with attack_mode(model, self.attack_mode):
+            r = fgsm(model, x, y, norm=self.norm, eps=self.eps, step_size=self.step_size or 1.25 * self.eps,
+                     random_start=True, generator=ctx.generator)
+        adv = model(r.x_adv.detach())
+        return ObjectiveOutput(F.cross_entropy(adv, y), adv)
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float],
+                     val_batch: tuple[Tensor, Tensor]) -> bool:
+        if not self.guard_steps:
+            return False
+        from robustlab.attacks.pgd import pgd
+
+        x, y = val_batch
+        r = pgd(model, x, y, norm=self.norm, eps=self.eps, steps=self.guard_steps,
+                generator=torch.Generator(device=x.device).manual_seed(epoch))
+        with torch.no_grad():
+            rob = float(((model(x).argmax(1) == y) & ~r.success).float().mean())
+        metrics["guard_robust_acc"] = rob
+        if rob >= self.best_robust:
+            self.best_robust, self.best_epoch = rob, epoch + 1
+            self.best_weights = copy.deepcopy(model.state_dict())
+        if rob < self.best_robust - self.drop:
+            assert self.best_weights is not None
+            model.load_state_dict(self.best_weights)
+            metrics["catastrophic_overfitting"] = 1.0
+            metrics["best_epoch"] = float(self.best_epoch)
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_robust": self.best_robust, "best_epoch": self.best_epoch, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_robust = float(state.get("best_robust", -1.0))
+        self.best_epoch = int(state.get("best_epoch", -1))
+        self.best_weights = state.get("best_weights")
