@@ -1,0 +1,214 @@
+"""Auto-PGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness ..."): APGD-CE, APGD-DLR
+and APGD-T (targeted DLR over the top-k classes), for Linf, L2 and L1.
+
+The step size starts at 2 eps and is halved at checkpoints w_j = ceil(p_j * steps), p_0 = 0,
+p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), when (1) fewer than rho = 0.75 of the
+steps since the last checkpoint increased the loss, or (2) the step was not halved at the last
+checkpoint and the best loss has not improved since; on halving, the iterate restarts from the best
+point. Updates use momentum alpha = 0.75. All state is per sample, and samples leave the batch once
+adversarial (unless early_stop=False).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from robustlab.attacks.base import AttackResult, PassCounter, as_eps, check_norm, is_adversarial, prepare, register
+from robustlab.data.checks import InputError
+from robustlab.ops import dlr_loss, dlr_targeted_loss, project_ball_box, random_in_ball, steepest_ascent
+from robustlab.ops import norm as norm_of
+
+LOSSES = ("ce", "dlr", "dlr_targeted")
+
+
+def checkpoints(steps: int) -> list[int]:
+    """The iterations at which APGD may halve its step size."""
+    p = [0.0, 0.22]
+    while p[-1] < 1:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    return sorted({math.ceil(q * steps) for q in p if q <= 1})[1:]
+
+
+def _loss(name: str, logits: Tensor, y: Tensor, t: Tensor | None) -> Tensor:
+    if name == "ce":
+        return torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    if name == "dlr":
+        return dlr_loss(logits, y)
+    assert t is not None
+    return dlr_targeted_loss(logits, y, t)
+
+
+def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str, eps: Tensor, steps: int, loss: str,
+         rho: float, alpha: float, sparsity: float, early_stop: bool, generator: torch.Generator | None,
+         counter: PassCounter, idx: Tensor, best_x: Tensor, success: Tensor, best_logits: Tensor) -> None:
+    """One APGD run on the samples `idx` (global indices); updates best_x/success/best_logits in place.
+
+    Success is misclassification (y is the true label; t, for dlr_targeted, only shapes the loss).
+    """
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    x0, lab, e = x[idx], y[idx], eps[idx]
+    tt = t[idx] if t is not None else None
+    n = len(idx)
+
+    def evaluate(xa: Tensor, ids: Tensor, lab: Tensor, tt: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        xa = xa.detach().requires_grad_(True)
+        logits = model(xa)
+        values = _loss(loss, logits, lab, tt)
+        grad, = torch.autograd.grad(values.sum(), xa)
+        counter.add(ids, forward=1, backward=1)
+        return grad, values.detach(), logits.detach()
+
+    def record(ids: Tensor, xa: Tensor, logits: Tensor, lab: Tensor) -> Tensor:
+        adv = is_adversarial(logits, lab, False)
+        new = adv & ~success[ids]
+        if bool(new.any()):
+            b = ids[new]
+            best_x[b] = xa[new].detach()
+            best_logits[b] = logits[new]
+            success[b] = True
+        return adv
+
+    def step(d: Tensor, grad: Tensor, eta: Tensor, x0: Tensor, e: Tensor) -> Tensor:
+        return project_ball_box(d + eta.view(shape) * steepest_ascent(grad, norm, sparsity=sparsity), x0, norm, e)
+
+    delta = project_ball_box(random_in_ball(x0, norm, e, generator), x0, norm, e)
+    grad, f, logits = evaluate(x0 + delta, idx, lab, tt)
+    adv = record(idx, x0 + delta, logits, lab)
+    # per-sample state
+    eta = 2 * e.clone()
+    f_best, d_best, g_best = f.clone(), delta.clone(), grad.clone()
+    d_prev = delta.clone()
+    f_prev = f.clone()
+    increases = torch.zeros(n, device=x.device)
+    f_best_ckpt = f_best.clone()
+    reduced_ckpt = torch.zeros(n, dtype=torch.bool, device=x.device)
+    ckpts = checkpoints(steps)
+    last_ckpt = 0
+    ids = idx
+
+    for k in range(steps):
+        if early_stop and bool(adv.any()):
+            keep = ~adv
+            (ids, x0, lab, e, delta, d_prev, grad, eta, f_best, d_best, g_best, f_prev, increases, f_best_ckpt,
+             reduced_ckpt) = (v[keep] for v in (ids, x0, lab, e, delta, d_prev, grad, eta, f_best, d_best, g_best,
+                                                f_prev, increases, f_best_ckpt, reduced_ckpt))
+            if tt is not None:
+                tt = tt[keep]
+            if ids.numel() == 0:
+                return
+        z = step(delta, grad, eta, x0, e)
+        if k == 0:
+            new = z
+        else:
+            a = alpha
+            new = project_ball_box(delta + a * (z - delta) + (1 - a) * (delta - d_prev), x0, norm, e)
+        d_prev, delta = delta, new
+        grad, f, logits = evaluate(x0 + delta, ids, lab, tt)
+        adv = record(ids, x0 + delta, logits, lab)
+        increases += (f > f_prev).float()
+        f_prev = f
+        better = f > f_best
+        f_best = torch.where(better, f, f_best)
+        d_best = torch.where(better.view(shape), delta, d_best)
+        g_best = torch.where(better.view(shape), grad, g_best)
+        if k + 1 in ckpts:
+            h = k + 1 - last_ckpt
+            cond1 = increases < rho * h
+            cond2 = ~reduced_ckpt & (f_best_ckpt >= f_best)
+            halve = cond1 | cond2
+            eta = torch.where(halve, eta / 2, eta)
+            delta = torch.where(halve.view(shape), d_best, delta)
+            grad = torch.where(halve.view(shape), g_best, grad)
+            reduced_ckpt = halve
+            f_best_ckpt = f_best.clone()
+            increases.zero_()
+            last_ckpt = k + 1
+    # samples never adversarial keep their highest-loss point (useful when early_stop=False / for inspection)
+    rest = ~success[ids]
+    if bool(rest.any()):
+        b = ids[rest]
+        best_x[b] = (x0 + d_best)[rest].detach()
+
+
+def _setup(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float | Tensor, steps: int,
+           restarts: int) -> tuple[Tensor, Tensor]:
+    x, y = prepare(model, x, y)
+    check_norm(norm, ("linf", "l2", "l1"))
+    if steps < 1 or restarts < 1:
+        raise InputError(f"steps and restarts must be >= 1, got {steps}, {restarts}")
+    return as_eps(eps, x.shape[0], x), y
+
+
+def _result(model: nn.Module, x: Tensor, best_x: Tensor, success: Tensor, best_logits: Tensor, norm: str,
+            counter: PassCounter) -> AttackResult:
+    todo = ~success
+    if bool(todo.any()):  # logits of the returned non-adversarial points
+        with torch.no_grad():
+            best_logits[todo] = model(best_x[todo])
+        counter.add(todo, forward=1)
+    return AttackResult(best_x, success, norm_of(best_x - x, norm), counter.forward, counter.backward, best_logits)
+
+
+@register("apgd", family="fixed", norms=("linf", "l2", "l1"))
+def apgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1, steps: int = 100,
+         loss: str = "ce", restarts: int = 1, rho: float = 0.75, alpha: float = 0.75, sparsity: float = 0.05,
+         early_stop: bool = True, generator: torch.Generator | None = None) -> AttackResult:
+    """APGD with the CE or DLR loss (untargeted). Restarts run only on samples still robust.
+
+    For norm="l1" the step is the SLIDE-style top-`sparsity` direction with the exact box-aware L1
+    projection (the adaptive sparsity of Croce & Hein 2021's APGD-L1 is not implemented).
+    """
+    if loss not in ("ce", "dlr"):
+        raise InputError(f"apgd loss must be 'ce' or 'dlr' (apgd_t is the targeted version), got {loss!r}")
+    e, y = _setup(model, x, y, norm, eps, steps, restarts)
+    n = x.shape[0]
+    counter = PassCounter(n, x.device)
+    best_x, success = x.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
+    with torch.no_grad():
+        best_logits = model(x)
+    counter.add(None, forward=1)
+    success = is_adversarial(best_logits, y, False)  # already misclassified: nothing to do
+    for _ in range(restarts):
+        idx = (~success).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        _run(model, x, y, None, norm=norm, eps=e, steps=steps, loss=loss, rho=rho, alpha=alpha, sparsity=sparsity,
+             early_stop=early_stop, generator=generator, counter=counter, idx=idx, best_x=best_x, success=success,
+             best_logits=best_logits)
+    return _result(model, x, best_x, success, best_logits, norm, counter)
+
+
+@register("apgd_t", family="fixed", norms=("linf", "l2", "l1"))
+def apgd_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1,
+           steps: int = 100, n_targets: int = 9, restarts: int = 1, rho: float = 0.75, alpha: float = 0.75,
+           sparsity: float = 0.05, early_stop: bool = True, generator: torch.Generator | None = None) -> AttackResult:
+    """APGD-T: targeted DLR loss towards each of the `n_targets` highest-scoring wrong classes in turn,
+    only on points still robust; success is any misclassification (as in AutoAttack)."""
+    e, y = _setup(model, x, y, norm, eps, steps, restarts)
+    n = x.shape[0]
+    counter = PassCounter(n, x.device)
+    best_x = x.clone()
+    with torch.no_grad():
+        clean_logits = model(x)
+    counter.add(None, forward=1)
+    best_logits = clean_logits.clone()
+    success = is_adversarial(clean_logits, y, False)
+    k = min(n_targets, clean_logits.shape[1] - 1)
+    if clean_logits.shape[1] < 4:
+        raise InputError("apgd_t's targeted DLR loss needs at least 4 classes")
+    cand = clean_logits.sort(dim=1, descending=True).indices[:, : k + 1]
+    not_y = cand != y[:, None]
+    rank = not_y.cumsum(1) - 1  # rank among the wrong classes, by clean logit
+    for j in range(k):
+        t = cand[(rank == j) & not_y]  # the (j+1)-th highest-scoring wrong class of each sample
+        for _ in range(restarts):
+            idx = (~success).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            _run(model, x, y, t, norm=norm, eps=e, steps=steps, loss="dlr_targeted", rho=rho, alpha=alpha,
+                 sparsity=sparsity, early_stop=early_stop, generator=generator, counter=counter, idx=idx,
+                 best_x=best_x, success=success, best_logits=best_logits)
+    return _result(model, x, best_x, success, best_logits, norm, counter)
