@@ -1,0 +1,87 @@
+"""APGD, APGD-T and Square: invariants, closed forms, strength relative to PGD."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from robustlab import attacks, ops
+from robustlab.attacks.apgd import checkpoints
+from tests.helpers import binary_linear, digits_mlp
+
+
+def test_apgd_checkpoints_follow_the_paper():
+    # p_j: 0, 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99 (times steps, rounded up)
+    assert checkpoints(100)[:3] == [22, 41, 58] and checkpoints(100)[-1] == 99
+    assert all(a < b for a, b in zip(checkpoints(1000), checkpoints(1000)[1:]))
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 8), st.sampled_from(["linf", "l2", "l1"]), st.floats(0.0, 1.0), st.integers(0, 1000),
+       st.sampled_from(["apgd", "apgd_t", "square"]))
+def test_budget_box_and_flags(n, norm, eps, seed, name):
+    if name == "square" and norm == "l1":
+        return
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 16), torch.nn.ReLU(),
+                                torch.nn.Linear(16, 5)).eval()
+    x = torch.rand(n, 3, 4, 4)
+    y = torch.randint(0, 5, (n,))
+    kw = {"queries": 30} if name == "square" else {"steps": 8}
+    r = attacks.get(name)(model, x, y, norm=norm, eps=eps, generator=torch.Generator().manual_seed(seed), **kw)
+    assert (ops.norm(r.x_adv - x, norm) <= eps * (1 + 1e-5) + 1e-6).all()
+    assert (r.x_adv >= 0).all() and (r.x_adv <= 1).all()
+    with torch.no_grad():
+        logits = model(r.x_adv)
+    assert torch.equal(r.success, logits.argmax(1) != y)
+    assert torch.allclose(r.logits, logits, atol=1e-5)
+    if name == "square":
+        assert (r.backward_passes == 0).all() and (r.forward_passes <= 30).all()
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_apgd_reaches_linear_optimum(norm):
+    """Binary linear model, untargeted with early_stop=False: the highest-loss point is x + eps * direction."""
+    model = binary_linear(d=6)
+    x = torch.full((1, 1, 2, 3), 0.5)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    wd = (model.w[1 - y] - model.w[y]).detach().flatten()
+    eps = 0.05  # small enough that the point stays correctly classified, so the loss keeps rising
+    opt = eps * (wd.sign() if norm == "linf" else wd / wd.norm())
+    r = attacks.apgd(model, x, y, norm=norm, eps=eps, steps=50, early_stop=False)
+    assert not r.success.any()
+    assert float((r.x_adv - x).flatten(1) @ wd) == pytest.approx(float(opt @ wd), rel=1e-3)
+
+
+def test_apgd_ensemble_at_least_as_strong_as_pgd():
+    m, x, y = digits_mlp()
+    with torch.no_grad():
+        correct = m(x).argmax(1) == y
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    for eps in (0.05, 0.1):
+        p = attacks.pgd(m, x, y, eps=eps, steps=40, generator=g())
+        a = attacks.apgd(m, x, y, eps=eps, steps=40, generator=g())
+        t = attacks.apgd_t(m, x, y, eps=eps, steps=40, n_targets=3, generator=g())
+        ens = (correct & ~a.success & ~t.success).float().mean()
+        assert ens <= (correct & ~p.success).float().mean() + 1e-6
+
+
+def test_apgd_t_targets_and_restarts_only_on_robust_points():
+    m, x, y = digits_mlp()
+    r = attacks.apgd_t(m, x, y, eps=0.1, steps=10, n_targets=2)
+    # a point broken by the first target costs no passes of the second
+    assert r.forward_passes.max() <= 1 + 2 * 11 + 1
+    once = attacks.apgd(m, x, y, eps=0.05, steps=10, generator=torch.Generator().manual_seed(3))
+    twice = attacks.apgd(m, x, y, eps=0.05, steps=10, restarts=3, generator=torch.Generator().manual_seed(3))
+    assert (twice.success | ~once.success).all()
+
+
+def test_square_finds_adversarials_on_a_trained_model_and_is_deterministic():
+    m, x, y = digits_mlp()
+    a = attacks.square(m, x[:50], y[:50], eps=0.15, queries=300, generator=torch.Generator().manual_seed(0))
+    b = attacks.square(m, x[:50], y[:50], eps=0.15, queries=300, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.x_adv, b.x_adv)
+    assert a.success.float().mean() > 0.4
+    with pytest.raises(ValueError):
+        attacks.square(m, x, y, norm="l1")
