@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from robustlab.data.checks import InputError
+
 
 def _cmd_data_info(a: argparse.Namespace) -> int:
     from robustlab import data
@@ -80,7 +82,7 @@ def _load_model_and_data(path: str, dataset: str | None, split: str, n: int, dev
         dataset = dataset or cfg.data.name
         classes, root = cfg.data.classes, cfg.data.root or None
     if not dataset:
-        raise SystemExit(f"{path} has no config.toml; say which data to use with --data NAME")
+        raise InputError(f"{path} has no config.toml; say which data to use with --data NAME")
     ds = rdata.load(dataset, split, root=root)
     if classes:
         ds = rdata.class_subset(ds, classes)
@@ -100,7 +102,7 @@ def _cmd_attack(a: argparse.Namespace) -> int:
     params: dict[str, Any] = {"norm": a.norm}
     if spec.family == "fixed":
         if a.eps is None:
-            raise SystemExit(f"{a.attack} is a fixed-budget attack: give --eps")
+            raise InputError(f"{a.attack} is a fixed-budget attack: give --eps")
         params["eps"] = a.eps
     for key, val in (("steps", a.steps), ("step_size", a.step_size), ("restarts", a.restarts)):
         if val is not None:

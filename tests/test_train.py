@@ -244,3 +244,24 @@ def test_torchrun_two_ranks_matches_one_process(tmp_path):
     two = load_model(tmp_path / "two")
     for (k, a), b in zip(one.state_dict().items(), two.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-5), k
+
+
+def test_cli_attack_verifies_and_saves(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from robustlab.cli import main
+
+    out = tmp_path / "runs" / "m"
+    train(tiny_cfg(epochs=2), out=out)
+    adv = tmp_path / "adv.safetensors"
+    assert main(["attack", str(out), "--attack", "pgd", "--norm", "linf", "--eps", "0.1", "--steps", "10",
+                 "--n", "100", "--out", str(adv)]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["n"] == 100 and s["unverified"] == 0 and s["robust_acc"] <= s["clean_acc"]
+    t = load_file(adv)
+    assert t["x_adv"].shape == (100, 1, 8, 8) and int(t["success"].sum()) == round(s["success_rate"] * 100)
+    assert (t["x_adv"] - __import__("robustlab").data.load("digits", "test").x[:100]).abs().max() <= 0.1 + 1e-6
+    assert main(["attack", str(out), "--attack", "apgd", "--eps", "0.1", "--param", "loss=dlr", "--n", "50"]) == 0
+    assert main(["attack", str(out), "--attack", "nope", "--eps", "0.1"]) == 2
+    assert main(["attack", str(out), "--attack", "pgd"]) == 2  # fixed-budget attack without --eps
+    assert "give --eps" in capsys.readouterr().err
