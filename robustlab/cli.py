@@ -87,7 +87,7 @@ def _load_model_and_data(path: str, dataset: str | None, split: str, n: int, dev
     if classes:
         ds = rdata.class_subset(ds, classes)
     if n:
-        ds = rdata.first_n(ds, n)
+        ds = rdata.first_n(ds, min(n, len(ds.y)))
     return model, ds.x.to(device), ds.y.to(device)
 
 
@@ -98,11 +98,11 @@ def _cmd_attack(a: argparse.Namespace) -> int:
     from robustlab.io import atomic_write
 
     spec = attacks.get(a.attack)
+    if spec.family == "fixed" and a.eps is None:
+        raise InputError(f"{a.attack} is a fixed-budget attack: give --eps")
     model, x, y = _load_model_and_data(a.model, a.data, "test", a.n, a.device)
     params: dict[str, Any] = {"norm": a.norm}
     if spec.family == "fixed":
-        if a.eps is None:
-            raise InputError(f"{a.attack} is a fixed-budget attack: give --eps")
         params["eps"] = a.eps
     for key, val in (("steps", a.steps), ("step_size", a.step_size), ("restarts", a.restarts)):
         if val is not None:
