@@ -145,6 +145,26 @@ def _cmd_attack(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from robustlab.evaluate import evaluate, plot_curves, summary
+
+    model, x, y = _load_model_and_data(a.model, a.data, "test", a.n, a.device)
+    eps = [float(e) for e in a.eps.split(",")]
+    custom = None
+    if a.version == "custom":
+        if not a.attacks:
+            raise InputError("--version custom needs --attacks NAME[,NAME...]")
+        custom = [(name, {}) for name in a.attacks.split(",")]
+    out = Path(a.out) if a.out else Path(a.model) / f"eval_{a.norm}_{a.version}.json"
+    card = evaluate(model, x, y, norm=a.norm, eps=eps, version=a.version if custom is None else "custom",
+                    custom=custom, batch_size=a.batch_size, seed=a.seed, checks=not a.no_checks, out=out,
+                    meta={"model": str(a.model), "data": a.data or "from the run's config"}, progress=True)
+    print(summary(card))
+    plot_curves({Path(a.model).name: card}, out.with_suffix(".png"))
+    print(f"model card: {out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_demo(a: argparse.Namespace) -> int:
     from robustlab.experiments.demo import run
 
@@ -208,6 +228,21 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--device", default="cpu")
     at.add_argument("--out", default=None, help="save x_adv, success, norm to this .safetensors file")
     at.set_defaults(fn=_cmd_attack)
+
+    ev = sub.add_parser("evaluate", help="verified robust accuracy at several eps with a worst-case ensemble")
+    ev.add_argument("model", help="run folder or model folder")
+    ev.add_argument("--norm", default="linf", choices=["linf", "l2", "l1"])
+    ev.add_argument("--eps", required=True, help="comma-separated list, e.g. 0.05,0.1,0.2")
+    ev.add_argument("--version", default="standard", choices=["standard", "cheap", "custom"])
+    ev.add_argument("--attacks", default=None, help="with --version custom: comma-separated attack names")
+    ev.add_argument("--n", type=int, default=1000, help="first N test points (0 = all)")
+    ev.add_argument("--data", default=None)
+    ev.add_argument("--batch-size", dest="batch_size", type=int, default=500)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--no-checks", dest="no_checks", action="store_true", help="skip the sanity checklist")
+    ev.add_argument("--out", default=None, help="model card JSON (default RUN/eval_NORM_VERSION.json); resumes")
+    ev.set_defaults(fn=_cmd_evaluate)
 
     de = sub.add_parser("demo", help="the main job: train standard and adversarially trained models, attack them")
     de.add_argument("--out", default="runs/demo")

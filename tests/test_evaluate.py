@@ -1,0 +1,116 @@
+"""Evaluation: verification, per-sample worst case, sanity checks on a gradient-masked model, resume."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from robustlab import attacks
+from robustlab.attacks.base import REGISTRY, AttackResult, register
+from robustlab.evaluate import evaluate, run_ensemble, summary, verify
+from tests.helpers import digits_mlp
+
+
+class Quantised(nn.Module):
+    """Gradient masking: the input is rounded to 4 levels, so input gradients are zero almost everywhere."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(torch.round(x * 3) / 3)
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return digits_mlp()
+
+
+def test_verify_checks_label_box_and_budget(mlp):
+    m, x, y = mlp
+    r = attacks.pgd(m, x, y, eps=0.1, steps=10)
+    ok = verify(m, x, y, r.x_adv, norm="linf", eps=0.1)
+    assert torch.equal(ok, r.success)
+    assert not verify(m, x, y, r.x_adv, norm="linf", eps=0.05)[r.success & (r.norm > 0.06)].any()
+    assert not verify(m, x, y, r.x_adv + 2, norm="linf", eps=None).any()  # outside the box
+    assert not verify(m, x, y, x, norm="linf", eps=0.1)[(m(x).argmax(1) == y)].any()  # clean correct: no success
+
+
+def test_standard_model_has_about_zero_robust_accuracy_and_ensemble_below_pgd(mlp):
+    m, x, y = mlp
+    card = evaluate(m, x[:100], y[:100], norm="linf", eps=[0.05, 0.3], checks=False)
+    assert card["robust_accuracy"]["0.3"] <= 0.02
+    pgd = attacks.pgd(m, x[:100], y[:100], eps=0.05, steps=40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        pgd_acc = float(((m(x[:100]).argmax(1) == y[:100]) & ~pgd.success).float().mean())
+    assert card["robust_accuracy"]["0.05"] <= pgd_acc
+    assert "fab_t" in card["unavailable_attacks"] or "fab_t" in card["unverified_claims"]
+
+
+def test_worst_case_is_the_intersection_of_deterministic_attacks(mlp):
+    m, x, y = mlp
+    plan = [("fgsm", {}), ("pgd", {"steps": 5, "random_start": False})]
+    res = run_ensemble(m, x, y, norm="linf", eps=[0.06], custom=plan, batch_size=64)
+    f = attacks.fgsm(m, x, y, eps=0.06)
+    p = attacks.pgd(m, x, y, eps=0.06, steps=5, random_start=False)
+    with torch.no_grad():
+        clean = m(x).argmax(1) == y
+    expect = float((clean & ~f.success & ~p.success).float().mean())
+    assert res.robust_accuracy()[0.06] == pytest.approx(expect)
+    broken = res.broken_by[0.06]
+    assert all((b == "fgsm") <= bool(f.success[i]) for i, b in enumerate(broken))
+
+
+def test_false_claims_fail_verification_and_are_not_counted(mlp):
+    m, x, y = mlp
+
+    @register("_liar", family="fixed", norms=("linf",))
+    def liar(model, x, y, *, norm="linf", eps=0.1, generator=None):
+        n = len(x)
+        out_of_budget = (x + 0.5).clamp(0, 1)  # misclassified maybe, but far outside eps
+        z = torch.zeros(n, dtype=torch.long)
+        return AttackResult(out_of_budget, torch.ones(n, dtype=torch.bool), torch.zeros(n), z, z, m(x))
+
+    try:
+        card = evaluate(m, x[:50], y[:50], norm="linf", eps=[0.05], custom=[("_liar", {})], checks=False)
+    finally:
+        REGISTRY.pop("_liar")
+    assert card["unverified_claims"]["_liar"] > 0
+    assert card["robust_accuracy"]["0.05"] == pytest.approx(card["clean_accuracy"])
+    assert "failed verification" in summary(card)
+
+
+def test_sanity_checks_fire_on_a_gradient_masked_model(mlp):
+    m, x, y = mlp
+    masked = Quantised(m).eval()
+    card = evaluate(masked, x[:80], y[:80], norm="linf", eps=[0.05, 0.1, 0.2],
+                    custom=[("pgd", {"steps": 20}), ("square", {"queries": 300})])
+    failed = {c["name"] for c in card["sanity_checks"] if not c["passed"]}
+    assert "gradients_not_vanishing" in failed
+    assert "blackbox_not_stronger" in failed or "unbounded_attack_succeeds" in failed
+    assert "WARNING" in summary(card)
+    clean_card = evaluate(m, x[:80], y[:80], norm="linf", eps=[0.05, 0.1, 0.2],
+                          custom=[("apgd", {}), ("apgd_t", {"n_targets": 3}), ("square", {"queries": 300})])
+    assert all(c["passed"] for c in clean_card["sanity_checks"]), clean_card["sanity_checks"]
+
+
+def test_interrupted_evaluation_resumes_to_the_same_card(mlp, tmp_path):
+    m, x, y = mlp
+    out = tmp_path / "card.json"
+    plan = [("pgd", {"steps": 10})]
+    full = evaluate(m, x[:120], y[:120], norm="linf", eps=[0.05, 0.1], custom=plan, batch_size=40, out=out,
+                    checks=False)
+    state_path = tmp_path / "card.json.state.json"
+    state = json.loads(state_path.read_text())
+    for e in state["broken_by"]:  # pretend it was killed after the first batch
+        state["broken_by"][e] = state["broken_by"][e][:40]
+        state["adv_norms"][e] = state["adv_norms"][e][:40]
+    state_path.write_text(json.dumps(state))
+    again = evaluate(m, x[:120], y[:120], norm="linf", eps=[0.05, 0.1], custom=plan, batch_size=40, out=out,
+                     checks=False)
+    assert again["robust_accuracy"] == full["robust_accuracy"]
+    assert again["per_sample"] == full["per_sample"]
+    with pytest.raises(ValueError, match="different evaluation"):
+        evaluate(m, x[:120], y[:120], norm="linf", eps=[0.2], custom=plan, batch_size=40, out=out, checks=False)
