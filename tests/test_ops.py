@@ -206,3 +206,35 @@ def test_jacobian_of_linear_model_is_its_weight():
     g, _ = ops.input_gradient(lin, x, lambda z: z[:, 2])
     assert torch.allclose(g, W[2].expand(3, -1, -1, -1))
     assert lin[1].weight.grad is None  # parameters untouched
+
+
+@pytest.mark.parametrize("p", ["l2", "linf", "l1"])
+def test_hyperplane_step_box_is_the_exact_minimum(p):
+    """Smallest step onto <w, d> = c inside the box, against a linear program (l1, linf) / SLSQP (l2)."""
+    from scipy.optimize import linprog
+
+    g = np.random.default_rng(1)
+    n = 6
+    for _ in range(5):
+        w, c, x = g.normal(size=n), g.normal() * 0.3, g.uniform(size=n)
+        lo, hi = -x, 1 - x
+        got = ops.hyperplane_step_box(*(torch.tensor(a)[None] for a in (w, np.array(c))), torch.tensor(lo)[None],
+                                      torch.tensor(hi)[None], p)[0].numpy()
+        assert abs(got @ w - c) < 1e-9 and (got >= lo - 1e-12).all() and (got <= hi + 1e-12).all()
+        if p == "linf":  # variables (d, t): min t, -t <= d_i <= t
+            A = np.vstack([np.hstack([np.eye(n), -np.ones((n, 1))]), np.hstack([-np.eye(n), -np.ones((n, 1))])])
+            r = linprog(np.r_[np.zeros(n), 1], A_ub=A, b_ub=np.zeros(2 * n), A_eq=np.r_[w, 0][None], b_eq=[c],
+                        bounds=list(zip(lo, hi)) + [(0, None)])
+            best = r.fun
+        elif p == "l1":  # d = a - b
+            r = linprog(np.ones(2 * n), A_eq=np.r_[w, -w][None], b_eq=[c],
+                        bounds=[(0, h) for h in hi] + [(0, -lo_i) for lo_i in lo])
+            best = r.fun
+        else:
+            from scipy.optimize import minimize
+
+            eq = {"type": "eq", "fun": lambda d, w=w, c=c: d @ w - c}
+            r = minimize(lambda d: (d**2).sum(), np.zeros(n), constraints=[eq],
+                         bounds=list(zip(lo, hi)), method="SLSQP", options={"ftol": 1e-14})
+            best = np.sqrt(r.fun)
+        assert float(ops.norm(torch.tensor(got)[None], p)) == pytest.approx(best, rel=1e-6, abs=1e-9)
