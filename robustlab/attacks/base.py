@@ -187,3 +187,53 @@ def get(name: str) -> AttackSpec:
     if name not in REGISTRY:
         raise InputError(f"unknown attack {name!r}; known: {sorted(REGISTRY)}")
     return REGISTRY[name]
+
+
+class BestTracker:
+    """Best-so-far for minimum-norm attacks: per sample, the smallest-norm adversarial seen.
+
+    Never grows: an update is accepted only when the candidate is adversarial (on the logits given,
+    i.e. of that exact tensor) and strictly smaller in `norm` than the current best.
+    """
+
+    def __init__(self, x: Tensor, norm: str, num_classes: int):
+        self.x, self.normname = x, norm
+        self.x_adv = x.clone()
+        self.norm = torch.full((x.shape[0],), float("inf"), device=x.device, dtype=x.dtype)
+        self.logits = torch.zeros(x.shape[0], num_classes, device=x.device, dtype=x.dtype)
+        self.has_logits = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+
+    def update(self, idx: Tensor, x_cand: Tensor, logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+        """Offer candidates for samples `idx`; returns the (len(idx),) adversarial mask of the candidates."""
+        from robustlab.ops import norm as norm_of
+
+        adv = is_adversarial(logits, labels, targeted)
+        size = norm_of(x_cand - self.x[idx], self.normname)
+        better = adv & (size < self.norm[idx])
+        if bool(better.any()):
+            b = idx[better]
+            self.x_adv[b] = x_cand[better].detach()
+            self.norm[b] = size[better].detach()
+            self.logits[b] = logits[better].detach()
+            self.has_logits[b] = True
+        return adv
+
+    @property
+    def success(self) -> Tensor:
+        return torch.isfinite(self.norm)
+
+    def result(self, model: nn.Module, counter: PassCounter, info: dict[str, Any] | None = None) -> AttackResult:
+        missing = ~self.has_logits
+        if bool(missing.any()):
+            with torch.no_grad():
+                self.logits[missing] = model(self.x_adv[missing]).to(self.logits.dtype)
+            counter.add(missing, forward=1)
+        return AttackResult(self.x_adv, self.success, self.norm.clone(), counter.forward, counter.backward,
+                            self.logits, info or {})
+
+
+def num_classes_of(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
+    """(logits of x, number of classes), one forward pass without gradient."""
+    with torch.no_grad():
+        logits = model(x)
+    return logits, logits.shape[1]

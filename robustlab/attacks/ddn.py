@@ -1,0 +1,71 @@
+"""Decoupled Direction and Norm (Rony et al. 2019), L2 minimum-norm attack."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustlab.attacks.base import (
+    AttackResult,
+    BestTracker,
+    PassCounter,
+    num_classes_of,
+    prepare,
+    register,
+    view_n,
+)
+from robustlab.data.checks import InputError
+
+
+@register("ddn", family="minnorm", norms=("l2",))
+def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, gamma: float = 0.05,
+        init_norm: float = 1.0, alpha_init: float = 1.0, alpha_final: float = 0.01, levels: int = 0,
+        targeted: bool = False, target: Tensor | None = None,
+        generator: torch.Generator | None = None) -> AttackResult:
+    """DDN: a normalised CE-gradient step of size alpha (cosine-annealed from alpha_init to
+    alpha_final), then the perturbation is rescaled to the radius eps, which shrinks by (1 - gamma) while
+    the current point is adversarial and grows by (1 + gamma) otherwise. levels > 1 quantises x + delta
+    to that many grey levels (the paper's option). Every sample runs all steps, as in the paper,
+    keeping the smallest adversarial perturbation it saw."""
+    x, labels = prepare(model, x, y, targeted=targeted, target=target)
+    if norm != "l2":
+        raise InputError("ddn is an L2 attack (norm='l2')")
+    if steps < 1 or not 0 < gamma < 1:
+        raise InputError(f"steps must be >= 1 and 0 < gamma < 1, got {steps}, {gamma}")
+    n = x.shape[0]
+    counter = PassCounter(n, x.device)
+    logits0, k = num_classes_of(model, x)
+    counter.add(None, forward=1)
+    track = BestTracker(x, "l2", k)
+    idx = torch.arange(n, device=x.device)
+    done = track.update(idx, x, logits0, labels, targeted)
+    idx = idx[~done]
+    x0, lab = x[idx], labels[idx]
+    delta = torch.zeros_like(x0)
+    eps = torch.full((len(idx),), init_norm, device=x.device, dtype=x.dtype)
+    for i in range(steps):
+        alpha = alpha_final + (alpha_init - alpha_final) * (1 + math.cos(math.pi * i / steps)) / 2
+        xa = (x0 + delta).requires_grad_(True)
+        logits = model(xa)
+        ce = F.cross_entropy(logits, lab, reduction="sum")
+        g, = torch.autograd.grad(-ce if targeted else ce, xa)
+        counter.add(idx, forward=1, backward=1)
+        adv = track.update(idx, xa.detach(), logits.detach(), lab, targeted)
+        gn = g.flatten(1).norm(dim=1).clamp_min(1e-12)
+        delta = delta + alpha * g / view_n(gn, g)
+        eps = torch.where(adv, eps * (1 - gamma), eps * (1 + gamma))
+        eps = torch.minimum(eps, track.norm[idx])
+        dn = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+        delta = delta * view_n(eps / dn, delta)
+        xn = (x0 + delta).clamp(0, 1)
+        if levels > 1:
+            xn = torch.round(xn * (levels - 1)) / (levels - 1)
+        delta = xn - x0
+    with torch.no_grad():  # the last iterate
+        logits = model(x0 + delta)
+    counter.add(idx, forward=1)
+    track.update(idx, x0 + delta, logits, lab, targeted)
+    return track.result(model, counter)

@@ -1,0 +1,97 @@
+"""Fast Minimum-Norm attack (Pintor et al. 2021), for L0, L1, L2 and Linf."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from robustlab.attacks.base import (
+    AttackResult,
+    BestTracker,
+    PassCounter,
+    check_norm,
+    num_classes_of,
+    prepare,
+    register,
+    view_n,
+)
+from robustlab.data.checks import InputError
+from robustlab.ops import clip_box, margin, project_ball
+from robustlab.ops import norm as norm_of
+
+_DUAL = {"linf": "l1", "l2": "l2", "l1": "linf"}
+
+
+def _project(delta: Tensor, p: str, eps: Tensor) -> Tensor:
+    if p != "l0":
+        return project_ball(delta, p, eps)
+    flat = delta.flatten(1)
+    k = eps.floor().long().clamp(0, flat.shape[1])
+    order = flat.abs().argsort(1, descending=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(flat.shape[1], device=delta.device).expand_as(order))
+    return (flat * (rank < k[:, None])).view_as(delta)
+
+
+def _cos(a0: float, a1: float, i: int, steps: int) -> float:
+    return a1 + (a0 - a1) * (1 + math.cos(math.pi * i / steps)) / 2
+
+
+@register("fmn", family="minnorm", norms=("l0", "l1", "l2", "linf"))
+def fmn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, alpha_init: float = 1.0,
+        alpha_final: float | None = None, gamma_init: float = 0.05, gamma_final: float = 0.001,
+        targeted: bool = False, target: Tensor | None = None,
+        generator: torch.Generator | None = None) -> AttackResult:
+    """FMN: gradient descent on the logit margin (adversarial when it is < 0) with an L2-normalised
+    step alpha (cosine-annealed to alpha_final = alpha_init / 100), projected on the p-ball of radius
+    eps and the box. eps shrinks by (1 - gamma) towards the best norm while adversarial, and otherwise
+    jumps to the linearised boundary distance ||delta|| + margin / ||grad||_dual (before the first
+    success; at least (1 + gamma) eps, since the linear estimate ignores the box, which otherwise can
+    stall the search below the boundary) or grows by (1 + gamma); gamma is cosine-annealed."""
+    x, labels = prepare(model, x, y, targeted=targeted, target=target)
+    check_norm(norm, ("l0", "l1", "l2", "linf"))
+    if steps < 1:
+        raise InputError(f"steps must be >= 1, got {steps}")
+    a_final = alpha_init / 100 if alpha_final is None else alpha_final
+    n = x.shape[0]
+    counter = PassCounter(n, x.device)
+    logits0, k = num_classes_of(model, x)
+    counter.add(None, forward=1)
+    track = BestTracker(x, norm, k)
+    idx = torch.arange(n, device=x.device)
+    done = track.update(idx, x, logits0, labels, targeted)
+    idx = idx[~done]
+    x0, lab = x[idx], labels[idx]
+    delta = torch.zeros_like(x0)
+    eps = torch.zeros(len(idx), device=x.device, dtype=x.dtype)
+    for i in range(steps):
+        alpha, gamma = _cos(alpha_init, a_final, i, steps), _cos(gamma_init, gamma_final, i, steps)
+        xa = (x0 + delta).requires_grad_(True)
+        logits = model(xa)
+        m = -margin(logits, lab) if targeted else margin(logits, lab)  # < 0 means adversarial
+        g, = torch.autograd.grad(m.sum(), xa)
+        counter.add(idx, forward=1, backward=1)
+        adv = track.update(idx, xa.detach(), logits.detach(), lab, targeted)
+        best = track.norm[idx]
+        found = torch.isfinite(best)
+        cur = norm_of(delta, norm)
+        if norm == "l0":
+            grow = torch.maximum(eps * (1 + gamma), eps + 1)
+            shrink = torch.minimum((eps * (1 - gamma)).floor(), best)
+            first = grow
+        else:
+            gd = norm_of(g, _DUAL[norm]).clamp_min(1e-12)
+            grow = eps * (1 + gamma)
+            # the linearised estimate ignores the box; never let it shrink eps before the first success
+            first = torch.maximum(cur + m.detach().abs() / gd, grow)
+            shrink = torch.minimum(eps * (1 - gamma), best)
+        eps = torch.where(adv, shrink, torch.where(found, grow, first))
+        gn = g.flatten(1).norm(dim=1).clamp_min(1e-12)
+        delta = delta - alpha * g / view_n(gn, g)
+        delta = clip_box(_project(delta, norm, eps), x0)
+    with torch.no_grad():
+        logits = model(x0 + delta)
+    counter.add(idx, forward=1)
+    track.update(idx, x0 + delta, logits, lab, targeted)
+    return track.result(model, counter)
