@@ -1,0 +1,171 @@
+"""FAB: Fast Adaptive Boundary attack (Croce & Hein 2020), L1/L2/Linf, untargeted and targeted (FAB-T).
+
+Each step projects both the current iterate and the original point onto the closest linearised
+decision boundary inside the box (exact box-constrained projection, ops.hyperplane_step_box), moves
+to a convex combination biased towards the original point (alpha <= alpha_max) with overshoot eta,
+and after every success steps back towards the original point by beta.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from robustlab.attacks.base import (
+    AttackResult,
+    BestTracker,
+    PassCounter,
+    check_norm,
+    is_adversarial,
+    num_classes_of,
+    prepare,
+    register,
+    view_n,
+)
+from robustlab.attacks.deepfool import boundary_gradients
+from robustlab.data.checks import InputError
+from robustlab.ops import hyperplane_step_box, random_in_ball
+from robustlab.ops import norm as norm_of
+
+_DUAL = {"linf": "l1", "l2": "l2", "l1": "linf"}
+
+
+def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Tensor, track: BestTracker,
+             counter: PassCounter, *, norm: str, steps: int, alpha_max: float, eta: float, beta: float,
+             start: Tensor | None) -> None:
+    """One FAB run on samples idx, towards the candidate boundaries cand (len(idx), C); success =
+    misclassification of labels."""
+    x0, lab, cd = x[idx], labels[idx], cand[idx]
+    xk = x0.clone() if start is None else start
+    rows = torch.arange(len(idx), device=x.device)
+    for _ in range(steps):
+        if idx.numel() == 0:
+            return
+        xa = xk.detach().requires_grad_(True)
+        logits = model(xa)
+        f, w = boundary_gradients(xa, logits, lab, cd)
+        counter.add(idx, forward=1, backward=cd.shape[1])
+        wn = norm_of(w.flatten(0, 1), _DUAL[norm]).view(f.shape).clamp_min(1e-12)
+        j = (f.abs() / wn).argmin(1)
+        wj, fj = w[rows, j], f[rows, j]
+        # boundary: fj + <wj, z - xk> = 0
+        dk = hyperplane_step_box(wj, -fj, -xk, 1 - xk, norm)
+        c0 = -fj - (wj * (x0 - xk)).flatten(1).sum(1)
+        do = hyperplane_step_box(wj, c0, -x0, 1 - x0, norm)
+        nk, no = norm_of(dk, norm), norm_of(do, norm)
+        a = torch.clamp(nk / (nk + no).clamp_min(1e-12), max=alpha_max)
+        a = view_n(a, xk)
+        xn = ((1 - a) * (xk + eta * dk) + a * (x0 + eta * do)).clamp(0, 1)
+        with torch.no_grad():
+            ln = model(xn)
+        counter.add(idx, forward=1)
+        adv = track.update(idx, xn, ln, lab, False)
+        # after a success, step back towards the original point
+        xk = torch.where(view_n(adv, xn), (1 - beta) * x0 + beta * xn, xn).detach()
+
+
+def _common(model, x, y, norm, steps, targeted, target):
+    x, labels = prepare(model, x, y, targeted=targeted, target=target)
+    check_norm(norm, ("linf", "l2", "l1"))
+    if steps < 1:
+        raise InputError(f"steps must be >= 1, got {steps}")
+    n = x.shape[0]
+    counter = PassCounter(n, x.device)
+    logits0, k = num_classes_of(model, x)
+    counter.add(None, forward=1)
+    return x, labels, n, counter, logits0, k
+
+
+@register("fab", family="minnorm", norms=("linf", "l2", "l1"))
+def fab(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 100, restarts: int = 1,
+        alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, restart_eps: float = 0.0,
+        targeted: bool = False, target: Tensor | None = None,
+        generator: torch.Generator | None = None) -> AttackResult:
+    """FAB. Untargeted: towards the closest linearised boundary among all other classes. Targeted
+    (target given): towards the target's boundary, and success means predicting the target.
+    Restarts after the first start from a random point in the ball of radius `restart_eps` (0: half
+    of each sample's best norm so far, as in the paper) and run on every sample, since a restart may
+    find a smaller perturbation; the smallest is kept."""
+    x, labels, n, counter, logits0, k = _common(model, x, y, norm, steps, targeted, target)
+    y_true = y.to(x.device).long()
+    track = BestTracker(x, norm, k)
+    all_idx = torch.arange(n, device=x.device)
+    if targeted:
+        # targeted FAB: success is predicting the target; boundary between true class and target
+        track_t = BestTracker(x, norm, k)
+        done = track_t.update(all_idx, x, logits0, labels, True)
+        cand = labels[:, None]
+        for r in range(restarts):
+            idx = all_idx[~done] if r == 0 else all_idx
+            start = _restart_start(x, idx, norm, track_t, restart_eps, generator) if r else None
+            _fab_targeted(model, x, y_true, labels, cand, idx, track_t, counter, norm=norm, steps=steps,
+                          alpha_max=alpha_max, eta=eta, beta=beta, start=start)
+        return track_t.result(model, counter)
+    done = track.update(all_idx, x, logits0, labels, False)
+    cand = logits0.scatter(1, labels[:, None], float("-inf")).argsort(1, descending=True)[:, : k - 1]
+    for r in range(restarts):
+        idx = all_idx[~done]
+        start = _restart_start(x, idx, norm, track, restart_eps, generator) if r else None
+        _fab_run(model, x, labels, cand, idx, track, counter, norm=norm, steps=steps, alpha_max=alpha_max,
+                 eta=eta, beta=beta, start=start)
+    return track.result(model, counter)
+
+
+def _restart_start(x: Tensor, idx: Tensor, norm: str, track: BestTracker, restart_eps: float,
+                   gen: torch.Generator | None) -> Tensor:
+    best = track.norm[idx]
+    radius = torch.where(torch.isfinite(best), best / 2, torch.full_like(best, restart_eps or 0.1))
+    if restart_eps:
+        radius = torch.full_like(best, restart_eps)
+    return (x[idx] + random_in_ball(x[idx], norm, radius, gen)).clamp(0, 1)
+
+
+def _fab_targeted(model, x, y_true, target, cand, idx, track, counter, *, norm, steps, alpha_max, eta, beta,
+                  start) -> None:
+    """FAB towards the target's boundary; success (tracked) = prediction equals the target."""
+    x0, tt = x[idx], target[idx]
+    xk = x0.clone() if start is None else start
+    for _ in range(steps):
+        if idx.numel() == 0:
+            return
+        xa = xk.detach().requires_grad_(True)
+        logits = model(xa)
+        # f = z_t - z_max_other_than_t < 0 until the target wins; its gradient gives the boundary
+        other = logits.detach().scatter(1, tt[:, None], float("-inf")).argmax(1)
+        f, w = boundary_gradients(xa, logits, other, tt[:, None])
+        counter.add(idx, forward=1, backward=1)
+        wj, fj = w[:, 0], f[:, 0]
+        dk = hyperplane_step_box(wj, -fj, -xk, 1 - xk, norm)
+        do = hyperplane_step_box(wj, -fj - (wj * (x0 - xk)).flatten(1).sum(1), -x0, 1 - x0, norm)
+        nk, no = norm_of(dk, norm), norm_of(do, norm)
+        a = view_n(torch.clamp(nk / (nk + no).clamp_min(1e-12), max=alpha_max), xk)
+        xn = ((1 - a) * (xk + eta * dk) + a * (x0 + eta * do)).clamp(0, 1)
+        with torch.no_grad():
+            ln = model(xn)
+        counter.add(idx, forward=1)
+        adv = track.update(idx, xn, ln, tt, True)
+        xk = torch.where(view_n(adv, xn), (1 - beta) * x0 + beta * xn, xn).detach()
+
+
+@register("fab_t", family="minnorm", norms=("linf", "l2", "l1"))
+def fab_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 100, n_targets: int = 9,
+          alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, eps: float | None = None,
+          generator: torch.Generator | None = None) -> AttackResult:
+    """FAB-T as in AutoAttack: FAB towards the boundary of each of the `n_targets` highest-scoring
+    wrong classes in turn; success is any misclassification; the smallest perturbation is kept.
+    With `eps` (as in an ensemble), a target is only tried on samples without a success within eps."""
+    x, labels, n, counter, logits0, k = _common(model, x, y, norm, steps, False, None)
+    track = BestTracker(x, norm, k)
+    all_idx = torch.arange(n, device=x.device)
+    done = track.update(all_idx, x, logits0, labels, False)
+    order = logits0.scatter(1, labels[:, None], float("-inf")).argsort(1, descending=True)
+    for t in range(min(n_targets, k - 1)):
+        ok = done | (track.norm <= eps) if eps is not None else done
+        idx = all_idx[~ok]
+        if idx.numel() == 0:
+            break
+        _fab_run(model, x, labels, order[:, t:t + 1], idx, track, counter, norm=norm, steps=steps,
+                 alpha_max=alpha_max, eta=eta, beta=beta, start=None)
+    res = track.result(model, counter)
+    res.success = is_adversarial(res.logits, labels, False) & torch.isfinite(res.norm)
+    return res
