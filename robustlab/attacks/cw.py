@@ -12,7 +12,7 @@ from robustlab.ops import margin
 
 @register("cw", family="minnorm", norms=("l2",))
 def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, search_steps: int = 9,
-       initial_const: float = 1e-2, kappa: float = 0.0, lr: float = 0.05, abort_early: bool = True,
+       initial_const: float = 1.0, kappa: float = 0.0, lr: float = 0.05, abort_early: bool = True,
        targeted: bool = False, target: Tensor | None = None,
        generator: torch.Generator | None = None) -> AttackResult:
     """Minimise ||x' - x||_2^2 + c * max(m(x'), -kappa) over w with x' = (tanh(w) + 1) / 2 (always in

@@ -1,0 +1,127 @@
+"""Minimum-norm attacks: linear closed forms, verification of every returned example, targeted runs."""
+
+import pytest
+import torch
+
+from robustlab import attacks, ops
+from robustlab.attacks.base import BestTracker
+from robustlab.evaluate import combine_minnorm, minnorm_summary, robust_accuracy_curve
+from tests.helpers import Linear, digits_mlp
+
+DUAL_P = {"l2": 2, "linf": 1, "l1": float("inf")}
+
+
+def linear_case(k=3, d=8, seed=0):
+    """A k-class linear model and a point whose minimal perturbation stays inside the box."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(k, d, generator=g, dtype=torch.float64)
+    model = Linear(w, torch.zeros(k, dtype=torch.float64)).double().eval()
+    x = torch.full((1, 1, 2, d // 2), 0.5, dtype=torch.float64)
+    with torch.no_grad():
+        z = model(x)[0]
+    y = int(z.argmax())
+    # scale the bias so the nearest boundary is close (small perturbations do not touch the box)
+    model.b.data[y] -= float(z[y] - z.topk(2).values[1]) * 0.8
+    with torch.no_grad():
+        z = model(x)[0]
+    return model, x, torch.tensor([y]), z, w
+
+
+def closed_form(z, w, y, p):
+    q = DUAL_P[p]
+    return min(float((z[y] - z[j]).abs() / (w[y] - w[j]).norm(p=q)) for j in range(len(z)) if j != y)
+
+
+CASES = [("deepfool", "l2", 0.021), ("deepfool", "linf", 0.021), ("ddn", "l2", 0.01), ("fmn", "l2", 0.01),
+         ("fmn", "linf", 0.01), ("fmn", "l1", 0.01), ("fab", "l2", 0.01), ("fab", "linf", 0.01),
+         ("fab", "l1", 0.01), ("cw", "l2", 0.01), ("fab_t", "linf", 0.01)]
+
+
+@pytest.mark.parametrize("name,p,tol", CASES)
+def test_linear_minimal_perturbation(name, p, tol):
+    model, x, y, z, w = linear_case()
+    best = closed_form(z, w, int(y), p)
+    kw = {"steps": 300, "abort_early": False} if name == "cw" else {}
+    r = attacks.get(name)(model, x, y, norm=p, **kw)
+    assert bool(r.success)
+    assert best * (1 - 1e-6) <= float(r.norm) <= best * (1 + tol), (float(r.norm), best)
+
+
+def test_deepfool_reaches_the_linear_boundary_in_one_step():
+    model, x, y, z, w = linear_case()
+    r = attacks.deepfool(model, x, y, norm="l2", overshoot=0.02)
+    assert int(r.backward_passes) == 2  # one step (two candidate classes), then the check
+    assert float(r.norm) == pytest.approx(closed_form(z, w, int(y), "l2") * 1.02, rel=1e-3)
+
+
+MINNORM = [("deepfool", "l2"), ("deepfool", "linf"), ("ddn", "l2"), ("fmn", "l2"), ("fmn", "linf"), ("fmn", "l1"),
+           ("fmn", "l0"), ("fab", "linf"), ("fab", "l1"), ("cw", "l2"), ("ead", "l1")]
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    m, x, y = digits_mlp()
+    return m, x[:60], y[:60]
+
+
+@pytest.mark.parametrize("name,p", MINNORM)
+def test_every_returned_example_verifies(mlp, name, p):
+    m, x, y = mlp
+    kw = {"steps": 30}
+    if name in ("cw", "ead"):
+        kw["search_steps"] = 3
+    r = attacks.get(name)(m, x, y, norm=p, **kw)
+    with torch.no_grad():
+        pred = m(r.x_adv).argmax(1)
+    assert ((r.x_adv >= 0) & (r.x_adv <= 1)).all()
+    assert torch.equal(r.success, pred != y)
+    assert torch.allclose(r.norm[r.success], ops.norm(r.x_adv - x, p)[r.success], rtol=1e-5, atol=1e-6)
+    assert torch.isinf(r.norm[~r.success]).all() and torch.equal(r.x_adv[~r.success], x[~r.success])
+    assert r.success.float().mean() > 0.9
+    misclassified = m(x).argmax(1) != y
+    assert (r.norm[misclassified] == 0).all()
+
+
+@pytest.mark.parametrize("name,p", [("ddn", "l2"), ("fmn", "linf"), ("deepfool", "l2"), ("cw", "l2"), ("fab", "l2")])
+def test_targeted_reaches_the_target(mlp, name, p):
+    m, x, y = mlp
+    t = (y + 1) % 10
+    kw = {"search_steps": 4} if name == "cw" else {}
+    r = attacks.get(name)(m, x, y, norm=p, targeted=True, target=t, **kw)
+    with torch.no_grad():
+        pred = m(r.x_adv).argmax(1)
+    assert torch.equal(r.success, pred == t) and r.success.float().mean() > 0.8
+
+
+def test_best_tracker_never_grows():
+    x = torch.zeros(3, 1, 1, 2)
+    tr = BestTracker(x, "l2", 2)
+    idx = torch.arange(3)
+    adv_logits = torch.tensor([[0.0, 1.0]] * 3)
+    tr.update(idx, torch.full_like(x, 0.5), adv_logits, torch.zeros(3, dtype=torch.long), False)
+    first = tr.norm.clone()
+    tr.update(idx, torch.full_like(x, 0.9), adv_logits, torch.zeros(3, dtype=torch.long), False)  # larger
+    assert torch.equal(tr.norm, first)
+    tr.update(idx, torch.full_like(x, 0.1), torch.tensor([[1.0, 0.0]] * 3), torch.zeros(3, dtype=torch.long), False)
+    assert torch.equal(tr.norm, first)  # smaller but not adversarial
+    tr.update(idx, torch.full_like(x, 0.2), adv_logits, torch.zeros(3, dtype=torch.long), False)
+    assert (tr.norm < first).all()
+
+
+def test_curves_and_summary(mlp):
+    m, x, y = mlp
+    a = attacks.ddn(m, x, y, steps=30)
+    b = attacks.fmn(m, x, y, norm="l2", steps=30)
+    c = combine_minnorm([a, b])
+    assert torch.equal(c.norm, torch.minimum(a.norm, b.norm))
+    with torch.no_grad():
+        correct = m(x).argmax(1) == y
+    curve = robust_accuracy_curve(c, correct, [0.0, 0.2, 0.4, 0.8, 10.0])
+    vals = list(curve.values())
+    assert vals == sorted(vals, reverse=True) and vals[0] == pytest.approx(float(correct.float().mean()))
+    assert curve[0.4] == pytest.approx(float((correct & (c.norm > 0.4)).float().mean()))
+    s = minnorm_summary(c, x, correct, "l2")
+    assert s["success_rate"] == 1.0 and s["median_norm"] == pytest.approx(float(c.norm[correct].median()))
+    # a PGD attack at eps cannot beat the min-norm curve by much (both are upper bounds of the truth)
+    pgd = attacks.pgd(m, x, y, norm="l2", eps=0.4, steps=50)
+    assert float((correct & ~pgd.success).float().mean()) <= curve[0.4] + 0.1
