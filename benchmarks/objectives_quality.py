@@ -23,7 +23,7 @@ OBJECTIVES = {
     "pgd_at": {"name": "pgd_at", "eps": 0.1, "steps": 7, "step_size": 0.025},
     "trades": {"name": "trades", "eps": 0.1, "steps": 7, "step_size": 0.025, "beta": 6.0},
     "fgsm_rs": {"name": "fgsm_rs", "eps": 0.1},
-    "grad_penalty": {"name": "grad_penalty", "eps": 0.1, "beta": 5.0, "q": 1},
+    "grad_penalty": {"name": "grad_penalty", "eps": 0.1, "beta": 0.5, "q": 1},
 }
 
 
