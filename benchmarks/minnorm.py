@@ -1,0 +1,115 @@
+# ruff: noqa: B023  (the attack closures are called within the loop iteration that defines them)
+"""Minimum-norm attacks on Fashion-MNIST small_cnn (standard and PGD-trained): robustlab vs adv-lib.
+
+    .venv/bin/python benchmarks/minnorm.py --n 100 --steps 100 --threads 1
+
+For each model and norm: success rate, median and mean norm over the originally correct points,
+wall time, and model passes per sample, for robustlab's DeepFool, DDN, FMN, FAB, C&W, EAD and
+PDPGD (issue 4 and 5 measurements) and adv-lib's DDN, FMN, FAB and PDPGD/PDGD (the author's later
+version) at the same number of iterations. Every returned example is verified (fresh forward pass,
+box) before its norm counts. Also: PDPGD's wall time per iteration over PGD's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from peers import import_peers  # noqa: E402
+
+from robustlab import attacks, data, ops  # noqa: E402
+from robustlab.experiments.common import trained_model  # noqa: E402
+from robustlab.experiments.demo import PROFILES, configs  # noqa: E402
+
+P_FLOAT = {"linf": float("inf"), "l2": 2.0, "l1": 1.0, "l0": 0.0}
+
+
+def stats(model, x, y, x_adv, p, correct) -> dict:
+    with torch.no_grad():
+        fooled = model(x_adv).argmax(1) != y
+    inbox = ((x_adv >= 0) & (x_adv <= 1)).flatten(1).all(1)
+    nr = torch.where(fooled & inbox, ops.norm(x_adv - x, p), torch.full((len(x),), float("inf")))[correct]
+    ok = torch.isfinite(nr)
+    return {"success": round(float(ok.float().mean()), 4), "median": round(float(nr.median()), 4),
+            "mean": round(float(nr[ok].mean()), 4) if bool(ok.any()) else None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--norms", default="l2,linf,l1,l0")
+    ap.add_argument("--models", default="standard,pgd_at")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    te = data.first_n(data.load("fashion-mnist", "test"), args.n)
+    x, y = te.x, te.y
+    peers = import_peers()
+    al = peers.get("adv_lib")
+    T = args.steps
+    out: dict = {"n": args.n, "steps": T, "threads": args.threads, "results": {}}
+    for key in args.models.split(","):
+        model, _, _ = trained_model(configs(PROFILES["quick"])[key])
+        for q in model.parameters():
+            q.requires_grad_(False)
+        with torch.no_grad():
+            correct = model(x).argmax(1) == y
+        res: dict = {}
+        for p in args.norms.split(","):
+            runs: dict[str, Callable] = {
+                "pdpgd": lambda p=p: attacks.pdpgd(model, x, y, norm=p, steps=T).x_adv,
+                "fmn": lambda p=p: attacks.fmn(model, x, y, norm=p, steps=T).x_adv,
+            }
+            if p in ("l2", "linf"):
+                runs["deepfool"] = lambda p=p: attacks.deepfool(model, x, y, norm=p, steps=T).x_adv
+            if p in ("l2", "linf", "l1"):
+                runs["fab"] = lambda p=p: attacks.fab(model, x, y, norm=p, steps=T).x_adv
+            if p == "l2":
+                runs["ddn"] = lambda: attacks.ddn(model, x, y, steps=T).x_adv
+                runs["cw"] = lambda: attacks.cw(model, x, y, steps=max(T // 9, 1)).x_adv  # ~T passes in all
+            if p == "l1":
+                runs["ead"] = lambda: attacks.ead(model, x, y, steps=max(T // 18, 1)).x_adv  # 2 passes a step
+            if al is not None:
+                pf = P_FLOAT[p]
+                runs["adv-lib fmn"] = lambda pf=pf: al.fmn(model, x, y, norm=pf, steps=T)
+                if p == "l2":
+                    runs["adv-lib ddn"] = lambda: al.ddn(model, x, y, steps=T, levels=None)
+                    runs["adv-lib pdgd"] = lambda: al.pdgd(model, x, y, num_steps=T)
+                else:
+                    runs["adv-lib pdpgd"] = lambda pf=pf: al.pdpgd(model, x, y, norm=pf, num_steps=T)
+                if p in ("l2", "linf", "l1"):
+                    runs["adv-lib fab"] = lambda pf=pf: al.fab(model, x, y, norm=pf, n_iter=T)
+            res[p] = {}
+            for name, fn in runs.items():
+                t0 = time.perf_counter()
+                try:
+                    adv = fn()
+                except Exception as e:  # noqa: BLE001 - a peer failing is reported, not fatal
+                    res[p][name] = {"error": repr(e)[:200]}
+                    continue
+                s = stats(model, x, y, adv, p, correct)
+                s["seconds"] = round(time.perf_counter() - t0, 2)
+                res[p][name] = s
+                print(key, p, name, s, file=sys.stderr, flush=True)
+        out["results"][key] = res
+    # per-iteration time of PDPGD against PGD on the same model and points
+    model, _, _ = trained_model(configs(PROFILES["quick"])["pgd_at"])
+    t0 = time.perf_counter()
+    attacks.pgd(model, x, y, eps=0.1, steps=T, early_stop=False)
+    t_pgd = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    attacks.pdpgd(model, x, y, norm="linf", steps=T)
+    out["pdpgd_time_over_pgd"] = round((time.perf_counter() - t0) / t_pgd, 3)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
