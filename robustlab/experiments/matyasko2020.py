@@ -30,7 +30,7 @@ COMPARISON = {"l2": ["deepfool", "cw", "ddn", "fab", "fmn", "bb"], "linf": ["dee
 @dataclass
 class Profile:
     n: int = 50
-    steps: int = 50  # PDPGD iterations; the others get a comparable number of gradient evaluations
+    steps: int = 100  # PDPGD iterations (the thesis: 500); the others get a comparable number of gradient evals
     epochs: int = 2
     n_train: int = 20000
     norms: list[str] = field(default_factory=lambda: ["l2", "linf", "l1", "l0"])
