@@ -122,3 +122,19 @@ def test_bad_input_is_refused():
         attacks.pgd(m, x, y, targeted=True)
     with pytest.raises(InputError, match="no parameter"):
         attacks.get("pgd")(m, x, y, epsilon=0.1)
+
+
+def test_perturb_for_training_is_plain_pgd():
+    """The training inner loop: last PGD iterate, in ball and box, exactly `steps` passes' worth of work."""
+    from robustlab.attacks.pgd import perturb
+
+    model = binary_linear(d=6)
+    x = torch.full((1, 1, 2, 3), 0.5)
+    wd = (model.w[1] - model.w[0]).detach()
+    xa = perturb(model, x, torch.tensor([0]), eps=0.3, steps=20, loss="margin", random_start=False)
+    assert torch.allclose((xa - x).flatten(1)[0], 0.3 * wd.sign(), atol=1e-5)
+    m, xs, ys = digits_mlp()
+    xa = perturb(m, xs, ys, norm="l2", eps=0.5, steps=5, generator=torch.Generator().manual_seed(0))
+    assert (ops.norm(xa - xs, "l2") <= 0.5 + 1e-5).all() and (xa >= 0).all() and (xa <= 1).all()
+    ce = torch.nn.functional.cross_entropy
+    assert ce(m(xa), ys) > ce(m(xs), ys)

@@ -100,6 +100,27 @@ def run_pgd(model: nn.Module, x: Tensor, labels: Tensor, *, norm: str, eps: Tens
                         info={"best_loss": best_loss})
 
 
+def perturb(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float = 0.1, steps: int = 7,
+            step_size: float | None = None, random_start: bool = True, loss: str = "ce", sparsity: float = 0.01,
+            generator: torch.Generator | None = None) -> Tensor:
+    """The inner maximisation of adversarial training: PGD's last iterate, nothing else.
+
+    No best-so-far tracking, no early stopping and no final evaluation pass: exactly `steps`
+    forward+backward passes (training uses the returned points at once, and the attack functions,
+    which must return verified best points, cost one more forward pass). Inputs are not validated
+    (the Trainer already did), for speed.
+    """
+    a = 2.5 * eps / steps if step_size is None else step_size
+    delta = random_in_ball(x, norm, eps, generator) if random_start else torch.zeros_like(x)
+    delta = project_ball_box(delta, x, norm, eps)
+    for _ in range(steps):
+        xa = (x + delta).requires_grad_(True)
+        values = attack_loss(loss, model(xa), y)
+        grad, = torch.autograd.grad(values.sum(), xa)
+        delta = project_ball_box(delta + a * steepest_ascent(grad, norm, sparsity=sparsity), x, norm, eps)
+    return (x + delta).detach()
+
+
 def _checked(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float | Tensor, steps: int, restarts: int,
              loss: str, targeted: bool, target: Tensor | None) -> tuple[Tensor, Tensor]:
     x, labels = prepare(model, x, y, targeted=targeted, target=target)

@@ -56,13 +56,12 @@ class PGDAT(Objective):
             raise ValueError(f"attack_mode must be one of {ATTACK_MODES}")
 
     def adversarial(self, model: nn.Module, x: Tensor, y: Tensor, gen: torch.Generator | None) -> Tensor:
-        from robustlab.attacks.pgd import pgd
+        from robustlab.attacks.pgd import perturb
 
         step = self.step_size or 2.5 * self.eps / self.steps
         with attack_mode(model, self.attack_mode):
-            r = pgd(model, x, y, norm=self.norm, eps=self.eps, steps=self.steps, step_size=step,
-                    random_start=self.random_start, early_stop=False, generator=gen)
-        return r.x_adv.detach()
+            return perturb(model, x, y, norm=self.norm, eps=self.eps, steps=self.steps, step_size=step,
+                           random_start=self.random_start, generator=gen)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> ObjectiveOutput:
         x_adv = self.adversarial(model, x, y, ctx.generator)
@@ -96,12 +95,12 @@ class FGSMRS(Objective):
     best_weights: dict[str, Tensor] | None = field(default=None, init=False, repr=False)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> ObjectiveOutput:
-        from robustlab.attacks.pgd import fgsm
+        from robustlab.attacks.pgd import perturb
 
         with attack_mode(model, self.attack_mode):
-            r = fgsm(model, x, y, norm=self.norm, eps=self.eps, step_size=self.step_size or 1.25 * self.eps,
-                     random_start=True, generator=ctx.generator)
-        adv = model(r.x_adv.detach())
+            x_adv = perturb(model, x, y, norm=self.norm, eps=self.eps, steps=1,
+                            step_size=self.step_size or 1.25 * self.eps, random_start=True, generator=ctx.generator)
+        adv = model(x_adv)
         return ObjectiveOutput(F.cross_entropy(adv, y), adv)
 
     def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float],
