@@ -55,7 +55,8 @@ def test_deepfool_reaches_the_linear_boundary_in_one_step():
 
 
 MINNORM = [("deepfool", "l2"), ("deepfool", "linf"), ("ddn", "l2"), ("fmn", "l2"), ("fmn", "linf"), ("fmn", "l1"),
-           ("fmn", "l0"), ("fab", "linf"), ("fab", "l1"), ("cw", "l2"), ("ead", "l1")]
+           ("fmn", "l0"), ("fab", "linf"), ("fab", "l1"), ("cw", "l2"), ("ead", "l1"), ("sparsefool", "l1"),
+           ("jsma", "l0")]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def mlp():
 @pytest.mark.parametrize("name,p", MINNORM)
 def test_every_returned_example_verifies(mlp, name, p):
     m, x, y = mlp
-    kw = {"steps": 30}
+    kw = {} if name == "jsma" else {"steps": 30}
     if name in ("cw", "ead"):
         kw["search_steps"] = 3
     r = attacks.get(name)(m, x, y, norm=p, **kw)
@@ -125,3 +126,15 @@ def test_curves_and_summary(mlp):
     # a PGD attack at eps cannot beat the min-norm curve by much (both are upper bounds of the truth)
     pgd = attacks.pgd(m, x, y, norm="l2", eps=0.4, steps=50)
     assert float((correct & ~pgd.success).float().mean()) <= curve[0.4] + 0.1
+
+
+def test_jsma_is_limited_to_small_inputs_and_targets(mlp):
+    m, x, y = mlp
+    t = (y + 2) % 10
+    r = attacks.jsma(m, x[:20], y[:20], targeted=True, target=t[:20])
+    with torch.no_grad():
+        assert torch.equal(r.success, m(r.x_adv).argmax(1) == t[:20])
+    assert (ops.norm(r.x_adv - x[:20], "l0")[r.success] <= 0.2 * 64 + 2).all()
+    big = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    with pytest.raises(ValueError, match="limit"):
+        attacks.jsma(big, torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))
