@@ -26,6 +26,10 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
         raise InputError("ead is an L1 attack (norm='l1')")
     if decision_rule not in ("EN", "L1"):
         raise InputError(f"decision_rule must be 'EN' or 'L1', got {decision_rule!r}")
+    if steps < 1 or search_steps < 1:
+        raise InputError(f"steps and search_steps must be >= 1, got {steps}, {search_steps}")
+    if beta < 0 or lr <= 0 or initial_const <= 0:
+        raise InputError(f"need beta >= 0, lr > 0 and initial_const > 0, got {beta}, {lr}, {initial_const}")
     n = x.shape[0]
     counter = PassCounter(n, x.device)
     logits0, k = num_classes_of(model, x)
