@@ -2,12 +2,15 @@
 """Minimum-norm attacks on Fashion-MNIST small_cnn (standard and PGD-trained): robustlab vs adv-lib.
 
     .venv/bin/python benchmarks/minnorm.py --n 100 --steps 100 --threads 1
+    .venv/bin/python benchmarks/minnorm.py --model-path runs/cache/demo-pgd-at-6a8edba54b7a --n 100
 
 For each model and norm: success rate, median and mean norm over the originally correct points,
-wall time, and model passes per sample, for robustlab's DeepFool, DDN, FMN, FAB, C&W, EAD and
-PDPGD (issue 4 and 5 measurements) and adv-lib's DDN, FMN, FAB and PDPGD/PDGD (the author's later
-version) at the same number of iterations. Every returned example is verified (fresh forward pass,
-box) before its norm counts. Also: PDPGD's wall time per iteration over PGD's.
+and wall time, for robustlab's DeepFool, DDN, FMN, FAB, C&W, EAD and PDPGD (issue 4 and 5
+measurements), adv-lib's DDN, FMN, FAB and PDPGD/PDGD (the author's later version), and foolbox's
+DeepFool, C&W and EAD, at the same number of iterations and the same parameters. Every returned
+example is verified (fresh forward pass, box) before its norm counts. Also: PDPGD's wall time per
+iteration over PGD's. --model-path (a run folder or model file, repeatable) replaces the two demo
+models (standard and PGD-trained small_cnn, trained and cached on first use).
 """
 
 from __future__ import annotations
@@ -48,16 +51,26 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--norms", default="l2,linf,l1,l0")
     ap.add_argument("--models", default="standard,pgd_at")
+    ap.add_argument("--model-path", action="append", default=[],
+                    help="a saved run folder or model file to attack instead of the demo models (repeatable)")
+    ap.add_argument("--attacks", default="", help="comma-separated names to run (default: all)")
+    ap.add_argument("--out", default="", help="also write the JSON results to this file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     te = data.first_n(data.load("fashion-mnist", "test"), args.n)
     x, y = te.x, te.y
     peers = import_peers()
-    al = peers.get("adv_lib")
+    al, fb = peers.get("adv_lib"), peers.get("foolbox")
     T = args.steps
     out: dict = {"n": args.n, "steps": T, "threads": args.threads, "results": {}}
-    for key in args.models.split(","):
-        model, _, _ = trained_model(configs(PROFILES["quick"])[key])
+    chosen = set(filter(None, args.attacks.split(",")))
+    for key in args.model_path or args.models.split(","):
+        if args.model_path:
+            from robustlab.models.io import load_model
+
+            model = load_model(key).eval()
+        else:
+            model, _, _ = trained_model(configs(PROFILES["quick"])[key])
         for q in model.parameters():
             q.requires_grad_(False)
         with torch.no_grad():
@@ -87,6 +100,26 @@ def main() -> None:
                     runs["adv-lib pdpgd"] = lambda pf=pf: al.pdpgd(model, x, y, norm=pf, num_steps=T)
                 if p in ("l2", "linf", "l1"):
                     runs["adv-lib fab"] = lambda pf=pf: al.fab(model, x, y, norm=pf, n_iter=T)
+                if p == "l2":
+                    runs["adv-lib cw"] = lambda: al.carlini_wagner_l2(model, x, y, binary_search_steps=9,
+                                                                      max_iterations=max(T // 9, 1),
+                                                                      learning_rate=0.05, initial_const=1.0)
+            if fb is not None:
+                fm = fb.PyTorchModel(model, bounds=(0, 1))
+                if p in ("l2", "linf"):
+                    df = fb.attacks.L2DeepFoolAttack if p == "l2" else fb.attacks.LinfDeepFoolAttack
+                    runs["foolbox deepfool"] = lambda df=df: df(steps=T, candidates=10, overshoot=0.02)(
+                        fm, x, y, epsilons=None)[1]
+                if p == "l2":
+                    runs["foolbox cw"] = lambda: fb.attacks.L2CarliniWagnerAttack(
+                        binary_search_steps=9, steps=max(T // 9, 1), stepsize=0.05, initial_const=1.0)(
+                        fm, x, y, epsilons=None)[1]
+                if p == "l1":
+                    runs["foolbox ead"] = lambda: fb.attacks.EADAttack(
+                        binary_search_steps=9, steps=max(T // 18, 1), initial_stepsize=0.01, initial_const=1e-2,
+                        regularization=1e-2, decision_rule="L1", abort_early=False)(fm, x, y, epsilons=None)[1]
+            if chosen:
+                runs = {k: v for k, v in runs.items() if k in chosen}
             res[p] = {}
             for name, fn in runs.items():
                 t0 = time.perf_counter()
@@ -100,15 +133,18 @@ def main() -> None:
                 res[p][name] = s
                 print(key, p, name, s, file=sys.stderr, flush=True)
         out["results"][key] = res
-    # per-iteration time of PDPGD against PGD on the same model and points
-    model, _, _ = trained_model(configs(PROFILES["quick"])["pgd_at"])
-    t0 = time.perf_counter()
-    attacks.pgd(model, x, y, eps=0.1, steps=T, early_stop=False)
-    t_pgd = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    attacks.pdpgd(model, x, y, norm="linf", steps=T)
-    out["pdpgd_time_over_pgd"] = round((time.perf_counter() - t0) / t_pgd, 3)
+    if not chosen or "pdpgd" in chosen:
+        # per-iteration time of PDPGD against PGD on the same (last) model and points
+        t0 = time.perf_counter()
+        attacks.pgd(model, x, y, eps=0.1, steps=T, early_stop=False)
+        t_pgd = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        attacks.pdpgd(model, x, y, norm="linf", steps=T)
+        out["pdpgd_time_over_pgd"] = round((time.perf_counter() - t0) / t_pgd, 3)
     print(json.dumps(out, indent=1))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(out, fh, indent=1)
 
 
 if __name__ == "__main__":
