@@ -264,3 +264,27 @@ def test_bad_inputs_raise(mlp, name):
     if name != "jsma":
         with pytest.raises(ValueError, match="steps"):
             fn(m, x[:2], y[:2], steps=0)
+
+
+def test_curves_by_hand_and_bad_input():
+    nr = torch.tensor([0.0, 0.1, 0.5, float("inf"), 0.3])
+    correct = torch.tensor([False, True, True, True, True])
+    assert robust_accuracy_curve(nr, correct, [0.0, 0.2, 0.4, 1.0]) == pytest.approx({0.0: 0.8, 0.2: 0.6, 0.4: 0.4,
+                                                                                     1.0: 0.2})
+    with pytest.raises(ValueError, match="boolean"):
+        robust_accuracy_curve(nr, correct.float(), [0.1])
+    with pytest.raises(ValueError, match="eps"):
+        robust_accuracy_curve(nr, correct, [-0.1])
+    with pytest.raises(ValueError, match="at least one"):
+        combine_minnorm([])
+
+
+def test_summary_by_hand():
+    x = torch.full((4, 1, 1, 2), 0.5)  # ||x||_2 = sqrt(0.5)
+    nr = torch.tensor([0.2, float("inf"), 0.4, 0.0])
+    res = attacks.base.AttackResult(x.clone(), torch.isfinite(nr), nr, torch.zeros(4), torch.zeros(4),
+                                    torch.zeros(4, 2))
+    s = minnorm_summary(res, x, torch.tensor([True, True, True, False]), "l2")
+    assert s["n_correct"] == 3 and s["success_rate"] == pytest.approx(2 / 3)
+    assert s["mean_norm"] == pytest.approx(0.3) and s["median_norm"] == pytest.approx(0.4)
+    assert s["rho_adv"] == pytest.approx(0.3 / 0.5**0.5)

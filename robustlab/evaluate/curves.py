@@ -15,11 +15,20 @@ def robust_accuracy_curve(norms: AttackResult | Tensor, correct: Tensor, eps: li
     """Robust accuracy at every eps from per-sample best norms: a point is robust at eps if it is
     correctly classified and its smallest adversarial perturbation is larger than eps (inf = none found)."""
     nr = norms.norm if isinstance(norms, AttackResult) else norms
+    if nr.dim() != 1 or correct.shape != nr.shape or correct.dtype != torch.bool:
+        raise ValueError(f"need per-sample norms (N,) and a boolean correct mask of the same shape, got "
+                         f"{tuple(nr.shape)} and {tuple(correct.shape)} ({correct.dtype})")
+    if any(e < 0 for e in eps):
+        raise ValueError(f"eps must be >= 0, got {eps}")
     return {float(e): float((correct & (nr > e)).float().mean()) for e in eps}
 
 
 def combine_minnorm(results: list[AttackResult]) -> AttackResult:
-    """Per-sample minimum over several min-norm attacks' results (same points, same norm)."""
+    """Per-sample minimum over several min-norm attacks' results (same points, same norm); passes add up."""
+    if not results:
+        raise ValueError("combine_minnorm needs at least one result")
+    if any(r.norm.shape != results[0].norm.shape for r in results):
+        raise ValueError("combine_minnorm: the results are for different numbers of points")
     best = results[0]
     x_adv, nr = best.x_adv.clone(), best.norm.clone()
     logits, success = best.logits.clone(), best.success.clone()
@@ -38,6 +47,8 @@ def minnorm_summary(result: AttackResult, x: Tensor, correct: Tensor, norm: str)
     median_norm: over all of them, failures counting as inf (so a median of inf means fewer than
     half were broken); rho_adv: mean ||r|| / ||x|| over the successful ones.
     """
+    if correct.shape != result.norm.shape or correct.dtype != torch.bool:
+        raise ValueError(f"correct must be a boolean mask of shape {tuple(result.norm.shape)}")
     nr = result.norm[correct]
     ok = torch.isfinite(nr)
     xs = norm_of(x[correct], norm)
