@@ -158,7 +158,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     out = Path(a.out) if a.out else Path(a.model) / f"eval_{a.norm}_{a.version}.json"
     card = evaluate(model, x, y, norm=a.norm, eps=eps, version=a.version if custom is None else "custom",
                     custom=custom, batch_size=a.batch_size, seed=a.seed, checks=not a.no_checks, out=out,
-                    meta={"model": str(a.model), "data": a.data or "from the run's config"}, progress=True)
+                    meta={"model": str(a.model), "data": a.data or "from the run's config"}, progress=True,
+                    minnorm=a.minnorm.split(",") if a.minnorm else None)
     print(summary(card))
     plot_curves({Path(a.model).name: card}, out.with_suffix(".png"))
     print(f"model card: {out}", file=sys.stderr)
@@ -240,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", dest="batch_size", type=int, default=500)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="cpu")
+    ev.add_argument("--minnorm", default=None, help="also the min-norm route: comma-separated attacks, e.g. fab,fmn")
     ev.add_argument("--no-checks", dest="no_checks", action="store_true", help="skip the sanity checklist")
     ev.add_argument("--out", default=None, help="model card JSON (default RUN/eval_NORM_VERSION.json); resumes")
     ev.set_defaults(fn=_cmd_evaluate)

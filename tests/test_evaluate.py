@@ -114,3 +114,17 @@ def test_interrupted_evaluation_resumes_to_the_same_card(mlp, tmp_path):
     assert again["per_sample"] == full["per_sample"]
     with pytest.raises(ValueError, match="different evaluation"):
         evaluate(m, x[:120], y[:120], norm="linf", eps=[0.2], custom=plan, batch_size=40, out=out, checks=False)
+
+
+def test_minnorm_route_is_compared_with_the_ensemble(mlp):
+    m, x, y = mlp
+    card = evaluate(m, x[:60], y[:60], norm="l2", eps=[0.2, 0.5, 1.0], custom=[("pgd", {"steps": 20})],
+                    checks=False, minnorm=["ddn", "fmn"], minnorm_steps=50)
+    mn = card["minnorm"]
+    vals = [mn["combined"][k] for k in sorted(mn["combined"], key=float)]
+    assert vals == sorted(vals, reverse=True)
+    for e in ("0.2", "0.5", "1.0"):  # the combination is at least as strong as each attack alone
+        assert mn["combined"][e] <= min(c[e] for c in mn["curves"].values()) + 1e-9
+    weaker = [float(e) for e in mn["ensemble_weaker_at"]]
+    assert weaker == [e for e in (0.2, 0.5, 1.0) if mn["combined"][str(e)] < card["robust_accuracy"][str(e)] - 1e-9]
+    assert "minimum-norm route" in summary(card)
