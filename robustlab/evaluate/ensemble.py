@@ -107,7 +107,7 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
                 params = dict(kw)
                 if "generator" in spec.params:
                     params["generator"] = gen
-                if spec.family == "fixed":
+                if spec.family == "fixed" or "eps" in spec.params:  # min-norm FAB-T stops at eps
                     params["eps"] = e
                 t0 = time.perf_counter()
                 r = spec(model, xb[idx], yb[idx], norm=norm, **params)
