@@ -288,3 +288,11 @@ def test_summary_by_hand():
     assert s["n_correct"] == 3 and s["success_rate"] == pytest.approx(2 / 3)
     assert s["mean_norm"] == pytest.approx(0.3) and s["median_norm"] == pytest.approx(0.4)
     assert s["rho_adv"] == pytest.approx(0.3 / 0.5**0.5)
+
+
+def test_fab_t_with_eps_stops_early_without_losing_successes(mlp):
+    m, x, y = mlp
+    full = attacks.fab_t(m, x, y, norm="linf", steps=30, n_targets=3)
+    fast = attacks.fab_t(m, x, y, norm="linf", steps=30, n_targets=3, eps=0.08)
+    assert torch.equal(full.norm <= 0.08, fast.norm <= 0.08)  # same points broken within eps
+    assert fast.forward_passes.sum() < full.forward_passes.sum()

@@ -32,9 +32,9 @@ _DUAL = {"linf": "l1", "l2": "l2", "l1": "linf"}
 
 def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Tensor, track: BestTracker,
              counter: PassCounter, *, norm: str, steps: int, alpha_max: float, eta: float, beta: float,
-             start: Tensor | None) -> None:
+             start: Tensor | None, stop_at: float | None = None) -> None:
     """One FAB run on samples idx, towards the candidate boundaries cand (len(idx), C); success =
-    misclassification of labels."""
+    misclassification of labels. With stop_at, a sample leaves once its best norm is <= stop_at."""
     x0, lab, cd = x[idx], labels[idx], cand[idx]
     xk = x0.clone() if start is None else start
     rows = torch.arange(len(idx), device=x.device)
@@ -62,6 +62,11 @@ def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Ten
         adv = track.update(idx, xn, ln, lab, False)
         # after a success, step back towards the original point
         xk = torch.where(view_n(adv, xn), (1 - beta) * x0 + beta * xn, xn).detach()
+        if stop_at is not None:  # an ensemble only needs a success within eps
+            keep = track.norm[idx] > stop_at
+            if not bool(keep.all()):
+                idx, x0, lab, cd, xk = idx[keep], x0[keep], lab[keep], cd[keep], xk[keep]
+                rows = rows[: len(idx)]
 
 
 def _common(model, x, y, norm, steps, targeted, target):
@@ -165,7 +170,7 @@ def fab_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
         if idx.numel() == 0:
             break
         _fab_run(model, x, labels, order[:, t:t + 1], idx, track, counter, norm=norm, steps=steps,
-                 alpha_max=alpha_max, eta=eta, beta=beta, start=None)
+                 alpha_max=alpha_max, eta=eta, beta=beta, start=None, stop_at=eps)
     res = track.result(model, counter)
     res.success = is_adversarial(res.logits, labels, False) & torch.isfinite(res.norm)
     return res
