@@ -61,10 +61,20 @@ def _prox(v: Tensor, norm: str, t: Tensor, group_rule: str) -> Tensor:
     return prox(v, norm, t)
 
 
+def lr_at(k: int, steps: int, lr: float, lr_decay: float, schedule: str) -> float:
+    """Primal learning rate of iteration k (0-based): from lr to lr * lr_decay at the last iteration.
+
+    "linear" is the thesis's schedule; "exp" (lr * lr_decay ** (k / steps)) the author's released code.
+    """
+    if schedule == "exp":
+        return lr * lr_decay ** (k / steps)
+    return lr * (1 - (1 - lr_decay) * k / max(steps - 1, 1))
+
+
 def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTracker, counter: PassCounter, *,
-         norm: str, steps: int, lr: float, lr_decay: float, initial_lambda: float, dual_lr: float,
-         dual_ema: float, loss: str, delta: float, optimizer: str, group_rule: str, targeted: bool,
-         r0: Tensor, trace: list[Tensor] | None) -> None:
+         norm: str, steps: int, lr: float, lr_decay: float, lr_schedule: str, initial_lambda: float,
+         dual_lr: float, dual_ema: float, loss: str, delta: float, optimizer: str, group_rule: str,
+         targeted: bool, r0: Tensor, trace: dict[str, list[Tensor]] | None) -> None:
     x0, lab = x[idx], labels[idx]
     n = len(idx)
     r = clip_box(r0, x0)
@@ -77,65 +87,105 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
     b1, b2 = 0.9, 0.999
     smooth = norm == "l2" and optimizer == "adam"  # PDGD
     for k in range(steps):
-        lr_k = lr * (1 - (1 - lr_decay) * k / max(steps - 1, 1))
-        xa = (x0 + r).requires_grad_(True)
+        lr_k = lr_at(k, steps, lr, lr_decay, lr_schedule)
+        # clamp: x0 + (clamp(x0 + r) - x0) can leave [0, 1] by one rounding error
+        xa = (x0 + r).clamp(0, 1).requires_grad_(True)
         logits = model(xa)
         g, m = surrogate(logits, lab, loss, delta, targeted)
         grad, = torch.autograd.grad(g.sum(), xa)
         counter.add(idx, forward=1, backward=1)
         track.update(idx, xa.detach(), logits.detach(), lab, targeted)
-        # dual player: ascent on log lambda2 while the constraint is violated (still correct), descent after
-        violated = (m.detach() > 0).to(x.dtype)
-        log_lam[:, 1] += dual_lr * (2 * violated - 1)
-        log_lam = torch.log_softmax(log_lam, 1).clamp_min(LOG_FLOOR)
-        lam_ema = dual_ema * lam_ema + (1 - dual_ema) * log_lam.exp()
-        ratio = lam_ema[:, 0] / lam_ema[:, 1]  # lambda = lambda1 / lambda2 (norm weight / loss weight)
-        if trace is not None:
-            trace.append(lam_ema[:, 1].clone())
-        if smooth:  # PDGD: Adam on lambda ||r||_2 + g(x + r)
+        lam1, lam2 = lam_ema[:, 0], lam_ema[:, 1]  # the r-player answers the current (averaged) dual
+        if smooth:  # PDGD: Adam on L_r = lambda1 ||r||_2 + lambda2 g(x + r)  (thesis 5.3)
             rn = r.flatten(1).norm(dim=1).clamp_min(1e-12)
-            full = grad + view_n(ratio, r) * r / view_n(rn, r)
+            full = view_n(lam2, r) * grad + view_n(lam1 / rn, r) * r
             adam_m = b1 * adam_m + (1 - b1) * full
             adam_v = b2 * adam_v + (1 - b2) * full * full
             mh, vh = adam_m / (1 - b1 ** (k + 1)), adam_v / (1 - b2 ** (k + 1))
             r = clip_box(r - lr_k * mh / (vh.sqrt() + 1e-8), x0)
-        else:  # PDPGD: gradient step on the surrogate, prox of the norm, box
+        else:  # PDPGD (5.7)-(5.10): step on the surrogate, prox of lr * (lambda1 / lambda2) ||.||, box
             if optimizer == "adam":
                 adam_m = b1 * adam_m + (1 - b1) * grad
                 adam_v = b2 * adam_v + (1 - b2) * grad * grad
                 step = (adam_m / (1 - b1 ** (k + 1))) / ((adam_v / (1 - b2 ** (k + 1))).sqrt() + 1e-8)
             else:
                 step = grad
-            r = clip_box(_prox(r - lr_k * step, norm, lr_k * ratio, group_rule), x0)
+            r = clip_box(_prox(r - lr_k * step, norm, lr_k * lam1 / lam2, group_rule), x0)
+        # dual player on the true 0/1 constraint: multiplicative weights = ascent on log lambda2 while
+        # x + r is still correctly classified (m > 0), descent once adversarial; log-simplex projection
+        violated = (m.detach() > 0).to(x.dtype)
+        log_lam[:, 1] += dual_lr * (2 * violated - 1)
+        log_lam = torch.log_softmax(log_lam, 1).clamp_min(LOG_FLOOR)
+        lam_ema = dual_ema * lam_ema + (1 - dual_ema) * log_lam.exp()
+        if trace is not None:
+            trace["loss_weight_raw"].append(log_lam[:, 1].exp())
+            trace["loss_weight"].append(lam_ema[:, 1].clone())
+            trace["adversarial"].append(violated == 0)
+            trace["best_norm"].append(track.norm[idx].clone())
     with torch.no_grad():
-        logits = model(x0 + r)
+        xa = (x0 + r).clamp(0, 1)
+        logits = model(xa)
     counter.add(idx, forward=1)
-    track.update(idx, x0 + r, logits, lab, targeted)
+    track.update(idx, xa, logits, lab, targeted)
+
+
+def _parse_grid(lr_grid: tuple[float, ...] | list[float] | str, lr: float) -> tuple[float, ...]:
+    if isinstance(lr_grid, str):  # from the CLI / configs: "0.01,0.1,1.0"
+        try:
+            lr_grid = tuple(float(v) for v in lr_grid.replace(" ", "").split(",") if v)
+        except ValueError as e:
+            raise InputError(f"lr_grid must be comma-separated numbers, got {lr_grid!r}") from e
+    grid = tuple(float(v) for v in lr_grid) or (lr,)
+    if any(not v > 0 for v in grid):
+        raise InputError(f"learning rates must be > 0, got {grid}")
+    return grid
+
+
+THESIS_LR_GRID = (0.01, 0.05, 0.1, 0.5, 1.0)
 
 
 @register("pdpgd", family="minnorm", norms=("linf", "l2", "l1", "l0", "pixel"))
 def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 500, lr: float = 0.1,
-          lr_grid: tuple[float, ...] = (), lr_decay: float = 0.01, initial_lambda: float = 0.01,
-          dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge", delta: float = 0.0,
-          restarts: int = 1, init_range: float = 0.5, optimizer: str = "", group_rule: str = "max",
-          trace: bool = False, targeted: bool = False, target: Tensor | None = None,
+          lr_grid: tuple[float, ...] | list[float] | str = (), lr_decay: float = 0.01, lr_schedule: str = "linear",
+          initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
+          delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, optimizer: str = "",
+          group_rule: str = "max", trace: bool = False, targeted: bool = False, target: Tensor | None = None,
           generator: torch.Generator | None = None) -> AttackResult:
     """PDGD (norm="l2", Adam) / PDPGD (linf, l1, l0, pixel: proximal) with the thesis's defaults.
 
-    lr_grid: run each primal learning rate and keep each sample's smallest result (the thesis picks
-    the lr from {0.01, 0.05, 0.1, 0.5, 1.0}); restarts: PDPGD-1/-10/-100, the first from r = 0 and
-    the others from U[-init_range, init_range]; optimizer: "" = the thesis's choice (Adam for l2,
-    plain gradient step for the prox versions), or "adam"/"sgd"; group_rule for norm="pixel":
-    "max" (thesis eq. 5.16) or "l2" (the exact prox of the group count); trace=True records the
-    averaged loss weight lambda2 of every sample at every step in info["loss_weight"] (steps, N).
+    Norms are in pixel units of [0, 1] images (l0 counts values, "pixel" counts pixels with any
+    channel changed). steps: iterations per run (one forward + backward each). lr_grid: run each
+    primal learning rate and keep each sample's smallest result (the thesis picks the lr from
+    THESIS_LR_GRID = {0.01, 0.05, 0.1, 0.5, 1.0}); empty = just `lr`. lr_decay/lr_schedule: the lr
+    falls to lr * lr_decay at the last step, "linear" (thesis) or "exp" (author's code).
+    initial_lambda: the starting ratio lambda1 / lambda2 (norm weight / loss weight); dual_lr: step
+    on log lambda2; dual_ema: decay of the moving average the primal player uses. loss: the
+    surrogate g ("hinge" = max(0, m + delta) with m the margin of the true (or, targeted, minus
+    the target's) class, "cw" = max(0, 1 + m), "log" = softplus(m), "ce" = -CE (untargeted) / CE
+    (targeted)). restarts: PDPGD-1/-10/-100, the first run from r = 0 and the others from
+    U[-init_range, init_range] (thesis: 0.5 MNIST, 0.25 CIFAR). optimizer: "" = the thesis's
+    choice (Adam on the whole Lagrangian for l2 = PDGD, a plain gradient step + prox for the
+    others), or "adam"/"sgd" (for l2, "sgd" runs the proximal version with block soft
+    thresholding). group_rule for norm="pixel": "max" (thesis eq. 5.16) or "l2" (the exact prox of
+    the group count). trace=True puts (iterations of all runs, N) tensors into info:
+    "loss_weight" (averaged lambda2), "loss_weight_raw" (lambda2 before averaging), "adversarial"
+    (the iterate of that step was adversarial) and "best_norm" (best-so-far after that step); NaN
+    / False for points misclassified from the start.
     """
     x, labels = prepare(model, x, y, targeted=targeted, target=target)
     check_norm(norm, ("linf", "l2", "l1", "l0", "pixel"))
-    if steps < 1 or restarts < 1 or lr <= 0 or not 0 < dual_ema < 1:
-        raise InputError(f"need steps >= 1, restarts >= 1, lr > 0, 0 < dual_ema < 1 (got {steps}, {restarts}, "
-                         f"{lr}, {dual_ema})")
-    if loss not in LOSSES or group_rule not in ("max", "l2") or optimizer not in ("", "adam", "sgd"):
-        raise InputError(f"loss in {LOSSES}, group_rule in (max, l2), optimizer in ('', adam, sgd)")
+    grid = _parse_grid(lr_grid, lr)
+    if steps < 1 or restarts < 1 or lr <= 0 or not 0 <= dual_ema < 1 or not 0 < lr_decay <= 1:
+        raise InputError(f"need steps >= 1, restarts >= 1, lr > 0, 0 <= dual_ema < 1, 0 < lr_decay <= 1 (got "
+                         f"steps={steps}, restarts={restarts}, lr={lr}, dual_ema={dual_ema}, lr_decay={lr_decay})")
+    if initial_lambda <= 0 or dual_lr < 0 or init_range < 0:
+        raise InputError(f"need initial_lambda > 0, dual_lr >= 0, init_range >= 0 (got {initial_lambda}, "
+                         f"{dual_lr}, {init_range})")
+    for name, value, allowed in (("loss", loss, LOSSES), ("group_rule", group_rule, ("max", "l2")),
+                                 ("optimizer", optimizer, ("", "adam", "sgd")),
+                                 ("lr_schedule", lr_schedule, ("linear", "exp"))):
+        if value not in allowed:
+            raise InputError(f"{name} must be one of {allowed}, got {value!r}")
     if norm == "pixel" and x.dim() != 4:
         raise InputError("norm='pixel' needs (N, C, H, W) images")
     opt = optimizer or ("adam" if norm == "l2" else "sgd")
@@ -145,10 +195,11 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     counter.add(None, forward=1)
     track = BestTracker(x, norm, k)
     all_idx = torch.arange(n, device=x.device)
-    done = track.update(all_idx, x, logits0, labels, targeted)
+    done = track.update(all_idx, x, logits0, labels, targeted)  # misclassified already: norm 0
     idx = all_idx[~done]
-    traces: list[Tensor] | None = [] if trace else None
-    for lr_i in (lr_grid or (lr,)):
+    keys = ("loss_weight", "loss_weight_raw", "adversarial", "best_norm")
+    traces: dict[str, list[Tensor]] | None = {key: [] for key in keys} if trace else None
+    for lr_i in grid:
         for rs in range(restarts):
             if idx.numel() == 0:
                 break
@@ -158,27 +209,33 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
                 u = torch.rand(x[idx].shape, generator=generator, device=x.device, dtype=x.dtype)
                 r0 = (2 * u - 1) * init_range
             _run(model, x, labels, idx, track, counter, norm=norm, steps=steps, lr=lr_i, lr_decay=lr_decay,
-                 initial_lambda=initial_lambda, dual_lr=dual_lr, dual_ema=dual_ema, loss=loss, delta=delta,
-                 optimizer=opt, group_rule=group_rule, targeted=targeted, r0=r0, trace=traces)
-    info = {}
+                 lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr, dual_ema=dual_ema,
+                 loss=loss, delta=delta, optimizer=opt, group_rule=group_rule, targeted=targeted, r0=r0,
+                 trace=traces)
+    info: dict[str, Tensor] = {}
     if traces is not None:
-        full = torch.full((min(len(traces), steps), n), float("nan"), device=x.device, dtype=x.dtype)
-        if traces:  # the first run's trajectory (of the first lr and restart)
-            full[:, idx] = torch.stack(traces[:steps])
-        info["loss_weight"] = full
+        rows = len(traces["loss_weight"])
+        for key in keys:
+            bool_key = key == "adversarial"
+            full = torch.full((rows, n), False if bool_key else float("nan"), device=x.device,
+                              dtype=torch.bool if bool_key else x.dtype)
+            if rows:
+                full[:, idx] = torch.stack(traces[key])
+            info[key] = full
     return track.result(model, counter, info)
 
 
 @register("pdgd", family="minnorm", norms=("l2",))
 def pdgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 500, lr: float = 0.1,
-         lr_grid: tuple[float, ...] = (), lr_decay: float = 0.01, initial_lambda: float = 0.01, dual_lr: float = 0.1,
-         dual_ema: float = 0.9, loss: str = "hinge", delta: float = 0.0, restarts: int = 1, init_range: float = 0.5,
-         trace: bool = False, targeted: bool = False, target: Tensor | None = None,
+         lr_grid: tuple[float, ...] | list[float] | str = (), lr_decay: float = 0.01, lr_schedule: str = "linear",
+         initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
+         delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, trace: bool = False,
+         targeted: bool = False, target: Tensor | None = None,
          generator: torch.Generator | None = None) -> AttackResult:
-    """PDGD: the smooth-norm (L2) primal-dual attack with Adam primal steps (see `pdpgd`)."""
+    """PDGD: the smooth-norm (L2) primal-dual attack, Adam on the proxy Lagrangian (see `pdpgd`)."""
     if norm != "l2":
-        raise InputError("pdgd is the L2 version; use pdpgd for linf, l1, l0 and pixel")
+        raise InputError(f"pdgd is the L2 version (got norm={norm!r}); use pdpgd for linf, l1, l0 and pixel")
     return pdpgd(model, x, y, norm="l2", steps=steps, lr=lr, lr_grid=lr_grid, lr_decay=lr_decay,
-                 initial_lambda=initial_lambda, dual_lr=dual_lr, dual_ema=dual_ema, loss=loss, delta=delta,
-                 restarts=restarts, init_range=init_range, optimizer="adam", trace=trace, targeted=targeted,
-                 target=target, generator=generator)
+                 lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr, dual_ema=dual_ema,
+                 loss=loss, delta=delta, restarts=restarts, init_range=init_range, optimizer="adam", trace=trace,
+                 targeted=targeted, target=target, generator=generator)
