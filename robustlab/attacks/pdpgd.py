@@ -162,7 +162,8 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     on log lambda2; dual_ema: decay of the moving average the primal player uses. loss: the
     surrogate g ("hinge" = max(0, m + delta) with m the margin of the true (or, targeted, minus
     the target's) class, "cw" = max(0, 1 + m), "log" = softplus(m), "ce" = -CE (untargeted) / CE
-    (targeted)). restarts: PDPGD-1/-10/-100, the first run from r = 0 and the others from
+    (targeted); its gradient vanishes on confident points, so pair it with optimizer="adam").
+    restarts: PDPGD-1/-10/-100, the first run from r = 0 and the others from
     U[-init_range, init_range] (thesis: 0.5 MNIST, 0.25 CIFAR). optimizer: "" = the thesis's
     choice (Adam on the whole Lagrangian for l2 = PDGD, a plain gradient step + prox for the
     others), or "adam"/"sgd" (for l2, "sgd" runs the proximal version with block soft
