@@ -230,3 +230,30 @@ def test_pdpgd_median_not_worse_than_adv_lib(p, pf):
     their_norm = torch.where(ok, ops.norm(theirs - x, p), torch.tensor(math.inf))
     ours = attacks.pdpgd(m, x, y, norm=p, steps=300)
     assert float(ours.norm.median()) <= 1.02 * float(their_norm.median())
+
+
+@pytest.mark.slow
+def test_matyasko2020_quick_profile(tmp_path):
+    """The `quick` reproduction end to end (minutes on one core): PDPGD solves nearly every point for
+    every norm on all three models, the Linf-AT model needs larger Linf perturbations than the plain
+    one, and the tables, curves and plots are written."""
+    pytest.importorskip("matplotlib")
+    from robustlab.experiments import matyasko2020 as m
+
+    if not Path("/usr/share/datasets/fashion-mnist").exists():
+        pytest.skip("Fashion-MNIST is not installed")
+    res = m.run(out=tmp_path, profile="quick")
+    models = res["models"]
+    assert set(models) == {"plain", "linf-AT", "l2-AT"}
+    for key, mres in models.items():
+        assert mres["clean_acc"] > 0.6, key
+        for norm in ("l2", "linf", "l1", "l0"):
+            pd = mres["norms"][norm]["pdpgd"]
+            assert pd["success_rate"] >= 0.9, (key, norm)
+            curve = [m._acc(pd["robust_acc"], t) for t in m.THRESHOLDS[norm]]
+            assert curve == sorted(curve, reverse=True)
+            assert (tmp_path / f"robust_accuracy_{norm}.png").stat().st_size > 1000
+    linf = {k: v["norms"]["linf"]["pdpgd"]["median_norm"] for k, v in models.items()}
+    assert linf["linf-AT"] > 1.5 * linf["plain"]
+    md = (tmp_path / "tables.md").read_text()
+    assert "## l0: robust accuracy at five thresholds" in md and "| linf-AT |" in md

@@ -21,8 +21,9 @@ import torch
 
 from robustlab.io import atomic_write_json, atomic_write_text
 
-THRESHOLDS = {"l2": [0.5, 1.0, 1.5, 2.0, 2.5], "linf": [0.02, 0.05, 0.1, 0.15, 0.2],
-              "l1": [2.0, 5.0, 10.0, 15.0, 20.0], "l0": [5, 10, 20, 30, 40]}
+# the spec's Fashion-MNIST thresholds (section 5.2; the thesis's MNIST ones follow FAB)
+THRESHOLDS = {"l2": [0.5, 1.0, 1.5, 2.0, 2.5], "linf": [0.05, 0.075, 0.1, 0.125, 0.15],
+              "l1": [2.5, 5.0, 7.5, 10.0, 12.5], "l0": [1, 3, 5, 8, 12]}
 COMPARISON = {"l2": ["deepfool", "cw", "ddn", "fab", "fmn", "bb"], "linf": ["deepfool", "fab", "fmn", "bb"],
               "l1": ["ead", "fab", "fmn", "sparsefool", "bb"], "l0": ["fmn", "jsma", "bb"]}
 
@@ -35,6 +36,8 @@ class Profile:
     n_train: int = 20000
     norms: list[str] = field(default_factory=lambda: ["l2", "linf", "l1", "l0"])
     lr_grid: list[float] = field(default_factory=lambda: [0.1, 1.0])  # PDPGD primal lr grid (per-sample best)
+    restarts: int = 1  # PDPGD-1 / -10 / -100: random starts U[-init_range, init_range] after the first
+    init_range: float = 0.5  # the thesis's MNIST value
     skip: list[str] = field(default_factory=lambda: ["jsma"])  # too slow for the profile (28x28 pair scoring)
     seed: int = 0
 
@@ -42,7 +45,7 @@ class Profile:
 THESIS_GRID = [0.01, 0.05, 0.1, 0.5, 1.0]
 PROFILES = {"quick": Profile(),
             "cpu": Profile(n=500, steps=500, epochs=5, n_train=0, lr_grid=THESIS_GRID, skip=[]),
-            "full": Profile(n=1000, steps=500, epochs=20, n_train=0, lr_grid=THESIS_GRID, skip=[])}
+            "full": Profile(n=1000, steps=500, epochs=20, n_train=0, lr_grid=THESIS_GRID, skip=[], restarts=10)}
 
 
 def model_configs(p: Profile) -> dict[str, dict[str, Any]]:
@@ -59,9 +62,11 @@ def model_configs(p: Profile) -> dict[str, dict[str, Any]]:
     }
 
 
-def _attack_kwargs(name: str, steps: int, lr_grid: list[float]) -> dict[str, Any]:
+def _attack_kwargs(name: str, steps: int, lr_grid: list[float], restarts: int = 1, init_range: float = 0.5,
+                   seed: int = 0) -> dict[str, Any]:
     if name == "pdpgd":
-        return {"steps": steps, "lr_grid": tuple(lr_grid)}
+        return {"steps": steps, "lr_grid": tuple(lr_grid), "restarts": restarts, "init_range": init_range,
+                "generator": torch.Generator().manual_seed(seed)}
     if name == "jsma":
         return {}
     if name == "sparsefool":
@@ -102,7 +107,8 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-pdpgd", profile: str = "q
                     rows[name] = {"unavailable": True, "skipped": "profile"}
                     continue
                 t0 = time.perf_counter()
-                r = attacks.get(name)(model, x, y, norm=norm, **_attack_kwargs(name, p.steps, p.lr_grid))
+                r = attacks.get(name)(model, x, y, norm=norm, **_attack_kwargs(name, p.steps, p.lr_grid, p.restarts,
+                                                                                p.init_range, p.seed))
                 s = minnorm_summary(r, x, correct, norm)
                 s["seconds"] = time.perf_counter() - t0
                 s["grad_evals_per_sample"] = float(r.backward_passes.float().mean())
@@ -125,9 +131,10 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-pdpgd", profile: str = "q
 def tables(results: dict[str, Any]) -> str:
     s = results["settings"]
     lines = [f"Fashion-MNIST small_cnn (the thesis uses MNIST), profile `{results['profile']}`, first {s['n']} test "
-             f"points, PDPGD with {s['steps']} iterations per primal lr in {s['lr_grid']} (per-sample best, as "
+             f"points, PDPGD-{s.get('restarts', 1)} with {s['steps']} iterations per primal lr in {s['lr_grid']} "
+             "and restart (per-sample best, as "
              f"the thesis picks the lr per setting: PDPGD spends {len(s['lr_grid'])}x the others' gradient "
-             "evaluations), "
+             "evaluations, times the restarts), "
              f"seed {s['seed']}. Norms are over the originally correct points; the median counts failures as inf.",
              ""]
     for norm in s["norms"]:
