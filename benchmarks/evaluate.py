@@ -3,12 +3,15 @@
     .venv/bin/python benchmarks/evaluate.py --n 1000 --eps 0.1 --threads 1
 
 The model is the demo's PGD-trained small_cnn (Fashion-MNIST; trained once, cached). Robust accuracy
-is re-checked by a fresh forward pass for every method, on the same points, in the same run.
+is re-checked by a fresh forward pass for every method, on the same points, in the same run. robustlab's
+evaluate() is handed a plain NCHW copy (as a user's own model would be) and converts it itself;
+torchattacks runs once on that NCHW layout and once on the channels_last model.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -53,19 +56,23 @@ def main() -> None:
     res["pgd40"] = {"robust_acc": float((correct & ~ok).float().mean()), "seconds": time.perf_counter() - t0}
 
     t0 = time.perf_counter()
-    card = evaluate(model, x, y, norm="linf", eps=[eps], checks=False)
+    card = evaluate(copy.deepcopy(model).to(memory_format=torch.contiguous_format), x, y, norm="linf", eps=[eps], checks=False)
     res["robustlab ensemble (APGD-CE, APGD-T, FAB-T, Square)"] = {
         "robust_acc": card["robust_accuracy"][str(eps)], "seconds": time.perf_counter() - t0,
         "broken_by": card["broken_by_attack"][str(eps)]}
 
     ta = import_peers().get("torchattacks")
     if ta is not None:
-        t0 = time.perf_counter()
-        aa = ta.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0)
-        adv = torch.cat([aa(x[i:i + 500], y[i:i + 500]) for i in range(0, len(x), 500)])
-        ok = verify(model, x, y, adv, norm="linf", eps=eps)
-        res["torchattacks AutoAttack (standard)"] = {"robust_acc": float((correct & ~ok).float().mean()),
-                                                     "seconds": time.perf_counter() - t0}
+        # torchattacks runs the model it is given: once in the layout a plain PyTorch model has (NCHW), once in
+        # the channels_last layout robustlab builds and evaluates in
+        nchw = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+        for layout, m in (("NCHW model", nchw), ("channels_last model", model)):
+            t0 = time.perf_counter()
+            aa = ta.AutoAttack(m, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0)
+            adv = torch.cat([aa(x[i:i + 500], y[i:i + 500]) for i in range(0, len(x), 500)])
+            ok = verify(model, x, y, adv, norm="linf", eps=eps)
+            res[f"torchattacks AutoAttack (standard), {layout}"] = {
+                "robust_acc": float((correct & ~ok).float().mean()), "seconds": time.perf_counter() - t0}
     for k, v in res.items():
         if isinstance(v, dict):
             print(f"{k:55s} robust acc {v['robust_acc']:.4f}   {v['seconds']:.1f} s", file=sys.stderr)

@@ -73,6 +73,9 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
 
     With `state_path`, finished batches are saved there and a restarted evaluation resumes after them.
     """
+    from robustlab.models.layout import channels_last
+
+    model = channels_last(model, copy_model=True)  # a no-op for robustlab-built models (already NHWC)
     plan = custom if custom is not None else VERSIONS[version][norm]
     runnable = [(a, kw) for a, kw in plan if _try_get(a)]
     unavailable = [a for a, _ in plan if not _try_get(a)]

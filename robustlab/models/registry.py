@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from robustlab.models.layers import ImageClassifier, Normalize
+from robustlab.models.layout import channels_last
 
 #: What a factory receives: (in_channels, num_classes, (height, width), **arch_kwargs).
 Factory = Callable[..., ImageClassifier]
@@ -90,7 +91,8 @@ def build(
 
     `image_size` is an int or (H, W); the synthetic (1, 1, d) data is image_size=(1, d).
     `normalize=(mean, std)` (pixel units, one value or one per channel) puts a `Normalize` layer
-    first inside the model. The returned model carries `robustlab_spec`, enough to rebuild it.
+    first inside the model. The returned model carries `robustlab_spec`, enough to rebuild it, and
+    convolutional models come in channels_last layout (faster on the CPU; see models/layout.py).
     """
     fn = _factory(name)
     if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
@@ -123,7 +125,7 @@ def build(
         "kwargs": kwargs,
     }
     setattr(model, SPEC_ATTR, spec)
-    return model
+    return channels_last(model)
 
 
 def build_from_spec(spec: dict[str, Any]) -> ImageClassifier:
