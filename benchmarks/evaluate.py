@@ -56,7 +56,8 @@ def main() -> None:
     res["pgd40"] = {"robust_acc": float((correct & ~ok).float().mean()), "seconds": time.perf_counter() - t0}
 
     t0 = time.perf_counter()
-    card = evaluate(copy.deepcopy(model).to(memory_format=torch.contiguous_format), x, y, norm="linf", eps=[eps], checks=False)
+    plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    card = evaluate(plain, x, y, norm="linf", eps=[eps], checks=False)
     res["robustlab ensemble (APGD-CE, APGD-T, FAB-T, Square)"] = {
         "robust_acc": card["robust_accuracy"][str(eps)], "seconds": time.perf_counter() - t0,
         "broken_by": card["broken_by_attack"][str(eps)]}

@@ -45,11 +45,11 @@ def main() -> None:
         x = torch.rand(n, 1, 28, 28)
         y = torch.zeros(n, dtype=torch.long)
 
-        def fwd(m):
+        def fwd(m, x=x):
             with torch.no_grad():
                 m(x)
 
-        def fwd_bwd(m):
+        def fwd_bwd(m, x=x, y=y):
             xa = x.clone().requires_grad_(True)
             torch.autograd.grad(torch.nn.functional.cross_entropy(m(xa), y), xa)
 
