@@ -61,6 +61,18 @@ def _prox(v: Tensor, norm: str, t: Tensor, group_rule: str) -> Tensor:
     return prox(v, norm, t)
 
 
+def _steepest(g: Tensor, norm: str) -> Tensor:
+    """Unit steepest-descent direction of a linear function with gradient g in the norm's geometry:
+    l2 -> g / ||g||_2; linf -> sign(g); l1, l0 and pixel -> g / ||g||_inf (a smoothed top-coordinate step,
+    the sparse norms' steepest direction being a single coordinate)."""
+    flat = g.flatten(1)
+    if norm == "l2":
+        return g / view_n(flat.norm(dim=1).clamp_min(1e-12), g)
+    if norm in ("l1", "l0", "pixel"):
+        return g / view_n(flat.abs().amax(1).clamp_min(1e-12), g)
+    return g.sign()
+
+
 def lr_at(k: int, steps: int, lr: float, lr_decay: float, schedule: str) -> float:
     """Primal learning rate of iteration k (0-based): from lr to lr * lr_decay at the last iteration.
 
@@ -104,7 +116,9 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
             mh, vh = adam_m / (1 - b1 ** (k + 1)), adam_v / (1 - b2 ** (k + 1))
             r = clip_box(r - lr_k * mh / (vh.sqrt() + 1e-8), x0)
         else:  # PDPGD (5.7)-(5.10): step on the surrogate, prox of lr * (lambda1 / lambda2) ||.||, box
-            if optimizer == "adam":
+            if optimizer == "normalized":  # steepest descent in the attack's geometry, lr in norm units
+                step = _steepest(grad, norm)
+            elif optimizer == "adam":
                 adam_m = b1 * adam_m + (1 - b1) * grad
                 adam_v = b2 * adam_v + (1 - b2) * grad * grad
                 step = (adam_m / (1 - b1 ** (k + 1))) / ((adam_v / (1 - b2 ** (k + 1))).sqrt() + 1e-8)
@@ -167,7 +181,12 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     U[-init_range, init_range] (thesis: 0.5 MNIST, 0.25 CIFAR). optimizer: "" = the thesis's
     choice (Adam on the whole Lagrangian for l2 = PDGD, a plain gradient step + prox for the
     others), or "adam"/"sgd" (for l2, "sgd" runs the proximal version with block soft
-    thresholding). group_rule for norm="pixel": "max" (thesis eq. 5.16) or "l2" (the exact prox of
+    thresholding), or "normalized" (robustlab's variant, proximal for every norm: the step is the
+    unit steepest-descent direction of the norm -- sign(g) for linf, g / ||g||_2 for l2,
+    g / ||g||_inf for l1, l0, pixel -- so lr is in norm units and does not depend on the model's
+    logit scale; on a PGD-trained Fashion-MNIST CNN at T = 500 it gives 5% smaller linf and 18%
+    smaller l1 medians than the plain step, see benchmarks/pdpgd_quality.py).
+    group_rule for norm="pixel": "max" (thesis eq. 5.16) or "l2" (the exact prox of
     the group count). trace=True puts (iterations of all runs, N) tensors into info:
     "loss_weight" (averaged lambda2), "loss_weight_raw" (lambda2 before averaging), "adversarial"
     (the iterate of that step was adversarial) and "best_norm" (best-so-far after that step); NaN
@@ -183,7 +202,7 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
         raise InputError(f"need initial_lambda > 0, dual_lr >= 0, init_range >= 0 (got {initial_lambda}, "
                          f"{dual_lr}, {init_range})")
     for name, value, allowed in (("loss", loss, LOSSES), ("group_rule", group_rule, ("max", "l2")),
-                                 ("optimizer", optimizer, ("", "adam", "sgd")),
+                                 ("optimizer", optimizer, ("", "adam", "sgd", "normalized")),
                                  ("lr_schedule", lr_schedule, ("linear", "exp"))):
         if value not in allowed:
             raise InputError(f"{name} must be one of {allowed}, got {value!r}")

@@ -1,0 +1,81 @@
+"""PDPGD against the other minimum-norm attacks at equal gradient evaluations (issue 5's measurement).
+
+    .venv/bin/python benchmarks/pdpgd_quality.py --n 100 --budget 500 --threads 2
+
+Model: the demo's PGD-trained small_cnn (Fashion-MNIST, Linf eps 0.1; trained once and cached). Points:
+the originally correct ones among the first --n test images. Every attack gets about --budget backward
+passes per point: PDPGD/FMN/DDN `budget` iterations, FAB budget / (K - 1) iterations (its step
+differentiates all K - 1 other logits), C&W and EAD budget / search_steps iterations per binary-search
+step. Rows: the thesis's PDPGD (plain step, lr 0.1; PDGD with Adam for l2), PDPGD with Adam, robustlab's
+normalized step (lr from matyasko2020.NORMALIZED_LR), and the baselines. The median counts failures as inf.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+from robustlab import attacks, data
+from robustlab.experiments.common import trained_model
+from robustlab.experiments.demo import PROFILES, configs
+from robustlab.experiments.matyasko2020 import NORMALIZED_LR
+
+BASELINES = {"l2": ["fmn", "fab", "ddn", "cw"], "linf": ["fmn", "fab"], "l1": ["fmn", "fab", "ead"], "l0": ["fmn"]}
+
+
+def rows_for(norm: str, budget: int, k: int) -> list[tuple[str, str, dict]]:
+    rows = [("pdpgd (thesis)", "pdpgd", {"steps": budget}),
+            ("pdpgd adam", "pdpgd", {"steps": budget, "optimizer": "adam", "lr": 0.05})]
+    if norm in NORMALIZED_LR:
+        rows.append(("pdpgd normalized", "pdpgd", {"steps": budget, "optimizer": "normalized",
+                                                   "lr": NORMALIZED_LR[norm]}))
+    for name in BASELINES[norm]:
+        if name == "fab":
+            rows.append((name, name, {"steps": max(budget // (k - 1), 1)}))
+        elif name in ("cw", "ead"):
+            rows.append((name, name, {"steps": max(budget // 5, 1), "search_steps": 5}))
+        else:
+            rows.append((name, name, {"steps": budget}))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--budget", type=int, default=500)
+    ap.add_argument("--norms", default="linf,l2,l1,l0")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model, _, _ = trained_model(configs(PROFILES["quick"])["pgd_at"])
+    for q in model.parameters():
+        q.requires_grad_(False)
+    te = data.first_n(data.load("fashion-mnist", "test"), args.n)
+    with torch.no_grad():
+        logits = model(te.x)
+    ok = logits.argmax(1) == te.y
+    x, y, k = te.x[ok], te.y[ok], logits.shape[1]
+    out: dict = {"n_points": int(ok.sum()), "budget": args.budget, "norms": {}}
+    for norm in args.norms.split(","):
+        out["norms"][norm] = {}
+        for label, name, kw in rows_for(norm, args.budget, k):
+            t0 = time.perf_counter()
+            r = attacks.get(name)(model, x, y, norm=norm, **kw)
+            sec = time.perf_counter() - t0
+            nr = torch.where(r.success, r.norm, torch.full_like(r.norm, float("inf")))
+            row = {"median": float(nr.median()), "mean_successful": float(r.norm[r.success].mean()),
+                   "success": float(r.success.float().mean()),
+                   "backward_per_point": float(r.backward_passes.float().mean()), "seconds": round(sec, 2)}
+            out["norms"][norm][label] = row
+            print(f"{norm:5s} {label:18s} median {row['median']:.4g}  mean {row['mean_successful']:.4g}  "
+                  f"success {row['success']:.3f}  backward/pt {row['backward_per_point']:.0f}  {sec:.1f} s",
+                  file=sys.stderr, flush=True)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
