@@ -33,6 +33,10 @@ def rows_for(norm: str, budget: int, k: int) -> list[tuple[str, str, dict]]:
     if norm in NORMALIZED_LR:
         rows.append(("pdpgd normalized", "pdpgd", {"steps": budget, "optimizer": "normalized",
                                                    "lr": NORMALIZED_LR[norm]}))
+        rows.append(("pdpgd normalized+ft", "pdpgd", {"steps": budget * 4 // 5, "finetune": budget // 5,
+                                                      "optimizer": "normalized", "lr": NORMALIZED_LR[norm]}))
+    else:
+        rows.append(("pdgd+ft", "pdpgd", {"steps": budget * 4 // 5, "finetune": budget // 5}))
     for name in BASELINES[norm]:
         if name == "fab":
             rows.append((name, name, {"steps": max(budget // (k - 1), 1)}))

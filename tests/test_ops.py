@@ -238,3 +238,34 @@ def test_hyperplane_step_box_is_the_exact_minimum(p):
                          bounds=list(zip(lo, hi)), method="SLSQP", options={"ftol": 1e-14})
             best = np.sqrt(r.fun)
         assert float(ops.norm(torch.tensor(got)[None], p)) == pytest.approx(best, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("p", ["l2", "linf"])
+def test_hyperplane_step_box_matches_a_bisection_on_hard_batches(p):
+    """The sort-based exact step against a float64 bisection on t, in a batch with zero gradient
+    coordinates, coordinates pinned by the box, c = 0, negative c and unreachable hyperplanes."""
+    g = torch.Generator().manual_seed(3)
+    n, d = 64, 50
+    w = torch.randn(n, d, generator=g, dtype=torch.float64)
+    w[:, :5] = 0  # no gradient
+    x = torch.rand(n, d, generator=g, dtype=torch.float64)
+    x[:, 5:10] = 1.0  # cannot move up
+    c = torch.randn(n, generator=g, dtype=torch.float64) * 2
+    c[0] = 0
+    c[1:4] = 1e6  # unreachable: saturate the box
+    lo, hi = -x, 1 - x
+    got = ops.hyperplane_step_box(w, c, lo, hi, p)
+    u = torch.sign(c)[:, None] * w
+    direc = u if p == "l2" else u.sign()
+    t_lo, t_hi = torch.zeros(n, dtype=torch.float64), torch.full((n,), 1e4, dtype=torch.float64)
+    for _ in range(200):
+        t = (t_lo + t_hi) / 2
+        r = (u * torch.minimum(torch.maximum(t[:, None] * direc, lo), hi)).sum(1)
+        ok = r >= c.abs()
+        t_hi, t_lo = torch.where(ok, t, t_hi), torch.where(ok, t_lo, t)
+    ref = torch.minimum(torch.maximum(t_hi[:, None] * direc, lo), hi)
+    torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-9)
+    assert (got >= lo).all() and (got <= hi).all()
+    reach = (w * got).sum(1)
+    torch.testing.assert_close(reach[4:], c[4:], rtol=1e-9, atol=1e-9)
+    assert (reach[1:4] < c[1:4]).all() and torch.equal(got[0], torch.zeros(d, dtype=torch.float64))

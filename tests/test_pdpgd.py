@@ -281,3 +281,17 @@ def test_steepest_directions():
     torch.testing.assert_close(_steepest(g, "linf"), torch.tensor([[[[1.0, -1.0]]]]))
     torch.testing.assert_close(_steepest(g, "l1"), g / 4)
     assert torch.equal(_steepest(torch.zeros(1, 1, 1, 2), "l2"), torch.zeros(1, 1, 1, 2))
+
+
+def test_finetune_never_worse_and_checks_its_arguments():
+    """The finetune run starts from each sample's best and the tracker only accepts strictly smaller
+    adversarial iterates: per sample, the norm with finetune is <= the norm without (same seed)."""
+    m, x, y = digits_mlp()
+    x, y = x[:20], y[:20]
+    base = attacks.pdpgd(m, x, y, norm="l1", steps=60, optimizer="normalized", lr=1.0)
+    ft = attacks.pdpgd(m, x, y, norm="l1", steps=60, optimizer="normalized", lr=1.0, finetune=30)
+    assert (ft.norm <= base.norm + 1e-6).all() and bool((ft.norm < base.norm - 1e-6).any())
+    assert (ft.backward_passes >= base.backward_passes).all()
+    for bad in (dict(finetune=-1), dict(finetune_lr=-0.1)):
+        with pytest.raises(InputError):
+            attacks.pdpgd(m, x, y, norm="l1", steps=5, **bad)

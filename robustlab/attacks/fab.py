@@ -30,6 +30,17 @@ from robustlab.ops import norm as norm_of
 _DUAL = {"linf": "l1", "l2": "l2", "l1": "linf"}
 
 
+def _step(wj: Tensor, fj: Tensor, xk: Tensor, x0: Tensor, norm: str, alpha_max: float, eta: float) -> Tensor:
+    """FAB's update towards the linearised boundary fj + <wj, z - xk> = 0: project xk and x0 onto it
+    inside the box, move to the convex combination biased towards x0 (weight <= alpha_max), overshoot eta."""
+    dk = hyperplane_step_box(wj, -fj, -xk, 1 - xk, norm)
+    c0 = -fj - (wj * (x0 - xk)).flatten(1).sum(1)
+    do = hyperplane_step_box(wj, c0, -x0, 1 - x0, norm)
+    nk, no = norm_of(dk, norm), norm_of(do, norm)
+    a = view_n(torch.clamp(nk / (nk + no).clamp_min(1e-12), max=alpha_max), xk)
+    return ((1 - a) * (xk + eta * dk) + a * (x0 + eta * do)).clamp(0, 1)
+
+
 def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Tensor, track: BestTracker,
              counter: PassCounter, *, norm: str, steps: int, alpha_max: float, eta: float, beta: float,
              start: Tensor | None, stop_at: float | None = None) -> None:
@@ -47,15 +58,7 @@ def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Ten
         counter.add(idx, forward=1, backward=cd.shape[1])
         wn = norm_of(w.flatten(0, 1), _DUAL[norm]).view(f.shape).clamp_min(1e-12)
         j = (f.abs() / wn).argmin(1)
-        wj, fj = w[rows, j], f[rows, j]
-        # boundary: fj + <wj, z - xk> = 0
-        dk = hyperplane_step_box(wj, -fj, -xk, 1 - xk, norm)
-        c0 = -fj - (wj * (x0 - xk)).flatten(1).sum(1)
-        do = hyperplane_step_box(wj, c0, -x0, 1 - x0, norm)
-        nk, no = norm_of(dk, norm), norm_of(do, norm)
-        a = torch.clamp(nk / (nk + no).clamp_min(1e-12), max=alpha_max)
-        a = view_n(a, xk)
-        xn = ((1 - a) * (xk + eta * dk) + a * (x0 + eta * do)).clamp(0, 1)
+        xn = _step(w[rows, j], f[rows, j], xk, x0, norm, alpha_max, eta)
         with torch.no_grad():
             ln = model(xn)
         counter.add(idx, forward=1)
@@ -139,12 +142,7 @@ def _fab_targeted(model, x, y_true, target, cand, idx, track, counter, *, norm, 
         other = logits.detach().scatter(1, tt[:, None], float("-inf")).argmax(1)
         f, w = boundary_gradients(xa, logits, other, tt[:, None])
         counter.add(idx, forward=1, backward=1)
-        wj, fj = w[:, 0], f[:, 0]
-        dk = hyperplane_step_box(wj, -fj, -xk, 1 - xk, norm)
-        do = hyperplane_step_box(wj, -fj - (wj * (x0 - xk)).flatten(1).sum(1), -x0, 1 - x0, norm)
-        nk, no = norm_of(dk, norm), norm_of(do, norm)
-        a = view_n(torch.clamp(nk / (nk + no).clamp_min(1e-12), max=alpha_max), xk)
-        xn = ((1 - a) * (xk + eta * dk) + a * (x0 + eta * do)).clamp(0, 1)
+        xn = _step(w[:, 0], f[:, 0], xk, x0, norm, alpha_max, eta)
         with torch.no_grad():
             ln = model(xn)
         counter.add(idx, forward=1)

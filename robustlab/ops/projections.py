@@ -109,12 +109,12 @@ def hyperplane_step_box(w: Tensor, c: Tensor, lo: Tensor, hi: Tensor, p: str) ->
     """Smallest-p-norm step delta with <w, delta> = c inside the box lo <= delta <= hi (lo <= 0 <= hi).
 
     This is the box-constrained projection onto a linearised decision boundary used by FAB and
-    SparseFool. l2: delta = clip(t w), linf: delta = clip(t sign(w)), with t found by bisection (the
-    reach <w, clip(t .)> is monotone in t); l1: spend the budget on the coordinates with the largest
-    |w| first, each up to its box limit (fractional knapsack, by sorting). Where the hyperplane cannot
-    be reached inside the box, the step goes as far towards it as the box allows.
+    SparseFool. l2: delta = clip(t w), linf: delta = clip(t sign(w)), with t solved exactly on the
+    piecewise-linear, monotone reach <w, clip(t .)> (sorted saturation points, prefix sums); l1:
+    spend the budget on the coordinates with the largest |w| first, each up to its box limit
+    (fractional knapsack, by sorting). Where the hyperplane cannot be reached inside the box, the
+    step goes as far towards it as the box allows.
     """
-    n = w.shape[0]
     shape = (-1,) + (1,) * (w.dim() - 1)
     s = torch.sign(c).view(shape)
     # with u = sign(c) w the constraint reads <u, delta> = |c| >= 0: move along u
@@ -122,28 +122,35 @@ def hyperplane_step_box(w: Tensor, c: Tensor, lo: Tensor, hi: Tensor, p: str) ->
     lo2, hi2 = lo, hi
     target = c.abs()
     if p in ("l2", "linf"):
+        # delta(t) = clip(t * dir, lo, hi) with dir = u (l2) or sign(u) (linf); the reach <u, delta(t)> is
+        # piecewise linear in t with a kink where each coordinate saturates: sort the kinks, take prefix
+        # sums, and solve the segment where the reach crosses |c| (exact; one sort instead of a bisection)
+        fu = u.flatten(1)
+        au = fu.abs()
+        cap = torch.where(fu > 0, hi2.flatten(1), -lo2.flatten(1)).clamp_min(0)
+        moving = au > 0
+        if p == "l2":
+            kink = torch.where(moving, cap / au.clamp_min(1e-30), torch.full_like(au, float("inf")))
+            slope = au * au
+        else:
+            kink = torch.where(moving, cap, torch.full_like(au, float("inf")))
+            slope = au
+        full = au * cap  # a saturated coordinate's share of the reach
+        kink_s, order = kink.sort(dim=1)
+        slope_s, full_s = slope.gather(1, order), full.gather(1, order)
+        before = full_s.cumsum(1) - full_s  # reach of the coordinates saturated before this kink
+        rest = slope_s.flip(1).cumsum(1).flip(1)  # slope of the coordinates not yet saturated
+        finite = torch.isfinite(kink_s)
+        reach_at = before + torch.where(finite, kink_s * rest, torch.zeros_like(rest))
+        hit = (reach_at >= target[:, None]) & finite
+        k = hit.float().argmax(1, keepdim=True)
+        t = (target[:, None] - before.gather(1, k)) / rest.gather(1, k).clamp_min(1e-30)
+        t = torch.minimum(t.clamp_min(0), kink_s.gather(1, k)).squeeze(1)
+        # unreachable inside the box: saturate everything that can move (the largest finite kink)
+        t_max = torch.where(finite, kink_s, torch.zeros_like(kink_s)).amax(1)
+        t = torch.where(hit.any(1), t, t_max)
         direc = u if p == "l2" else u.sign()
-
-        def reach(t: Tensor) -> tuple[Tensor, Tensor]:
-            d = torch.minimum(torch.maximum(t.view(shape) * direc, lo2), hi2)
-            return d, (u * d).flatten(1).sum(1)
-
-        # an upper bound on the needed t: large enough to saturate the box
-        t_hi = torch.ones(n, dtype=w.dtype, device=w.device)
-        for _ in range(60):
-            _, r = reach(t_hi)
-            if bool((r >= target).all()) or float(t_hi.max()) > 1e30:
-                break
-            t_hi = torch.where(r >= target, t_hi, t_hi * 4)
-        t_lo = torch.zeros_like(t_hi)
-        for _ in range(_BISECT_ITERS + 20):
-            t = (t_lo + t_hi) / 2
-            _, r = reach(t)
-            ok = r >= target
-            t_hi = torch.where(ok, t, t_hi)
-            t_lo = torch.where(ok, t_lo, t)
-        d, _ = reach(t_hi)
-        return d
+        return torch.minimum(torch.maximum(t.view(shape) * direc, lo2), hi2)
     if p == "l1":
         flat_u = u.flatten(1)
         cap = torch.where(flat_u > 0, hi2.flatten(1), -lo2.flatten(1)).clamp_min(0)  # how far each coordinate can go
