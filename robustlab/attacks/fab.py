@@ -43,28 +43,48 @@ def _step(wj: Tensor, fj: Tensor, xk: Tensor, x0: Tensor, norm: str, alpha_max: 
 
 def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Tensor, track: BestTracker,
              counter: PassCounter, *, norm: str, steps: int, alpha_max: float, eta: float, beta: float,
-             start: Tensor | None, stop_at: float | None = None) -> None:
+             start: Tensor | None, stop_at: float | None = None, reuse_gradient: bool = True) -> None:
     """One FAB run on samples idx, towards the candidate boundaries cand (len(idx), C); success =
-    misclassification of labels. With stop_at, a sample leaves once its best norm is <= stop_at."""
+    misclassification of labels. With stop_at, a sample leaves once its best norm is <= stop_at.
+
+    reuse_gradient=True: the forward+backward pass at each new iterate also decides its success, so a
+    step costs one forward+backward instead of the paper's forward+backward plus a forward; after a
+    success the step starts from the point moved back towards x0 with the boundary linearised at the
+    iterate (first order: f + <w, x_back - x_iterate>) instead of a fresh gradient there."""
     x0, lab, cd = x[idx], labels[idx], cand[idx]
     xk = x0.clone() if start is None else start
     rows = torch.arange(len(idx), device=x.device)
-    for _ in range(steps):
+    for it in range(steps + (1 if reuse_gradient else 0)):
         if idx.numel() == 0:
+            return
+        if reuse_gradient and it == steps:  # the last iterate only needs its success checked
+            with torch.no_grad():
+                track.update(idx, xk, model(xk), lab, False)
+            counter.add(idx, forward=1)
             return
         xa = xk.detach().requires_grad_(True)
         logits = model(xa)
         f, w = boundary_gradients(xa, logits, lab, cd)
         counter.add(idx, forward=1, backward=cd.shape[1])
-        wn = norm_of(w.flatten(0, 1), _DUAL[norm]).view(f.shape).clamp_min(1e-12)
-        j = (f.abs() / wn).argmin(1)
-        xn = _step(w[rows, j], f[rows, j], xk, x0, norm, alpha_max, eta)
-        with torch.no_grad():
-            ln = model(xn)
-        counter.add(idx, forward=1)
-        adv = track.update(idx, xn, ln, lab, False)
-        # after a success, step back towards the original point
-        xk = torch.where(view_n(adv, xn), (1 - beta) * x0 + beta * xn, xn).detach()
+        if reuse_gradient:
+            base = xk
+            if it > 0:
+                adv = track.update(idx, xk, logits.detach(), lab, False)
+                base = torch.where(view_n(adv, xk), (1 - beta) * x0 + beta * xk, xk)
+                f = f + (w * (base - xk)[:, None]).flatten(2).sum(2)
+            wn = norm_of(w.flatten(0, 1), _DUAL[norm]).view(f.shape).clamp_min(1e-12)
+            j = (f.abs() / wn).argmin(1)
+            xk = _step(w[rows, j], f[rows, j], base, x0, norm, alpha_max, eta).detach()
+        else:
+            wn = norm_of(w.flatten(0, 1), _DUAL[norm]).view(f.shape).clamp_min(1e-12)
+            j = (f.abs() / wn).argmin(1)
+            xn = _step(w[rows, j], f[rows, j], xk, x0, norm, alpha_max, eta)
+            with torch.no_grad():
+                ln = model(xn)
+            counter.add(idx, forward=1)
+            adv = track.update(idx, xn, ln, lab, False)
+            # after a success, step back towards the original point
+            xk = torch.where(view_n(adv, xn), (1 - beta) * x0 + beta * xn, xn).detach()
         if stop_at is not None:  # an ensemble only needs a success within eps
             keep = track.norm[idx] > stop_at
             if not bool(keep.all()):
@@ -87,13 +107,15 @@ def _common(model, x, y, norm, steps, targeted, target):
 @register("fab", family="minnorm", norms=("linf", "l2", "l1"))
 def fab(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 100, restarts: int = 1,
         alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, restart_eps: float = 0.0,
-        targeted: bool = False, target: Tensor | None = None,
+        reuse_gradient: bool = True, targeted: bool = False, target: Tensor | None = None,
         generator: torch.Generator | None = None) -> AttackResult:
     """FAB. Untargeted: towards the closest linearised boundary among all other classes. Targeted
     (target given): towards the target's boundary, and success means predicting the target.
     Restarts after the first start from a random point in the ball of radius `restart_eps` (0: half
     of each sample's best norm so far, as in the paper) and run on every sample, since a restart may
-    find a smaller perturbation; the smallest is kept."""
+    find a smaller perturbation; the smallest is kept. reuse_gradient (untargeted runs): one
+    forward+backward per step instead of the paper's forward+backward plus forward (see `_fab_run`);
+    False gives the paper's step exactly."""
     x, labels, n, counter, logits0, k = _common(model, x, y, norm, steps, targeted, target)
     y_true = y.to(x.device).long()
     track = BestTracker(x, norm, k)
@@ -115,7 +137,7 @@ def fab(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: in
         idx = all_idx[~done]
         start = _restart_start(x, idx, norm, track, restart_eps, generator) if r else None
         _fab_run(model, x, labels, cand, idx, track, counter, norm=norm, steps=steps, alpha_max=alpha_max,
-                 eta=eta, beta=beta, start=start)
+                 eta=eta, beta=beta, start=start, reuse_gradient=reuse_gradient)
     return track.result(model, counter)
 
 
@@ -153,10 +175,11 @@ def _fab_targeted(model, x, y_true, target, cand, idx, track, counter, *, norm, 
 @register("fab_t", family="minnorm", norms=("linf", "l2", "l1"))
 def fab_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 100, n_targets: int = 9,
           alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, eps: float | None = None,
-          generator: torch.Generator | None = None) -> AttackResult:
+          reuse_gradient: bool = True, generator: torch.Generator | None = None) -> AttackResult:
     """FAB-T as in AutoAttack: FAB towards the boundary of each of the `n_targets` highest-scoring
     wrong classes in turn; success is any misclassification; the smallest perturbation is kept.
-    With `eps` (as in an ensemble), a target is only tried on samples without a success within eps."""
+    With `eps` (as in an ensemble), a target is only tried on samples without a success within eps.
+    reuse_gradient: as in `fab` (False: the paper's step, one more forward pass per step)."""
     x, labels, n, counter, logits0, k = _common(model, x, y, norm, steps, False, None)
     track = BestTracker(x, norm, k)
     all_idx = torch.arange(n, device=x.device)
@@ -168,7 +191,7 @@ def fab_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
         if idx.numel() == 0:
             break
         _fab_run(model, x, labels, order[:, t:t + 1], idx, track, counter, norm=norm, steps=steps,
-                 alpha_max=alpha_max, eta=eta, beta=beta, start=None, stop_at=eps)
+                 alpha_max=alpha_max, eta=eta, beta=beta, start=None, stop_at=eps, reuse_gradient=reuse_gradient)
     res = track.result(model, counter)
     res.success = is_adversarial(res.logits, labels, False) & torch.isfinite(res.norm)
     return res
