@@ -66,25 +66,22 @@ def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Ten
         logits = model(xa)
         f, w = boundary_gradients(xa, logits, lab, cd)
         counter.add(idx, forward=1, backward=cd.shape[1])
+        base = xk
+        if reuse_gradient and it > 0:  # this pass also decides the success of xk, the last step's result
+            adv = track.update(idx, xk, logits.detach(), lab, False)
+            base = torch.where(view_n(adv, xk), (1 - beta) * x0 + beta * xk, xk)
+            f = f + (w * (base - xk)[:, None]).flatten(2).sum(2)
+        wn = norm_of(w.flatten(0, 1), _DUAL[norm]).view(f.shape).clamp_min(1e-12)
+        j = (f.abs() / wn).argmin(1)
+        xn = _step(w[rows, j], f[rows, j], base, x0, norm, alpha_max, eta).detach()
         if reuse_gradient:
-            base = xk
-            if it > 0:
-                adv = track.update(idx, xk, logits.detach(), lab, False)
-                base = torch.where(view_n(adv, xk), (1 - beta) * x0 + beta * xk, xk)
-                f = f + (w * (base - xk)[:, None]).flatten(2).sum(2)
-            wn = norm_of(w.flatten(0, 1), _DUAL[norm]).view(f.shape).clamp_min(1e-12)
-            j = (f.abs() / wn).argmin(1)
-            xk = _step(w[rows, j], f[rows, j], base, x0, norm, alpha_max, eta).detach()
-        else:
-            wn = norm_of(w.flatten(0, 1), _DUAL[norm]).view(f.shape).clamp_min(1e-12)
-            j = (f.abs() / wn).argmin(1)
-            xn = _step(w[rows, j], f[rows, j], xk, x0, norm, alpha_max, eta)
+            xk = xn
+        else:  # the paper's step: a forward pass decides the success of xn, then step back after one
             with torch.no_grad():
                 ln = model(xn)
             counter.add(idx, forward=1)
             adv = track.update(idx, xn, ln, lab, False)
-            # after a success, step back towards the original point
-            xk = torch.where(view_n(adv, xn), (1 - beta) * x0 + beta * xn, xn).detach()
+            xk = torch.where(view_n(adv, xn), (1 - beta) * x0 + beta * xn, xn)
         if stop_at is not None:  # an ensemble only needs a success within eps
             keep = track.norm[idx] > stop_at
             if not bool(keep.all()):
