@@ -234,9 +234,11 @@ def test_pdpgd_median_not_worse_than_adv_lib(p, pf):
 
 @pytest.mark.slow
 def test_matyasko2020_quick_profile(tmp_path):
-    """The `quick` reproduction end to end (minutes on one core): PDPGD solves nearly every point for
-    every norm on all three models, the Linf-AT model needs larger Linf perturbations than the plain
-    one, and the tables, curves and plots are written."""
+    """The `quick` reproduction end to end (minutes on one core): PDPGD solves most points for every
+    norm on all three models (the thesis's plain step with 2 x 100 iterations leaves up to ~20% of l0
+    points unsolved on the AT models; robustlab's normalized step, pdpgd-n, nearly all), the Linf-AT
+    model needs larger Linf perturbations than the plain one, and the tables, curves and plots are
+    written."""
     pytest.importorskip("matplotlib")
     from robustlab.experiments import matyasko2020 as m
 
@@ -249,7 +251,9 @@ def test_matyasko2020_quick_profile(tmp_path):
         assert mres["clean_acc"] > 0.6, key
         for norm in ("l2", "linf", "l1", "l0"):
             pd = mres["norms"][norm]["pdpgd"]
-            assert pd["success_rate"] >= 0.9, (key, norm)
+            assert pd["success_rate"] >= (0.75 if norm == "l0" else 0.9), (key, norm)
+            if norm != "l2":
+                assert mres["norms"][norm]["pdpgd-n"]["success_rate"] >= 0.95, (key, norm)
             curve = [m._acc(pd["robust_acc"], t) for t in m.THRESHOLDS[norm]]
             assert curve == sorted(curve, reverse=True)
             assert (tmp_path / f"robust_accuracy_{norm}.png").stat().st_size > 1000
