@@ -119,15 +119,15 @@ def hyperplane_step_box(w: Tensor, c: Tensor, lo: Tensor, hi: Tensor, p: str) ->
     s = torch.sign(c).view(shape)
     # with u = sign(c) w the constraint reads <u, delta> = |c| >= 0: move along u
     u = s * w
-    lo2, hi2 = lo, hi
     target = c.abs()
+    fu = u.flatten(1)
+    au = fu.abs()
+    cap = torch.where(fu > 0, hi.flatten(1), -lo.flatten(1)).clamp_min(0)  # how far each coordinate can go
+    gain = au * cap  # a coordinate's share of the reach once it is used fully
     if p in ("l2", "linf"):
         # delta(t) = clip(t * dir, lo, hi) with dir = u (l2) or sign(u) (linf); the reach <u, delta(t)> is
         # piecewise linear in t with a kink where each coordinate saturates: sort the kinks, take prefix
         # sums, and solve the segment where the reach crosses |c| (exact; one sort instead of a bisection)
-        fu = u.flatten(1)
-        au = fu.abs()
-        cap = torch.where(fu > 0, hi2.flatten(1), -lo2.flatten(1)).clamp_min(0)
         moving = au > 0
         if p == "l2":
             kink = torch.where(moving, cap / au.clamp_min(1e-30), torch.full_like(au, float("inf")))
@@ -135,9 +135,8 @@ def hyperplane_step_box(w: Tensor, c: Tensor, lo: Tensor, hi: Tensor, p: str) ->
         else:
             kink = torch.where(moving, cap, torch.full_like(au, float("inf")))
             slope = au
-        full = au * cap  # a saturated coordinate's share of the reach
         kink_s, order = kink.sort(dim=1)
-        slope_s, full_s = slope.gather(1, order), full.gather(1, order)
+        slope_s, full_s = slope.gather(1, order), gain.gather(1, order)
         before = full_s.cumsum(1) - full_s  # reach of the coordinates saturated before this kink
         rest = slope_s.flip(1).cumsum(1).flip(1)  # slope of the coordinates not yet saturated
         finite = torch.isfinite(kink_s)
@@ -150,17 +149,15 @@ def hyperplane_step_box(w: Tensor, c: Tensor, lo: Tensor, hi: Tensor, p: str) ->
         t_max = torch.where(finite, kink_s, torch.zeros_like(kink_s)).amax(1)
         t = torch.where(hit.any(1), t, t_max)
         direc = u if p == "l2" else u.sign()
-        return torch.minimum(torch.maximum(t.view(shape) * direc, lo2), hi2)
+        return torch.minimum(torch.maximum(t.view(shape) * direc, lo), hi)
     if p == "l1":
-        flat_u = u.flatten(1)
-        cap = torch.where(flat_u > 0, hi2.flatten(1), -lo2.flatten(1)).clamp_min(0)  # how far each coordinate can go
-        gain = flat_u.abs() * cap  # progress if the coordinate is used fully
-        order = flat_u.abs().argsort(dim=1, descending=True)
+        order = au.argsort(dim=1, descending=True)
         g_sorted = gain.gather(1, order)
         before = g_sorted.cumsum(1) - g_sorted
         need = (target[:, None] - before).clamp_min(0)
-        use = torch.minimum(need / flat_u.abs().gather(1, order).clamp_min(1e-30), cap.gather(1, order))
-        use = torch.where(flat_u.abs().gather(1, order) > 0, use, torch.zeros_like(use))
-        step = torch.zeros_like(flat_u).scatter(1, order, use) * flat_u.sign()
+        au_s = au.gather(1, order)
+        use = torch.minimum(need / au_s.clamp_min(1e-30), cap.gather(1, order))
+        use = torch.where(au_s > 0, use, torch.zeros_like(use))
+        step = torch.zeros_like(fu).scatter(1, order, use) * fu.sign()
         return step.view_as(w)
     raise ValueError(f"no hyperplane step for norm {p!r}; choose linf, l2 or l1")
