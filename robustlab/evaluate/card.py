@@ -15,6 +15,7 @@ import robustlab
 from robustlab.evaluate.ensemble import input_hash, run_ensemble
 from robustlab.evaluate.sanity import sanity_checks
 from robustlab.io import atomic_write_json
+from robustlab.models.layout import channels_last
 
 
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: list[float],
@@ -36,8 +37,6 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
     if model.training:
         raise ValueError("evaluate() needs the model in eval mode (call model.eval()); BatchNorm/Dropout in "
                          "training mode make predictions depend on the batch")
-    from robustlab.models.layout import channels_last
-
     model = channels_last(model, copy_model=True)  # same values, faster CPU kernels (models/layout.py)
     t0 = time.perf_counter()
     state = Path(str(out) + ".state.json") if out is not None else None

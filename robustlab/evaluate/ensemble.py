@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from robustlab import attacks
 from robustlab.evaluate.verify import verify
 from robustlab.io import atomic_write_json
+from robustlab.models.layout import channels_last
 from robustlab.ops import norm as norm_of
 
 # AutoAttack's standard version (APGD-CE, APGD-T with 9 targets, FAB-T, Square 5000 queries) and others
@@ -73,8 +74,6 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
 
     With `state_path`, finished batches are saved there and a restarted evaluation resumes after them.
     """
-    from robustlab.models.layout import channels_last
-
     model = channels_last(model, copy_model=True)  # a no-op for robustlab-built models (already NHWC)
     plan = custom if custom is not None else VERSIONS[version][norm]
     runnable = [(a, kw) for a, kw in plan if _try_get(a)]

@@ -47,6 +47,7 @@ THESIS_GRID = [0.01, 0.05, 0.1, 0.5, 1.0]
 # (optimizer="normalized"), so the lr is in norm units and one lr serves every model; these values were
 # the best of {0.05, 0.5, 1, 2, 5} on the demo's PGD-trained small_cnn (T = 500). l2 keeps PDGD (Adam).
 NORMALIZED_LR = {"linf": 0.5, "l1": 2.0, "l0": 2.0}
+VARIANTS = {"pdpgd-n": "pdpgd"}  # table row -> registered attack
 PROFILES = {"quick": Profile(),
             "cpu": Profile(n=500, steps=500, epochs=5, n_train=0, lr_grid=THESIS_GRID, skip=[]),
             "full": Profile(n=1000, steps=500, epochs=20, n_train=0, lr_grid=THESIS_GRID, skip=[], restarts=10)}
@@ -108,7 +109,8 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-pdpgd", profile: str = "q
             rows: dict[str, Any] = {}
             variants = ["pdpgd"] + (["pdpgd-n"] if norm in NORMALIZED_LR else [])
             for name in variants + COMPARISON[norm]:
-                if name.split("-")[0] not in attacks.REGISTRY:
+                attack = VARIANTS.get(name, name)
+                if attack not in attacks.REGISTRY:
                     rows[name] = {"unavailable": True}
                     continue
                 if name in p.skip:
@@ -116,7 +118,7 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-pdpgd", profile: str = "q
                     continue
                 t0 = time.perf_counter()
                 kw = _attack_kwargs(name, p.steps, p.lr_grid, p.restarts, p.init_range, p.seed, norm)
-                r = attacks.get(name.split("-")[0])(model, x, y, norm=norm, **kw)
+                r = attacks.get(attack)(model, x, y, norm=norm, **kw)
                 s = minnorm_summary(r, x, correct, norm)
                 s["seconds"] = time.perf_counter() - t0
                 s["grad_evals_per_sample"] = float(r.backward_passes.float().mean())
