@@ -20,12 +20,11 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+from common import eval_points, frozen_model  # noqa: E402
 from peers import import_peers  # noqa: E402
 
-from robustlab import attacks, data  # noqa: E402
+from robustlab import attacks  # noqa: E402
 from robustlab.evaluate import evaluate, verify  # noqa: E402
-from robustlab.experiments.common import trained_model  # noqa: E402
-from robustlab.experiments.demo import PROFILES, configs  # noqa: E402
 
 
 def main() -> None:
@@ -36,18 +35,9 @@ def main() -> None:
     ap.add_argument("--model-path", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if args.model_path:
-        from robustlab.models.io import load_model
-
-        model = load_model(args.model_path).eval()
-    else:
-        model, _, _ = trained_model(configs(PROFILES["quick"])["pgd_at"])
-    for p in model.parameters():
-        p.requires_grad_(False)
-    te = data.first_n(data.load("fashion-mnist", "test"), args.n)
-    x, y, eps = te.x, te.y, args.eps
-    with torch.no_grad():
-        correct = model(x).argmax(1) == y
+    model = frozen_model(path=args.model_path)
+    x, y, correct = eval_points(model, args.n)
+    eps = args.eps
     res = {"n": args.n, "eps": eps, "clean": float(correct.float().mean())}
 
     t0 = time.perf_counter()

@@ -17,12 +17,11 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+from common import eval_points, frozen_model  # noqa: E402
 from peers import import_peers  # noqa: E402
 
-from robustlab import attacks, data  # noqa: E402
+from robustlab import attacks  # noqa: E402
 from robustlab.evaluate import verify  # noqa: E402
-from robustlab.experiments.common import trained_model  # noqa: E402
-from robustlab.experiments.demo import PROFILES, configs  # noqa: E402
 
 
 def main() -> None:
@@ -33,13 +32,9 @@ def main() -> None:
     ap.add_argument("--only", default="apgd,apgd_t,fab_t,square")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model, _, _ = trained_model(configs(PROFILES["quick"])["pgd_at"])
-    for p in model.parameters():
-        p.requires_grad_(False)
-    te = data.first_n(data.load("fashion-mnist", "test"), args.n)
-    with torch.no_grad():
-        correct = model(te.x).argmax(1) == te.y
-    x, y, eps = te.x[correct], te.y[correct], args.eps
+    model = frozen_model()
+    x, y, correct = eval_points(model, args.n)
+    x, y, eps = x[correct], y[correct], args.eps
     ta = import_peers().get("torchattacks")
     ours = {"apgd": lambda: attacks.get("apgd")(model, x, y, norm="linf", eps=eps, loss="ce",
                                                  generator=torch.Generator().manual_seed(0)).x_adv,

@@ -25,11 +25,10 @@ from collections.abc import Callable
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+from common import eval_points, frozen_model  # noqa: E402
 from peers import import_peers  # noqa: E402
 
-from robustlab import attacks, data, ops  # noqa: E402
-from robustlab.experiments.common import trained_model  # noqa: E402
-from robustlab.experiments.demo import PROFILES, configs  # noqa: E402
+from robustlab import attacks, ops  # noqa: E402
 
 P_FLOAT = {"linf": float("inf"), "l2": 2.0, "l1": 1.0, "l0": 0.0}
 
@@ -57,24 +56,14 @@ def main() -> None:
     ap.add_argument("--out", default="", help="also write the JSON results to this file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    te = data.first_n(data.load("fashion-mnist", "test"), args.n)
-    x, y = te.x, te.y
     peers = import_peers()
     al, fb = peers.get("adv_lib"), peers.get("foolbox")
     T = args.steps
     out: dict = {"n": args.n, "steps": T, "threads": args.threads, "results": {}}
     chosen = set(filter(None, args.attacks.split(",")))
     for key in args.model_path or args.models.split(","):
-        if args.model_path:
-            from robustlab.models.io import load_model
-
-            model = load_model(key).eval()
-        else:
-            model, _, _ = trained_model(configs(PROFILES["quick"])[key])
-        for q in model.parameters():
-            q.requires_grad_(False)
-        with torch.no_grad():
-            correct = model(x).argmax(1) == y
+        model = frozen_model(key, path=key if args.model_path else None)
+        x, y, correct = eval_points(model, args.n)
         res: dict = {}
         for p in args.norms.split(","):
             runs: dict[str, Callable] = {

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
 import torch
 
-from robustlab import attacks, data
-from robustlab.experiments.common import trained_model
-from robustlab.experiments.demo import PROFILES, configs
-from robustlab.experiments.matyasko2020 import NORMALIZED_LR
+sys.path.insert(0, os.path.dirname(__file__))
+from common import eval_points, frozen_model  # noqa: E402
+
+from robustlab import attacks  # noqa: E402
+from robustlab.experiments.matyasko2020 import NORMALIZED_LR  # noqa: E402
 
 BASELINES = {"l2": ["fmn", "fab", "ddn", "cw"], "linf": ["fmn", "fab"], "l1": ["fmn", "fab", "ead"], "l0": ["fmn"]}
 
@@ -55,14 +57,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model, _, _ = trained_model(configs(PROFILES["quick"])["pgd_at"])
-    for q in model.parameters():
-        q.requires_grad_(False)
-    te = data.first_n(data.load("fashion-mnist", "test"), args.n)
+    model = frozen_model()
+    x, y, ok = eval_points(model, args.n)
+    x, y = x[ok], y[ok]
     with torch.no_grad():
-        logits = model(te.x)
-    ok = logits.argmax(1) == te.y
-    x, y, k = te.x[ok], te.y[ok], logits.shape[1]
+        k = model(x[:1]).shape[1]
     out: dict = {"n_points": int(ok.sum()), "budget": args.budget, "norms": {}}
     for norm in args.norms.split(","):
         out["norms"][norm] = {}
