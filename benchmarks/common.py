@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab import data
+from robustlab.data.subsets import take
 
 
 def frozen_model(key: str = "pgd_at", path: str | None = None) -> nn.Module:
@@ -27,9 +28,11 @@ def frozen_model(key: str = "pgd_at", path: str | None = None) -> nn.Module:
     return model
 
 
-def eval_points(model: nn.Module, n: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(x, y, correct): the first n Fashion-MNIST test images, labels, and where `model` is right."""
-    te = data.first_n(data.load("fashion-mnist", "test"), n)
+def eval_points(model: nn.Module, n: int, offset: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """(x, y, correct): n Fashion-MNIST test images from index `offset` on (default the first n), their
+    labels, and where `model` is right."""
+    test = data.load("fashion-mnist", "test")
+    te = take(test, torch.arange(offset, offset + n)) if offset else data.first_n(test, n)
     with torch.no_grad():
         correct = model(te.x).argmax(1) == te.y
     return te.x, te.y, correct

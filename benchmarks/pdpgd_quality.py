@@ -1,13 +1,15 @@
 """PDPGD against the other minimum-norm attacks at equal gradient evaluations (issue 5's measurement).
 
-    .venv/bin/python benchmarks/pdpgd_quality.py --n 100 --budget 500 --threads 2
+    .venv/bin/python benchmarks/pdpgd_quality.py --offset 300 --n 500 --budget 500 --threads 2
 
-Model: the demo's PGD-trained small_cnn (Fashion-MNIST, Linf eps 0.1; trained once and cached). Points:
-the originally correct ones among the first --n test images. Every attack gets about --budget backward
+Model: the demo's PGD-trained small_cnn (Fashion-MNIST, Linf eps 0.1; trained once and cached), or --model
+PATH. Points: the originally correct ones among --n test images from index --offset (pdpgd.RECIPE was tuned
+on the first 300, so --offset 300 measures on points it has not seen). Every attack gets about --budget backward
 passes per point: PDPGD/FMN/DDN `budget` iterations, FAB budget / (K - 1) iterations (its step
 differentiates all K - 1 other logits), C&W and EAD budget / search_steps iterations per binary-search
-step. Rows: the thesis's PDPGD (plain step, lr 0.1; PDGD with Adam for l2), PDPGD with Adam, robustlab's
-normalized step (lr from matyasko2020.NORMALIZED_LR), and the baselines. The median counts failures as inf.
+step. Rows: the thesis's PDPGD (one run, plain step, lr 0.1; PDGD with Adam for l2), one run of robustlab's
+normalized step (linf, l1, l0), robustlab's budgeted recipe (`attacks.pdpgd.recipe`: three short runs, two
+from random starts, and a finetune), and the baselines. The median counts failures as inf.
 """
 
 from __future__ import annotations
@@ -24,21 +26,17 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import eval_points, frozen_model  # noqa: E402
 
 from robustlab import attacks  # noqa: E402
-from robustlab.experiments.matyasko2020 import NORMALIZED_LR  # noqa: E402
+from robustlab.attacks.pdpgd import RECIPE, recipe  # noqa: E402
 
 BASELINES = {"l2": ["fmn", "fab", "ddn", "cw"], "linf": ["fmn", "fab"], "l1": ["fmn", "fab", "ead"], "l0": ["fmn"]}
 
 
 def rows_for(norm: str, budget: int, k: int) -> list[tuple[str, str, dict]]:
-    rows = [("pdpgd (thesis)", "pdpgd", {"steps": budget}),
-            ("pdpgd adam", "pdpgd", {"steps": budget, "optimizer": "adam", "lr": 0.05})]
-    if norm in NORMALIZED_LR:
+    rows = [("pdpgd (thesis)", "pdpgd", {"steps": budget})]
+    if RECIPE[norm]["optimizer"] == "normalized":
         rows.append(("pdpgd normalized", "pdpgd", {"steps": budget, "optimizer": "normalized",
-                                                   "lr": NORMALIZED_LR[norm]}))
-        rows.append(("pdpgd normalized+ft", "pdpgd", {"steps": budget * 4 // 5, "finetune": budget // 5,
-                                                      "optimizer": "normalized", "lr": NORMALIZED_LR[norm]}))
-    else:
-        rows.append(("pdgd+ft", "pdpgd", {"steps": budget * 4 // 5, "finetune": budget // 5}))
+                                                   "lr": RECIPE[norm]["lr"]}))
+    rows.append(("pdpgd recipe", "pdpgd", recipe(norm, budget)))
     for name in BASELINES[norm]:
         if name == "fab":
             rows.append((name, name, {"steps": max(budget // (k - 1), 1)}))
@@ -51,22 +49,28 @@ def rows_for(norm: str, budget: int, k: int) -> list[tuple[str, str, dict]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--offset", type=int, default=300)
+    ap.add_argument("--model", default=None, help="a saved model (default: the demo's PGD-trained small_cnn)")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget", type=int, default=500)
     ap.add_argument("--norms", default="linf,l2,l1,l0")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = frozen_model()
-    x, y, ok = eval_points(model, args.n)
+    model = frozen_model(path=args.model)
+    x, y, ok = eval_points(model, args.n, args.offset)
     x, y = x[ok], y[ok]
     with torch.no_grad():
         k = model(x[:1]).shape[1]
-    out: dict = {"n_points": int(ok.sum()), "budget": args.budget, "norms": {}}
+    out: dict = {"n_points": int(ok.sum()), "offset": args.offset, "budget": args.budget, "model": args.model,
+                 "seed": args.seed, "norms": {}}
     for norm in args.norms.split(","):
         out["norms"][norm] = {}
         for label, name, kw in rows_for(norm, args.budget, k):
             t0 = time.perf_counter()
+            if name == "pdpgd":
+                kw = {**kw, "generator": torch.Generator().manual_seed(args.seed)}
             r = attacks.get(name)(model, x, y, norm=norm, **kw)
             sec = time.perf_counter() - t0
             nr = torch.where(r.success, r.norm, torch.full_like(r.norm, float("inf")))

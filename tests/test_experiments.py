@@ -25,6 +25,8 @@ def test_matyasko2020_pdpgd_tiny_profile(tmp_path, monkeypatch):
         rows = res["models"]["plain"]["norms"][norm]
         assert {"median_norm", "mean_norm", "success_rate", "rho_adv", "robust_acc"} <= set(rows["pdpgd"])
         assert rows["bb"] == {"unavailable": True}
+        # robustlab's recipe row spends no more gradient evaluations than the thesis row it is set beside
+        assert 0 < rows["pdpgd-r"]["grad_evals_per_sample"] <= rows["pdpgd"]["grad_evals_per_sample"] + 1e-6
         curve = list(rows["pdpgd"]["robust_acc"].values())
         assert curve == sorted(curve, reverse=True)
         assert (tmp_path / "out" / f"robust_accuracy_{norm}.png").stat().st_size > 1000

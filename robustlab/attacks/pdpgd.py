@@ -157,6 +157,39 @@ def _parse_grid(lr_grid: tuple[float, ...] | list[float] | str, lr: float) -> tu
 
 THESIS_LR_GRID = (0.01, 0.05, 0.1, 0.5, 1.0)
 
+# robustlab's budgeted recipe (see `recipe`): per norm, the primal step and the settings that differ from the
+# thesis's. Tuned on the first 300 Fashion-MNIST test points of the demo's PGD-trained small_cnn at a budget of
+# 500 gradient evaluations and checked on held-out points and the other models (benchmarks/pdpgd_quality.py).
+RECIPE = {
+    "linf": {"optimizer": "normalized", "lr": 0.5, "initial_lambda": 1.0, "init_range": 1.0},
+    "l2": {"optimizer": "adam", "lr": 0.1, "initial_lambda": 0.01, "init_range": 0.5},
+    "l1": {"optimizer": "normalized", "lr": 2.0, "initial_lambda": 0.01, "init_range": 1.0},
+    "l0": {"optimizer": "normalized", "lr": 2.0, "initial_lambda": 1.0, "init_range": 0.5},
+    "pixel": {"optimizer": "normalized", "lr": 2.0, "initial_lambda": 1.0, "init_range": 0.5},
+}
+
+
+def recipe(norm: str, budget: int = 500) -> dict[str, float | int | str]:
+    """Keyword arguments for `pdpgd` that spend `budget` gradient evaluations per point the way that found
+    the smallest perturbations in robustlab's measurements (not the thesis's protocol, which is one run
+    of T = 500 per learning rate of a grid): 3/5 of the budget in up to three runs -- the first from
+    r = 0, the others from uniform noise U[-init_range, init_range] clipped to the box; three runs from a
+    budget of 480 on, fewer below, as a run needs about 100 iterations for the dual to settle -- then
+    a finetune run of the remaining 2/5 from each sample's best, with the primal step and the initial
+    lambda of `RECIPE[norm]`.
+
+    Why: started from r = 0, the primal-dual run refines very well but settles on the boundary region
+    its first steps lead to; on an adversarially trained model that region is often not the closest
+    one. Short runs from far-away random starts reach other regions, and the finetune refines the best
+    of them (on the demo's PGD-trained model at 500 evaluations: medians 3% below FAB in linf, 7% below
+    DDN in l2, 40% below FMN and EAD in l1, 30% below FMN in l0; benchmarks/pdpgd_quality.py)."""
+    check_norm(norm, tuple(RECIPE))
+    if budget < 5:
+        raise InputError(f"recipe: budget must be >= 5 gradient evaluations, got {budget}")
+    restarts = max(1, min(3, budget // 160))  # a run needs ~100 iterations for the dual to settle
+    steps = 3 * budget // 5 // restarts
+    return {**RECIPE[norm], "steps": steps, "restarts": restarts, "finetune": budget - restarts * steps}
+
 
 @register("pdpgd", family="minnorm", norms=("linf", "l2", "l1", "l0", "pixel"))
 def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 500, lr: float = 0.1,

@@ -43,11 +43,10 @@ class Profile:
 
 
 THESIS_GRID = [0.01, 0.05, 0.1, 0.5, 1.0]
-# robustlab's variant "pdpgd-n": the primal step is the unit steepest-descent direction of the norm
-# (optimizer="normalized"), so the lr is in norm units and one lr serves every model; these values were
-# the best of {0.05, 0.5, 1, 2, 5} on the demo's PGD-trained small_cnn (T = 500). l2 keeps PDGD (Adam).
-NORMALIZED_LR = {"linf": 0.5, "l1": 2.0, "l0": 2.0}
-VARIANTS = {"pdpgd-n": "pdpgd"}  # table row -> registered attack
+# robustlab's row "pdpgd-r": `attacks.pdpgd.recipe` -- three short runs (two from random starts) and a
+# finetune, the primal step per norm from pdpgd.RECIPE -- with the same number of gradient evaluations as
+# the thesis's row (its iterations times its lr grid).
+VARIANTS = {"pdpgd-r": "pdpgd"}  # table row -> registered attack
 PROFILES = {"quick": Profile(),
             "cpu": Profile(n=500, steps=500, epochs=5, n_train=0, lr_grid=THESIS_GRID, skip=[]),
             "full": Profile(n=1000, steps=500, epochs=20, n_train=0, lr_grid=THESIS_GRID, skip=[], restarts=10)}
@@ -69,9 +68,10 @@ def model_configs(p: Profile) -> dict[str, dict[str, Any]]:
 
 def _attack_kwargs(name: str, steps: int, lr_grid: list[float], restarts: int = 1, init_range: float = 0.5,
                    seed: int = 0, norm: str = "l2") -> dict[str, Any]:
-    if name == "pdpgd-n":  # one lr, as many gradient evaluations as the thesis's grid
-        return {"steps": steps * len(lr_grid), "lr": NORMALIZED_LR[norm], "optimizer": "normalized",
-                "restarts": restarts, "init_range": init_range, "generator": torch.Generator().manual_seed(seed)}
+    if name == "pdpgd-r":  # as many gradient evaluations as the thesis's row
+        from robustlab.attacks.pdpgd import recipe
+
+        return {**recipe(norm, steps * len(lr_grid) * restarts), "generator": torch.Generator().manual_seed(seed)}
     if name == "pdpgd":
         return {"steps": steps, "lr_grid": tuple(lr_grid), "restarts": restarts, "init_range": init_range,
                 "generator": torch.Generator().manual_seed(seed)}
@@ -107,8 +107,7 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-pdpgd", profile: str = "q
         mres: dict[str, Any] = {"run": str(run_dir), "clean_acc": float(correct.float().mean()), "norms": {}}
         for norm in p.norms:
             rows: dict[str, Any] = {}
-            variants = ["pdpgd"] + (["pdpgd-n"] if norm in NORMALIZED_LR else [])
-            for name in variants + COMPARISON[norm]:
+            for name in ["pdpgd", "pdpgd-r"] + COMPARISON[norm]:
                 attack = VARIANTS.get(name, name)
                 if attack not in attacks.REGISTRY:
                     rows[name] = {"unavailable": True}
@@ -145,8 +144,9 @@ def tables(results: dict[str, Any]) -> str:
              "and restart (per-sample best, as "
              f"the thesis picks the lr per setting: PDPGD spends {len(s['lr_grid'])}x the others' gradient "
              "evaluations, times the restarts), "
-             f"seed {s['seed']}. pdpgd-n: robustlab's normalized primal step (lr in norm units, one lr, the same "
-             "number of gradient evaluations as pdpgd). "
+             f"seed {s['seed']}. pdpgd-r: robustlab's budgeted recipe (`attacks.pdpgd.recipe`: three short runs, "
+             "two from random starts, then a finetune from the best; the same number of gradient evaluations "
+             "as pdpgd). "
              "Norms are over the originally correct points; the median counts failures as inf.",
              ""]
     for norm in s["norms"]:
