@@ -342,3 +342,17 @@ def test_recipe_budget_and_bad_arguments():
         recipe("l3")
     with pytest.raises(InputError):
         recipe("l2", budget=4)
+
+
+def test_pdpgd_r_is_the_recipe_by_name():
+    """The registered `pdpgd_r` (CLI: --attack pdpgd_r --steps BUDGET) runs exactly `recipe(norm, steps)`."""
+    from robustlab.attacks.pdpgd import recipe
+
+    m, x, y = digits_mlp()
+    x, y = x[:12], y[:12]
+    a = attacks.get("pdpgd_r")(m, x, y, norm="l1", steps=60, generator=torch.Generator().manual_seed(3))
+    b = attacks.pdpgd(m, x, y, norm="l1", generator=torch.Generator().manual_seed(3), **recipe("l1", 60))
+    assert torch.equal(a.norm, b.norm) and torch.equal(a.backward_passes, b.backward_passes)
+    assert attacks.get("pdpgd_r").norms == ("linf", "l2", "l1", "l0", "pixel")
+    with pytest.raises(InputError):
+        attacks.get("pdpgd_r")(m, x, y, norm="l3", steps=60)

@@ -304,3 +304,15 @@ def pdgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
                  lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr, dual_ema=dual_ema,
                  loss=loss, delta=delta, restarts=restarts, init_range=init_range, optimizer="adam", trace=trace,
                  targeted=targeted, target=target, generator=generator)
+
+
+@register("pdpgd_r", family="minnorm", norms=tuple(RECIPE))
+def pdpgd_r(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 500,
+            targeted: bool = False, target: Tensor | None = None,
+            generator: torch.Generator | None = None) -> AttackResult:
+    """PDPGD with robustlab's budgeted recipe (`recipe(norm, steps)`): `steps` is the whole budget of
+    gradient evaluations per point, spent on up to three runs (random starts after the first) and a
+    finetune from each sample's best. For the thesis's protocol use `pdpgd` / `pdgd`."""
+    check_norm(norm, tuple(RECIPE))
+    return pdpgd(model, x, y, norm=norm, targeted=targeted, target=target, generator=generator,
+                 **recipe(norm, steps))

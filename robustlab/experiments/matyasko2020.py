@@ -46,7 +46,7 @@ THESIS_GRID = [0.01, 0.05, 0.1, 0.5, 1.0]
 # robustlab's row "pdpgd-r": `attacks.pdpgd.recipe` -- three short runs (two from random starts) and a
 # finetune, the primal step per norm from pdpgd.RECIPE -- with the same number of gradient evaluations as
 # the thesis's row (its iterations times its lr grid).
-VARIANTS = {"pdpgd-r": "pdpgd"}  # table row -> registered attack
+VARIANTS = {"pdpgd-r": "pdpgd_r"}  # table row -> registered attack
 PROFILES = {"quick": Profile(),
             "cpu": Profile(n=500, steps=500, epochs=5, n_train=0, lr_grid=THESIS_GRID, skip=[]),
             "full": Profile(n=1000, steps=500, epochs=20, n_train=0, lr_grid=THESIS_GRID, skip=[], restarts=10)}
@@ -69,9 +69,7 @@ def model_configs(p: Profile) -> dict[str, dict[str, Any]]:
 def _attack_kwargs(name: str, steps: int, lr_grid: list[float], restarts: int = 1, init_range: float = 0.5,
                    seed: int = 0, norm: str = "l2") -> dict[str, Any]:
     if name == "pdpgd-r":  # as many gradient evaluations as the thesis's row
-        from robustlab.attacks.pdpgd import recipe
-
-        return {**recipe(norm, steps * len(lr_grid) * restarts), "generator": torch.Generator().manual_seed(seed)}
+        return {"steps": steps * len(lr_grid) * restarts, "generator": torch.Generator().manual_seed(seed)}
     if name == "pdpgd":
         return {"steps": steps, "lr_grid": tuple(lr_grid), "restarts": restarts, "init_range": init_range,
                 "generator": torch.Generator().manual_seed(seed)}
