@@ -8,8 +8,8 @@ on the first 300, so --offset 300 measures on points it has not seen). Every att
 passes per point: PDPGD/FMN/DDN `budget` iterations, FAB budget / (K - 1) iterations (its step
 differentiates all K - 1 other logits), C&W and EAD budget / search_steps iterations per binary-search
 step. Rows: the thesis's PDPGD (one run, plain step, lr 0.1; PDGD with Adam for l2), one run of robustlab's
-normalized step (linf, l1, l0), robustlab's budgeted recipe (`attacks.pdpgd.recipe`: three short runs, two
-from random starts, and a finetune), and the baselines. The median counts failures as inf.
+normalized step (linf, l1, l0), robustlab's budgeted recipe (`attacks.pdpgd.recipe`: up to three short runs,
+the later ones from random starts, and a finetune), and the baselines. The median counts failures as inf.
 """
 
 from __future__ import annotations

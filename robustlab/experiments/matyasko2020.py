@@ -67,7 +67,7 @@ def model_configs(p: Profile) -> dict[str, dict[str, Any]]:
 
 
 def _attack_kwargs(name: str, steps: int, lr_grid: list[float], restarts: int = 1, init_range: float = 0.5,
-                   seed: int = 0, norm: str = "l2") -> dict[str, Any]:
+                   seed: int = 0) -> dict[str, Any]:
     if name == "pdpgd-r":  # as many gradient evaluations as the thesis's row
         return {"steps": steps * len(lr_grid) * restarts, "generator": torch.Generator().manual_seed(seed)}
     if name == "pdpgd":
@@ -114,7 +114,7 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-pdpgd", profile: str = "q
                     rows[name] = {"unavailable": True, "skipped": "profile"}
                     continue
                 t0 = time.perf_counter()
-                kw = _attack_kwargs(name, p.steps, p.lr_grid, p.restarts, p.init_range, p.seed, norm)
+                kw = _attack_kwargs(name, p.steps, p.lr_grid, p.restarts, p.init_range, p.seed)
                 r = attacks.get(attack)(model, x, y, norm=norm, **kw)
                 s = minnorm_summary(r, x, correct, norm)
                 s["seconds"] = time.perf_counter() - t0
