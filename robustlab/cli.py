@@ -168,15 +168,34 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 def _cmd_demo(a: argparse.Namespace) -> int:
     from robustlab.experiments.demo import run
+    from robustlab.report.provenance import write_provenance
 
+    write_provenance(a.out)
     run(out=Path(a.out), profile=a.profile, device=a.device)
+    return 0
+
+
+def _cmd_report(a: argparse.Namespace) -> int:
+    from robustlab.report.html import render_report
+
+    out = render_report(a.paths, a.out, title=a.title)
+    if a.check:
+        from robustlab.report.browser import check_page
+
+        res = check_page(out, screenshot=a.screenshot)
+        print(json.dumps(res, indent=2), file=sys.stderr)
+        if res["broken_images"] or res["script_errors"]:
+            return 1
+    print(out)
     return 0
 
 
 def _cmd_reproduce(a: argparse.Namespace) -> int:
     from robustlab.experiments import get_experiment
+    from robustlab.report.provenance import write_provenance
 
     out = Path(a.out) if a.out else Path("runs") / "reproduce" / a.name / a.profile
+    write_provenance(out)
     get_experiment(a.name)(out=out, profile=a.profile, device=a.device)
     print(f"results in {out}", file=sys.stderr)
     return 0
@@ -260,6 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, help="output folder (default runs/reproduce/NAME/PROFILE)")
     rp.add_argument("--device", default="cpu")
     rp.set_defaults(fn=_cmd_reproduce)
+
+    rep = sub.add_parser("report", help="render runs, model cards and reproductions into one HTML page")
+    rep.add_argument("paths", nargs="+", help="run folders, model card JSON files, experiment folders")
+    rep.add_argument("--out", default="report.html", help="the HTML file to write (self-contained)")
+    rep.add_argument("--title", default="robustlab report")
+    rep.add_argument("--check", action="store_true", help="open it in headless Chromium: figures, script errors")
+    rep.add_argument("--screenshot", default=None, help="with --check: write a PNG screenshot here")
+    rep.set_defaults(fn=_cmd_report)
     return p
 
 
