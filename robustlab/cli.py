@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from robustlab.data.checks import InputError
+from robustlab.units import canonical_norm, parse_number, parse_numbers
 
 
 def _cmd_data_info(a: argparse.Namespace) -> int:
@@ -28,6 +29,15 @@ def _cmd_models_list(a: argparse.Namespace) -> int:
 
     for name in sorted(models.MODELS):
         print(name)
+    return 0
+
+
+def _cmd_attacks_list(a: argparse.Namespace) -> int:
+    from robustlab import attacks
+
+    for name, spec in sorted(attacks.REGISTRY.items()):
+        first = spec.doc.splitlines()[0] if spec.doc else ""
+        print(f"{name:12s} {spec.family:8s} {','.join(spec.norms):24s} {first}")
     return 0
 
 
@@ -149,7 +159,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from robustlab.evaluate import evaluate, plot_curves, summary
 
     model, x, y = _load_model_and_data(a.model, a.data, "test", a.n, a.device)
-    eps = [float(e) for e in a.eps.split(",")]
+    eps = a.eps
     custom = None
     if a.version == "custom":
         if not a.attacks:
@@ -201,8 +211,28 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
     return 0
 
 
+def _argtype(fn: Any, what: str) -> Any:
+    """An argparse type from a robustlab parser: its InputError message becomes argparse's one-line error."""
+    def parse(text: str) -> Any:
+        try:
+            return fn(text)
+        except InputError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = what
+    return parse
+
+
+_norm = _argtype(canonical_norm, "norm")
+_number = _argtype(parse_number, "number")
+_numbers = _argtype(parse_numbers, "numbers")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import robustlab
+
     p = argparse.ArgumentParser(prog="robustlab", description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--version", action="version", version=f"robustlab {robustlab.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
@@ -214,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="architectures").add_subparsers(dest="models_command", required=True)
     m.add_parser("list", help="list registered architectures").set_defaults(fn=_cmd_models_list)
+
+    ak = sub.add_parser("attacks", help="the attack registry").add_subparsers(dest="attacks_command", required=True)
+    ak.add_parser("list", help="every attack: family (fixed budget / minimum norm), norms, what it is"
+                  ).set_defaults(fn=_cmd_attacks_list)
 
     t = sub.add_parser("train", help="train a model from a TOML config")
     t.add_argument("--config", default=None, help="TOML file (see configs/); defaults when omitted")
@@ -235,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     at = sub.add_parser("attack", help="attack a trained model; print success rate and robust accuracy")
     at.add_argument("model", help="run folder or model folder (model.safetensors + model.json)")
     at.add_argument("--attack", required=True)
-    at.add_argument("--norm", default="linf")
-    at.add_argument("--eps", type=float, default=None)
+    at.add_argument("--norm", default="linf", type=_norm, help="linf, l2, l1, l0, pixel (Linf/L2/... also work)")
+    at.add_argument("--eps", type=_number, default=None, help="a number or a fraction, e.g. 0.1 or 8/255")
     at.add_argument("--steps", type=int, default=None)
     at.add_argument("--step-size", dest="step_size", type=float, default=None)
     at.add_argument("--restarts", type=int, default=None)
@@ -251,8 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="verified robust accuracy at several eps with a worst-case ensemble")
     ev.add_argument("model", help="run folder or model folder")
-    ev.add_argument("--norm", default="linf", choices=["linf", "l2", "l1"])
-    ev.add_argument("--eps", required=True, help="comma-separated list, e.g. 0.05,0.1,0.2")
+    ev.add_argument("--norm", default="linf", type=_norm, help="linf, l2 or l1 (Linf/L2/L1 also work)")
+    ev.add_argument("--eps", required=True, type=_numbers, help="comma-separated list, e.g. 0.05,0.1 or 4/255,8/255")
     ev.add_argument("--version", default="standard", choices=["standard", "cheap", "custom"])
     ev.add_argument("--attacks", default=None, help="with --version custom: comma-separated attack names")
     ev.add_argument("--n", type=int, default=1000, help="first N test points (0 = all)")

@@ -1,0 +1,50 @@
+"""The field's spellings of norms and numbers."""
+
+import math
+
+import pytest
+
+from robustlab.data.checks import InputError
+from robustlab.units import canonical_norm, parse_number, parse_numbers
+
+
+@pytest.mark.parametrize("given,want", [("Linf", "linf"), ("LINF", "linf"), ("inf", "linf"), ("L2", "l2"),
+                                        ("2", "l2"), ("L1", "l1"), ("L0", "l0"), ("linf", "linf"),
+                                        ("pixel", "pixel")])
+def test_norm_aliases(given, want):
+    assert canonical_norm(given) == want
+
+
+@pytest.mark.parametrize("bad", ["l3", "", "Lmax", "L-inf-ish"])
+def test_unknown_norm_is_a_clear_error(bad):
+    with pytest.raises(InputError, match="unknown norm"):
+        canonical_norm(bad)
+
+
+def test_numbers_and_fractions():
+    assert parse_number("8/255") == 8 / 255 and parse_number(" 0.5 / 2 ") == 0.25
+    assert parse_number("1e-3") == 1e-3 and parse_number(3) == 3.0 and math.isinf(parse_number("inf"))
+    assert parse_numbers("2/255, 4/255,8/255") == [2 / 255, 4 / 255, 8 / 255]
+    for bad in ("eight", "8/0", "nan", "1/2/3", ""):
+        with pytest.raises(InputError):
+            parse_numbers(bad) if bad == "" else parse_number(bad)
+
+
+def test_cli_reads_the_fields_spellings(capsys):
+    from robustlab.cli import build_parser, main
+
+    a = build_parser().parse_args(["evaluate", "RUN", "--norm", "Linf", "--eps", "4/255,8/255"])
+    assert a.norm == "linf" and a.eps == [4 / 255, 8 / 255]
+    a = build_parser().parse_args(["attack", "RUN", "--attack", "pgd", "--norm", "L2", "--eps", "0.5"])
+    assert a.norm == "l2" and a.eps == 0.5
+    with pytest.raises(SystemExit) as e:
+        main(["attack", "RUN", "--attack", "pgd", "--eps", "8/0"])
+    assert e.value.code == 2 and "division by zero" in capsys.readouterr().err
+    assert main(["attacks", "list"]) == 0
+    listed = capsys.readouterr().out
+    from robustlab import attacks
+
+    assert all(name in listed for name in attacks.REGISTRY)
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and "robustlab " in capsys.readouterr().out
