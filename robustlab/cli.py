@@ -228,6 +228,40 @@ _number = _argtype(parse_number, "number")
 _numbers = _argtype(parse_numbers, "numbers")
 
 
+def _analysis_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
+    """`robustlab analyze ...` shared part: the model, its first `--n` test points, the output folder."""
+    import torch
+
+    torch.manual_seed(a.seed)
+    model, x, y = _load_model_and_data(a.run, a.data, "test", a.n, a.device)
+    out = Path(a.out) if a.out else Path(a.run) / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    return model, x, y, out
+
+
+def _cmd_analyze_gradients(a: argparse.Namespace) -> int:
+    from robustlab.analysis import gradients as G
+    from robustlab.io import atomic_write_json
+
+    model, x, y, out = _analysis_inputs(a)
+    g, _ = G.loss_gradient(model, x, y)
+    path = G.plot_gradient_grid({Path(a.run).name: (x, g)}, out / "gradients.png", col_titles=[str(int(c)) for c in y])
+    summary = G.gradient_summary(model, x, y)
+    atomic_write_json(out / "gradients.json", summary)
+    print(json.dumps(summary, indent=2))
+    print(f"gradient grid: {path}", file=sys.stderr)
+    return 0
+
+
+def _add_analyze_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder or model folder")
+    p.add_argument("--data", default=None, help="dataset (default: the run's)")
+    p.add_argument("--n", type=int, default=10, help="first N test points")
+    p.add_argument("--out", default=None, help="output folder (default RUN/analysis)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import robustlab
 
@@ -321,6 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--check", action="store_true", help="open it in headless Chromium: figures, script errors")
     rep.add_argument("--screenshot", default=None, help="with --check: write a PNG screenshot here")
     rep.set_defaults(fn=_cmd_report)
+
+    an = sub.add_parser("analyze", help="what a trained model looks like: gradients, inversions, ...")
+    ans = an.add_subparsers(dest="analyze_command", required=True)
+    ag = ans.add_parser("gradients", help="input-gradient maps (PNG grid) and gradient/Jacobian/Fisher norms")
+    _add_analyze_common(ag)
+    ag.set_defaults(fn=_cmd_analyze_gradients)
     return p
 
 
