@@ -142,3 +142,11 @@ def test_bad_inputs_are_input_errors():
         L.average_overlap(torch.zeros(2, 3), torch.zeros(2, 4), 1)
     with pytest.raises(InputError):
         L.rank_disagreement(torch.zeros(3), torch.zeros(3), torch.zeros(3))
+
+
+def test_error_rank_histogram_skips_classes_without_a_correct_sample():
+    z = torch.tensor([[3.0, 1, 2], [0, 4, 1], [5, 0, 1]])
+    y = torch.tensor([0, 1, 2])  # class 2's only sample is wrong: its error has no class ordering
+    assert L.error_rank_histogram(z, y).tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(InputError):
+        L.error_ranks(z.argmax(1), y, L.class_mean_logits(z, y))

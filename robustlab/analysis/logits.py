@@ -242,12 +242,15 @@ def error_rank_histogram(z_clean: Tensor, y: Tensor, pred: Tensor | None = None)
     """Fraction of errors at each rank k = 1..K (index k-1); m_c from the clean logits.
 
     `pred` defaults to the clean prediction (natural errors); pass adversarial predictions for the
-    adversarial errors. All zeros when there is no error.
+    adversarial errors. All zeros when there is no error; errors of a class without any correctly
+    classified sample are left out (its mean logit vector is undefined).
     """
     z_clean = _check_logits(z_clean)
     y = _check_labels(y, len(z_clean), z_clean.shape[1])
     pred = z_clean.argmax(1) if pred is None else pred.long().flatten()
-    r = error_ranks(pred, y, class_mean_logits(z_clean, y))
+    m = class_mean_logits(z_clean, y)
+    defined = ~torch.isnan(m).any(1)[y]  # errors of a class without any correct sample have no ordering
+    r = error_ranks(pred[defined], y[defined], m)
     k = z_clean.shape[1]
     h = torch.bincount(r - 1, minlength=k).double()
     return h / max(len(r), 1)
