@@ -77,28 +77,60 @@ def _cmd_runs_table(a: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model_and_data(path: str, dataset: str | None, split: str, n: int, device: str) -> tuple[Any, Any, Any]:
-    """A model from a run/model folder, and the test data it was trained on (or `dataset`)."""
+def _load_model_and_data(a: argparse.Namespace, split: str = "test") -> tuple[Any, Any, Any]:
+    """The model (a run/model folder, or a user's class + weights) and the data to attack it on.
+
+    Data: ``--data`` (a dataset name, an .npz file or an image folder), else the run's training data,
+    else ``--dataset`` (RobustBench's name for it). The first ``--n`` points (0 = all).
+    """
     from robustlab import data as rdata
     from robustlab.config import load_config
+    from robustlab.data.user import load_path
     from robustlab.models.io import load_model
+    from robustlab.models.user import load_user_model
 
-    p = Path(path)
-    model = load_model(p, map_location=device).eval()
-    classes: list[int] = []
-    root = None
-    if (p / "config.toml").exists():
-        cfg = load_config(p / "config.toml")
-        dataset = dataset or cfg.data.name
-        classes, root = cfg.data.classes, cfg.data.root or None
+    if (a.run is None) == (a.model is None):
+        raise InputError("give a run/model folder, or --model FILE.py:Class --weights W (or robustbench:NAME), "
+                         "not both")
+    dataset, classes, root = a.data, [], None
+    if a.run is not None:
+        p = Path(a.run)
+        model = load_model(p, map_location=a.device).eval()
+        if (p / "config.toml").exists():
+            cfg = load_config(p / "config.toml")
+            dataset = dataset or cfg.data.name
+            classes, root = cfg.data.classes, cfg.data.root or None
+    else:
+        kwargs = json.loads(a.arch_kwargs) if a.arch_kwargs else {}
+        if not isinstance(kwargs, dict):
+            raise InputError("--arch-kwargs must be a JSON object, e.g. '{\"width\": 4}'")
+        model = load_user_model(a.model, a.weights, kwargs, map_location=a.device,
+                                robustbench={"dataset": a.dataset or "cifar10", "threat_model": a.threat_model,
+                                             "model_dir": a.model_dir})
+        dataset = dataset or a.dataset
     if not dataset:
-        raise InputError(f"{path} has no config.toml; say which data to use with --data NAME")
-    ds = rdata.load(dataset, split, root=root)
+        raise InputError("say which data to use with --data NAME|FILE.npz|FOLDER")
+    if Path(dataset).suffix == ".npz" or Path(dataset).is_dir():
+        ds = load_path(dataset)
+    else:
+        ds = rdata.load(dataset, split, root=root)
     if classes:
         ds = rdata.class_subset(ds, classes)
-    if n:
-        ds = rdata.first_n(ds, min(n, len(ds.y)))
-    return model, ds.x.to(device), ds.y.to(device)
+    if a.n:
+        ds = rdata.first_n(ds, min(a.n, len(ds.y)))
+    return model, ds.x.to(a.device), ds.y.to(a.device)
+
+
+def _add_model_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("run", nargs="?", default=None, help="run folder or model folder (model.safetensors + model.json)")
+    sp.add_argument("--model", default=None, help="instead of a run: FILE.py:Class, package.module:Class or "
+                    "robustbench:NAME (a model robustlab did not build)")
+    sp.add_argument("--weights", default=None, help="with --model: .safetensors or .pt/.pth (never unpickled)")
+    sp.add_argument("--arch-kwargs", dest="arch_kwargs", default=None, help="with --model: JSON keyword arguments")
+    sp.add_argument("--dataset", default=None, help="with --model: the dataset name (RobustBench's too)")
+    sp.add_argument("--threat-model", dest="threat_model", default="Linf", help="with robustbench:NAME")
+    sp.add_argument("--model-dir", dest="model_dir", default="models", help="with robustbench:NAME")
+    sp.add_argument("--data", default=None, help="dataset name, .npz file (x, y) or folder of class sub-folders")
 
 
 def _cmd_attack(a: argparse.Namespace) -> int:
@@ -110,7 +142,7 @@ def _cmd_attack(a: argparse.Namespace) -> int:
     spec = attacks.get(a.attack)
     if spec.family == "fixed" and a.eps is None:
         raise InputError(f"{a.attack} is a fixed-budget attack: give --eps")
-    model, x, y = _load_model_and_data(a.model, a.data, "test", a.n, a.device)
+    model, x, y = _load_model_and_data(a)
     params: dict[str, Any] = {"norm": a.norm}
     if spec.family == "fixed":
         params["eps"] = a.eps
@@ -158,20 +190,28 @@ def _cmd_attack(a: argparse.Namespace) -> int:
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from robustlab.evaluate import evaluate, plot_curves, summary
 
-    model, x, y = _load_model_and_data(a.model, a.data, "test", a.n, a.device)
+    model, x, y = _load_model_and_data(a)
     eps = a.eps
     custom = None
     if a.version == "custom":
         if not a.attacks:
             raise InputError("--version custom needs --attacks NAME[,NAME...]")
         custom = [(name, {}) for name in a.attacks.split(",")]
-    out = Path(a.out) if a.out else Path(a.model) / f"eval_{a.norm}_{a.version}.json"
+    label = a.run or a.model
+    if a.out:
+        out = Path(a.out)
+    elif a.run:
+        tag = "-".join(f"{e:g}" for e in eps)
+        out = Path(a.run) / f"eval_{a.norm}_{a.version}_n{a.n}_eps{tag}.json"  # other eps/n: another card
+    else:
+        raise InputError("with --model, say where the model card goes: --out CARD.json")
     card = evaluate(model, x, y, norm=a.norm, eps=eps, version=a.version if custom is None else "custom",
                     custom=custom, batch_size=a.batch_size, seed=a.seed, checks=not a.no_checks, out=out,
-                    meta={"model": str(a.model), "data": a.data or "from the run's config"}, progress=True,
+                    meta={"model": str(label), "weights": a.weights,
+                          "data": a.data or a.dataset or "from the run's config"}, progress=True,
                     minnorm=a.minnorm.split(",") if a.minnorm else None)
     print(summary(card))
-    plot_curves({Path(a.model).name: card}, out.with_suffix(".png"))
+    plot_curves({Path(label).name: card}, out.with_suffix(".png"))
     print(f"model card: {out}", file=sys.stderr)
     return 0
 
@@ -301,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.set_defaults(fn=_cmd_runs_table)
 
     at = sub.add_parser("attack", help="attack a trained model; print success rate and robust accuracy")
-    at.add_argument("model", help="run folder or model folder (model.safetensors + model.json)")
+    _add_model_args(at)
     at.add_argument("--attack", required=True)
     at.add_argument("--norm", default="linf", type=_norm, help="linf, l2, l1, l0, pixel (Linf/L2/... also work)")
     at.add_argument("--eps", type=_number, default=None, help="a number or a fraction, e.g. 0.1 or 8/255")
@@ -310,7 +350,6 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--restarts", type=int, default=None)
     at.add_argument("--param", action="append", metavar="KEY=VALUE", help="other attack parameters")
     at.add_argument("--n", type=int, default=1000, help="first N test points (0 = all)")
-    at.add_argument("--data", default=None, help="dataset name when the folder has no config.toml")
     at.add_argument("--batch-size", dest="batch_size", type=int, default=500)
     at.add_argument("--seed", type=int, default=0)
     at.add_argument("--device", default="cpu")
@@ -318,13 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     at.set_defaults(fn=_cmd_attack)
 
     ev = sub.add_parser("evaluate", help="verified robust accuracy at several eps with a worst-case ensemble")
-    ev.add_argument("model", help="run folder or model folder")
+    _add_model_args(ev)
     ev.add_argument("--norm", default="linf", type=_norm, help="linf, l2 or l1 (Linf/L2/L1 also work)")
     ev.add_argument("--eps", required=True, type=_numbers, help="comma-separated list, e.g. 0.05,0.1 or 4/255,8/255")
     ev.add_argument("--version", default="standard", choices=["standard", "cheap", "custom"])
     ev.add_argument("--attacks", default=None, help="with --version custom: comma-separated attack names")
     ev.add_argument("--n", type=int, default=1000, help="first N test points (0 = all)")
-    ev.add_argument("--data", default=None)
     ev.add_argument("--batch-size", dest="batch_size", type=int, default=500)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="cpu")
