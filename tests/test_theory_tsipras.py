@@ -158,3 +158,10 @@ def test_bad_inputs_raise_clear_errors():
         T.tradeoff_bound(0.9, 0.3)
     with pytest.raises(ValueError, match="d must"):
         T.frontier(0, 0.1, 0.2)
+
+
+def test_transfer_demo_examples_of_one_model_fool_an_independent_one():
+    r = T.transfer_demo(d=100, n=4000, epochs=100)
+    assert r["A_clean"] > 0.95 and r["B_clean"] > 0.95
+    assert r["A_on_A_adv"] < 0.05 and r["B_on_A_adv"] < 0.1
+    assert r["B_exact_adv"] <= r["B_on_A_adv"] + 1e-12  # B's own exact worst case is at least as strong

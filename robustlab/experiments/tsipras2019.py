@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from robustlab.io import atomic_write_json, atomic_write_text
 
@@ -249,27 +248,6 @@ def model_configs(p: Profile) -> dict[str, dict[str, Any]]:
     return cfgs
 
 
-def input_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Raw grad_x of the cross-entropy loss (Sec. 3.3: no smoothing)."""
-    x = x.detach().clone().requires_grad_(True)
-    loss = F.cross_entropy(model(x), y, reduction="sum")
-    g, = torch.autograd.grad(loss, x)
-    return g
-
-
-def sobel_correlation(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per image: Pearson correlation of abs(g) (summed over channels) with the Sobel edge magnitude of x."""
-    k = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype)
-    gray = x.mean(1, keepdim=True)
-    gx = F.conv2d(gray, k.view(1, 1, 3, 3), padding=1)
-    gy = F.conv2d(gray, k.t().reshape(1, 1, 3, 3), padding=1)
-    edge = (gx ** 2 + gy ** 2).sqrt().flatten(1)
-    a = g.abs().sum(1).flatten(1)
-    a = a - a.mean(1, keepdim=True)
-    edge = edge - edge.mean(1, keepdim=True)
-    return (a * edge).sum(1) / (a.norm(dim=1) * edge.norm(dim=1)).clamp_min(1e-12)
-
-
 def _pgd_acc(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps: float, steps: int,
              seed: int) -> float:
     from robustlab import attacks
@@ -285,6 +263,7 @@ def _pgd_acc(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str
 
 def run_deep(p: Profile, out: Path, device: str) -> dict[str, Any]:
     from robustlab import attacks, data
+    from robustlab.analysis.gradients import edge_correlation, loss_gradient, plot_gradient_grid
     from robustlab.experiments.common import trained_model
     from robustlab.report.figures import image_grid, line_plot, save
 
@@ -322,16 +301,12 @@ def run_deep(p: Profile, out: Path, device: str) -> dict[str, Any]:
     pick = torch.randperm(len(x), generator=gen)[:p.n_grad]
     ns = min(p.n_grad_stats, len(x))
     res["gradient_sobel_corr"] = {}
-    rows = [x[pick].cpu()]
+    rows = {}
     for k in keys:
-        g = input_gradients(models[k], x[:ns], y[:ns])
-        res["gradient_sobel_corr"][k] = float(sobel_correlation(g.cpu(), x[:ns].cpu()).mean())
-        rows.append(input_gradients(models[k], x[pick], y[pick]).cpu())
-    imgs = torch.stack(rows)  # (1 + models, n_grad, 1, 28, 28)
-    save(image_grid(imgs[:1], title="test images"), out / "fig5_images.png")
-    save(image_grid(imgs[1:], row_labels=keys, diverging=True,
-                    title="Figs. 5/8 analogue: raw input gradients (blue +, red -, symmetric per image)"),
-         out / "fig5_gradients.png")
+        g, _ = loss_gradient(models[k], x[:ns], y[:ns])
+        res["gradient_sobel_corr"][k] = float(edge_correlation(g, x[:ns]).mean())
+        rows[k] = (x[pick].cpu(), loss_gradient(models[k], x[pick], y[pick])[0].cpu())
+    plot_gradient_grid(rows, out / "fig5_gradients.png")
     # Figs. 3 / 4: large-eps examples (untargeted, the iterate of highest loss) and interpolation strips
     xl, yl = x[:p.n_large], y[:p.n_large]
     oracle = models["oracle"]

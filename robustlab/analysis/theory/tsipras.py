@@ -324,3 +324,25 @@ def summary(d: int = 1000, p: float = 0.7, eta: float | None = None, n_mc: int =
     out["bayes_std"] = bayes_accuracy(d, eta, p)
     out["lemma_c2"] = lemma_c2_constants()
     return out
+
+
+def transfer_demo(d: int = 100, n: int = 5000, eta: float | None = None, eps: float | None = None, p: float = 0.7,
+                  seed: int = 0, epochs: int = 200, lr: float = 0.5) -> dict[str, float]:
+    """Transferability (Sec. 2.1): two standard logistic-regression models A and B trained on independent
+    samples; the exact l_inf adversarial examples of A (x - eps y sign(w_A), eps = 2 eta by default) fool B
+    too, because they shift the non-robust features toward -y whatever model they were made for.
+    Returns clean and adversarial test accuracies (fractions)."""
+    from robustlab.analysis.linear import accuracy, train_linear
+
+    eta = 4.0 / math.sqrt(d) if eta is None else eta
+    eps = 2.0 * eta if eps is None else eps
+    xa, ya = sample(n, d, eta, p, seed=3 * seed)
+    xb, yb = sample(n, d, eta, p, seed=3 * seed + 1)
+    xt, yt = sample(n, d, eta, p, seed=3 * seed + 2)
+    ma = train_linear(xa, ya, epochs=epochs, lr=lr)
+    mb = train_linear(xb, yb, epochs=epochs, lr=lr)
+    x_adv = xt - eps * yt.to(xt.dtype)[:, None] * torch.sign(ma.w)
+    return {"A_clean": accuracy(ma.w, ma.b, xt, yt), "B_clean": accuracy(mb.w, mb.b, xt, yt),
+            "A_on_A_adv": accuracy(ma.w, ma.b, x_adv, yt), "B_on_A_adv": accuracy(mb.w, mb.b, x_adv, yt),
+            "B_exact_adv": accuracy(mb.w, mb.b, xt, yt, eps, "linf", box=False),
+            "sign_agreement": float((torch.sign(ma.w) == torch.sign(mb.w)).float().mean())}
