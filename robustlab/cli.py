@@ -293,6 +293,87 @@ def _cmd_analyze_gradients(a: argparse.Namespace) -> int:
     return 0
 
 
+def _run_logits(run: str, split: str, epoch: int | None, data: str | None, n: int, device: str) -> dict[str, Any]:
+    """Logits of a run: its logit store (every stored epoch) or, without one, a forward pass of its model."""
+    try:
+        from robustlab.runs import read_logits
+    except ImportError:  # a robustlab without the logit-store reader
+        read_logits = None
+    if read_logits is not None and (Path(run) / "logits").is_dir():
+        st = read_logits(run, split)
+        last = st.epochs.index(epoch) if epoch is not None else len(st.epochs) - 1
+        if epoch is not None and epoch not in st.epochs:
+            raise InputError(f"epoch {epoch} is not stored in {run}; stored: {st.epochs}")
+        per = st.logits[:, :n] if n else st.logits
+        return {"epochs": st.epochs, "per_epoch": per, "logits": per[last], "labels": st.labels[:len(per[last])],
+                "source": f"logit store, epoch {st.epochs[last]}"}
+    if split != "test":
+        raise InputError(f"{run} has no logit store; without one only --split test is available")
+    import torch
+
+    from robustlab.train.trainer import predict_logits
+
+    model, x, y = _load_model_and_data(run, data, "test", n, device)
+    with torch.no_grad():
+        z = predict_logits(model, x)
+    return {"epochs": [], "per_epoch": None, "logits": z, "labels": y.cpu(), "source": "model forward pass"}
+
+
+def _cmd_analyze_logits(a: argparse.Namespace) -> int:
+    import torch
+
+    from robustlab.analysis import logits as L
+    from robustlab.io import atomic_write_json
+    from robustlab.report import logit_figures as F
+
+    runs = {}
+    for r in a.runs:
+        name = Path(r).name or r
+        while name in runs:
+            name += "'"
+        runs[name] = _run_logits(r, a.split, a.epoch, a.data, a.n, a.device)
+    n = min(len(v["logits"]) for v in runs.values())
+    labels = next(iter(runs.values()))["labels"][:n]
+    if any(not torch.equal(v["labels"][:n], labels) for v in runs.values()):
+        raise InputError("the runs' logits are not on the same points (labels differ): compare runs of one dataset")
+    res = L.compare({k: v["logits"][:n] for k, v in runs.items()}, labels, torch.Generator().manual_seed(a.seed))
+    for k, v in runs.items():
+        res["models"][k]["source"] = v["source"]
+        if v["per_epoch"] is not None and len(v["epochs"]) > 1:
+            res["models"][k]["per_epoch"] = {
+                "epochs": v["epochs"],
+                "max_logit_mean": [float(L.max_logit(e).mean()) for e in v["per_epoch"]],
+                "max_logit_skew": [L.skewness(L.max_logit(e)) for e in v["per_epoch"]],
+                "gap_mean": [float(L.logit_gap(e).mean()) for e in v["per_epoch"]],
+                "gap_skew": [L.skewness(L.logit_gap(e)) for e in v["per_epoch"]],
+            }
+    out = Path(a.out) if a.out else Path(a.runs[0]) / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "logits.json", res)
+    F.overlaid_histograms({k: L.max_logit(v["logits"]) for k, v in runs.items()}, out / "max_logit_hist.png",
+                          xlabel="max logit")
+    F.overlaid_histograms({k: L.logit_gap(v["logits"]) for k, v in runs.items()}, out / "gap_hist.png")
+    per = {k: L.histograms([L.max_logit(e) for e in v["per_epoch"]]) for k, v in runs.items()
+           if v["per_epoch"] is not None and len(v["epochs"]) > 1}
+    if per:
+        F.epoch_heatmaps(per, out / "max_logit_per_epoch.png")
+    if res["pairs"]:
+        k_all = list(range(1, next(iter(runs.values()))["logits"].shape[1] + 1))
+        F.lines({p: (k_all, v["ao"]) for p, v in res["pairs"].items()}, out / "average_overlap.png", "k", "AO@k",
+                dashed={p: (k_all, v["ao_permuted"]) for p, v in res["pairs"].items()})
+    print(f"{'run':<24} {'n':>6} {'acc':>6} {'max logit':>18} {'gap':>18} {'gap<1':>6}")
+    for k, m in res["models"].items():
+        ml, gp = m["max_logit"], m["gap"]
+        print(f"{k:<24} {m['n']:>6} {m.get('accuracy', float('nan')):>6.3f} "
+              f"{ml['mean']:>7.2f} (skew {ml['skew']:>5.2f}) {gp['mean']:>7.2f} (skew {gp['skew']:>5.2f}) "
+              f"{m['frac_gap_below_1']:>6.3f}")
+    for p, v in res["pairs"].items():
+        print(f"{p}: far-rank fraction {v['far_rank_fraction']:.3f}, AO@3 {v['ao'][min(2, len(v['ao']) - 1)]:.3f} "
+              f"(permuted {v['ao_permuted'][min(2, len(v['ao']) - 1)]:.3f})")
+    print(f"figures and logits.json: {out}", file=sys.stderr)
+    return 0
+
+
 def _add_analyze_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder or model folder")
     p.add_argument("--data", default=None, help="dataset (default: the run's)")
@@ -399,6 +480,17 @@ def build_parser() -> argparse.ArgumentParser:
     ag = ans.add_parser("gradients", help="input-gradient maps (PNG grid) and gradient/Jacobian/Fisher norms")
     _add_analyze_common(ag)
     ag.set_defaults(fn=_cmd_analyze_gradients)
+    al = ans.add_parser("logits", help="max logit, logit gap, skewness, rank disagreement and AO@k of runs "
+                        "(Seguin et al. 2022), from their logit stores")
+    al.add_argument("runs", nargs="+", help="run folders (or model folders, with --data)")
+    al.add_argument("--split", default="test", help="logit-store split: test, train or val")
+    al.add_argument("--epoch", type=int, default=None, help="stored epoch (default: the last)")
+    al.add_argument("--data", default=None, help="dataset of a model folder without a logit store")
+    al.add_argument("--n", type=int, default=0, help="first N points (0 = all)")
+    al.add_argument("--out", default=None, help="output folder (default FIRST_RUN/analysis)")
+    al.add_argument("--seed", type=int, default=0)
+    al.add_argument("--device", default="cpu")
+    al.set_defaults(fn=_cmd_analyze_logits)
     return p
 
 

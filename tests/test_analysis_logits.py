@@ -150,3 +150,16 @@ def test_error_rank_histogram_skips_classes_without_a_correct_sample():
     assert L.error_rank_histogram(z, y).tolist() == [0.0, 0.0, 0.0]
     with pytest.raises(InputError):
         L.error_ranks(z.argmax(1), y, L.class_mean_logits(z, y))
+
+
+def test_compare_models():
+    g = torch.Generator().manual_seed(0)
+    za = torch.randn(40, 5, generator=g)
+    y = torch.arange(40) % 5
+    r = L.compare({"a": za, "b": za.clone(), "c": -za}, y, g)
+    assert set(r["models"]) == {"a", "b", "c"}
+    assert r["pairs"]["a vs b"]["far_rank_fraction"] == 0.0
+    assert r["pairs"]["a vs b"]["ao"] == [1.0] * 5
+    assert r["pairs"]["a vs c"]["ao"][0] == 0.0
+    with pytest.raises(InputError):
+        L.compare({"a": za, "b": za[:3]}, y)

@@ -316,7 +316,31 @@ def cosine_neighbours(z: Tensor, seeds: Tensor | list[int], k: int = 5) -> Tenso
     return sim.topk(k, dim=1).indices
 
 
+# ----------------------------------------------------------------------------------- several models
+
+def compare(logits: dict[str, Tensor], y: Tensor, generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Per-model summaries and, for every pair of models on the same points, the far-rank fraction
+    (max-softmax confidence) and the AO@k curve with its within-class permuted control."""
+    names = list(logits)
+    if not names:
+        raise InputError("compare needs at least one model's logits")
+    n = len(logits[names[0]])
+    if any(len(v) != n for v in logits.values()):
+        raise InputError("every model's logits must cover the same points (same length)")
+    y = _check_labels(y, n)
+    out: dict[str, Any] = {"models": {k: summary(v, y) for k, v in logits.items()}, "pairs": {}}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            rd = rank_disagreement(confidence(logits[a]), confidence(logits[b]), y)
+            out["pairs"][f"{a} vs {b}"] = {
+                "far_rank_fraction": rd["fraction"],
+                "ao": ao_curve(logits[a], logits[b]).tolist(),
+                "ao_permuted": ao_curve_permuted(logits[a], logits[b], y, generator).tolist(),
+            }
+    return out
+
+
 __all__ = ["max_logit", "logit_gap", "skewness", "describe", "summary", "histograms", "accuracy_by_gap",
            "accuracy_by_gap_models", "accuracy_by_quantile", "confidence", "within_class_ranks",
            "rank_disagreement", "class_mean_logits", "error_ranks", "error_rank_histogram", "average_overlap",
-           "ao_curve", "within_class_permutation", "ao_curve_permuted", "cosine_neighbours"]
+           "ao_curve", "within_class_permutation", "ao_curve_permuted", "cosine_neighbours", "compare"]

@@ -1,4 +1,5 @@
-"""CIFAR-10 from the python-pickle batches (``cifar-10-batches-py/``) or straight from the .tar.gz archive.
+"""CIFAR-10 / CIFAR-100 from the python-pickle batches (``cifar-10-batches-py/``, ``cifar-100-python/``)
+or straight from the .tar.gz archives.
 
 The batches are pickles, and unpickling runs whatever the file names, so they are read with a
 restricted unpickler that resolves only the globals the CIFAR format needs (numpy array
@@ -112,12 +113,16 @@ def _str_keys(d: Any, source: str) -> dict[str, Any]:
     return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in d.items()}
 
 
-def parse_batch(data: bytes, *, source: str = "<bytes>") -> tuple[np.ndarray, np.ndarray]:
-    """A CIFAR-10 batch -> (uint8 images (N, 3, 32, 32), int64 labels (N,)), validated."""
+def parse_batch(data: bytes, *, source: str = "<bytes>", label_key: str = "labels",
+                num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR batch -> (uint8 images (N, 3, 32, 32), int64 labels (N,)), validated.
+
+    CIFAR-10 batches hold 'labels'; CIFAR-100 files 'fine_labels' (100 classes) and 'coarse_labels' (20).
+    """
     d = _str_keys(safe_unpickle(data, source=source), source)
-    if "data" not in d or "labels" not in d:
-        raise DataFormatError(f"{source}: CIFAR batch needs keys 'data' and 'labels', has {sorted(d)}")
-    x, labels = d["data"], d["labels"]
+    if "data" not in d or label_key not in d:
+        raise DataFormatError(f"{source}: CIFAR batch needs keys 'data' and '{label_key}', has {sorted(d)}")
+    x, labels = d["data"], d[label_key]
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
         shape = getattr(x, "shape", None)
         raise DataFormatError(f"{source}: 'data' must be a uint8 array (N, 3072), got "
@@ -128,8 +133,8 @@ def parse_batch(data: bytes, *, source: str = "<bytes>") -> tuple[np.ndarray, np
         raise DataFormatError(f"{source}: 'labels' must be a list of integers") from e
     if y.ndim != 1 or len(y) != len(x):
         raise DataFormatError(f"{source}: {len(x)} images but labels of shape {y.shape}")
-    if len(y) and (y.min() < 0 or y.max() >= 10):
-        raise DataFormatError(f"{source}: labels outside [0, 10)")
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise DataFormatError(f"{source}: labels outside [0, {num_classes})")
     # Each row is 1024 red, then 1024 green, then 1024 blue values, each a 32x32 image row by row.
     return x.reshape(-1, 3, 32, 32), y
 
@@ -143,9 +148,9 @@ def parse_meta(data: bytes, *, source: str = "<bytes>") -> tuple[str, ...]:
     return tuple(n.decode("latin1") if isinstance(n, bytes) else n for n in names)
 
 
-def _read_archive(path: Path, wanted: Sequence[str]) -> dict[str, bytes]:
-    """The members `BATCH_DIR/<name>` of a .tar.gz, read in memory (never extracted to disk)."""
-    want = {f"{BATCH_DIR}/{w}": w for w in wanted}
+def _read_archive(path: Path, wanted: Sequence[str], batch_dir: str = BATCH_DIR) -> dict[str, bytes]:
+    """The members `batch_dir/<name>` of a .tar.gz, read in memory (never extracted to disk)."""
+    want = {f"{batch_dir}/{w}": w for w in wanted}
     out: dict[str, bytes] = {}
     try:
         with tarfile.open(path, "r:*") as tar:
@@ -215,3 +220,79 @@ def load_cifar10(split: str, root: str | os.PathLike | None = None, *, download:
     check_images(x, name=f"cifar10 {split} images")
     files = [where] if kind == "archive" else [where / b for b in batches]
     return Dataset(x, torch.from_numpy(labels), 10, names, "cifar10", {"files": files, "pixel_scale": 255})
+
+
+# ------------------------------------------------------------------------------------------ CIFAR-100
+
+C100_DIR = "cifar-100-python"
+C100_ARCHIVE = "cifar-100-python.tar.gz"
+C100_META = "meta"
+# Published on https://www.cs.toronto.edu/~kriz/cifar.html
+CIFAR100_RESOURCES = {
+    C100_ARCHIVE: Resource(C100_ARCHIVE, ("https://www.cs.toronto.edu/~kriz/",),
+                           "md5:eb9058c3a382ffc7106e4002c42a8d85"),
+}
+
+
+def parse_meta100(data: bytes, label_key: str, num_classes: int, *, source: str = "<bytes>") -> tuple[str, ...]:
+    """Class names from CIFAR-100's ``meta`` ('fine_label_names' or 'coarse_label_names')."""
+    d = _str_keys(safe_unpickle(data, source=source), source)
+    names = d.get(label_key.replace("_labels", "_label_names"))
+    if not isinstance(names, list) or len(names) != num_classes or not all(isinstance(n, (str, bytes)) for n in names):
+        raise DataFormatError(f"{source}: '{label_key.replace('_labels', '_label_names')}' must be a list of "
+                              f"{num_classes} strings")
+    return tuple(n.decode("latin1") if isinstance(n, bytes) else n for n in names)
+
+
+def _locate100(directory: Path, member: str) -> tuple[str, Path] | None:
+    for folder in (directory / C100_DIR, directory):
+        if (folder / member).is_file():
+            return "dir", folder
+    if (directory / C100_ARCHIVE).is_file():
+        return "archive", directory / C100_ARCHIVE
+    return None
+
+
+@register("cifar100", "CIFAR-100: 32x32 RGB, 100 fine classes (labels='coarse': 20), 50000/10000 "
+                      "(cifar-100-python/ or the .tar.gz)")
+def load_cifar100(split: str, root: str | os.PathLike | None = None, *, labels: str = "fine", download: bool = False,
+                  mirrors: Sequence[str] | str | None = None, checksums: Mapping[str, str] | None = None,
+                  timeout: float = 60.0) -> Dataset:
+    """CIFAR-100 split from `cifar-100-python/{train,test,meta}` or `cifar-100-python.tar.gz`."""
+    if labels not in ("fine", "coarse"):
+        raise ValueError(f"cifar100 labels must be 'fine' or 'coarse', got {labels!r}")
+    key, k = (f"{labels}_labels", 100 if labels == "fine" else 20)
+    member = "train" if split == "train" else "test"
+    resources = customise(CIFAR100_RESOURCES, mirrors, checksums)
+    looked: list[str] = []
+    hit: tuple[str, Path] | None = None
+    for d in search_dirs("cifar100", root):
+        hit = _locate100(d, member)
+        if hit is not None:
+            break
+        looked.append(f"{d} (no {C100_DIR}/{member} and no {C100_ARCHIVE})")
+    if hit is None and download:
+        hit = ("archive", fetch(resources[C100_ARCHIVE], download_dir("cifar100", root), timeout=timeout))
+    if hit is None:
+        dl = download_dir("cifar100", root)
+        raise not_found("cifar100", looked, [
+            f"robustlab.data.load('cifar100', download=True) fetches {C100_ARCHIVE} into {dl}",
+            f"or put {C100_DIR}/ (or {C100_ARCHIVE}) in a folder DIR and pass root=DIR (CLI: --root DIR)",
+        ])
+    kind, where = hit
+    if kind == "dir":
+        blob = (where / member).read_bytes()
+        meta_blob = (where / C100_META).read_bytes() if (where / C100_META).is_file() else None
+        src = str(where / member)
+    else:
+        got = _read_archive(where, [member, C100_META], C100_DIR)
+        if member not in got:
+            raise DataFormatError(f"{where}: archive lacks {C100_DIR}/{member}")
+        blob, meta_blob, src = got[member], got.get(C100_META), f"{where}:{member}"
+    images, y = parse_batch(blob, source=src, label_key=key, num_classes=k)
+    names = (parse_meta100(meta_blob, key, k, source=f"{where}:{C100_META}") if meta_blob is not None
+             else tuple(str(i) for i in range(k)))
+    x = torch.from_numpy(images).to(torch.float32).div_(255.0)
+    check_images(x, name=f"cifar100 {split} images")
+    files = [where] if kind == "archive" else [where / member]
+    return Dataset(x, torch.from_numpy(y), k, names, "cifar100", {"files": files, "pixel_scale": 255})

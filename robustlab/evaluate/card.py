@@ -43,6 +43,10 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
     res = run_ensemble(model, x, y, norm=norm, eps=eps, version=version, custom=custom, batch_size=batch_size,
                        seed=seed, state_path=state, progress=progress)
     acc = res.robust_accuracy()
+    from robustlab.analysis.logits import summary as logit_summary
+
+    with torch.no_grad():
+        z = torch.cat([model(x[i:i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)])
     card: dict[str, Any] = {
         **(meta or {}),
         "threat_model": {"norm": norm, "eps": eps},
@@ -50,6 +54,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
         "attacks": [a for a, _ in custom] if custom is not None else None,
         "unavailable_attacks": res.unavailable,
         "clean_accuracy": float(res.clean.float().mean()),
+        "logits": logit_summary(z, y.cpu()),  # max logit / logit gap: mean, std, skewness (Seguin et al. 2022)
         "robust_accuracy": {str(e): a for e, a in acc.items()},
         "broken_by_attack": {str(e): c for e, c in res.per_attack().items()},
         "unverified_claims": res.unverified,
@@ -119,6 +124,11 @@ def summary(card: dict[str, Any]) -> str:
     for e, a in card["robust_accuracy"].items():
         br = ", ".join(f"{k}: {v}" for k, v in card["broken_by_attack"][e].items()) or "-"
         lines.append(f"  eps {float(e):<8g} robust accuracy {a:.4f}   broken by {br}")
+    if "logits" in card:
+        ml, gp = card["logits"]["max_logit"], card["logits"]["gap"]
+        lines.append(f"  clean logits: max logit {ml['mean']:.2f} ± {ml['std']:.2f} (skew {ml['skew']:.2f}), "
+                     f"gap {gp['mean']:.2f} ± {gp['std']:.2f} (skew {gp['skew']:.2f}), "
+                     f"gap < 1 on {card['logits']['frac_gap_below_1']:.1%}")
     if card["unavailable_attacks"]:
         lines.append(f"  note: not available here, skipped: {', '.join(card['unavailable_attacks'])}")
     bad = {k: v for k, v in card["unverified_claims"].items() if v}
