@@ -313,7 +313,7 @@ def _run_logits(run: str, split: str, epoch: int | None, data: str | None, n: in
 
     from robustlab.train.trainer import predict_logits
 
-    model, x, y = _load_model_and_data(run, data, "test", n, device)
+    model, x, y = _load_model_and_data(argparse.Namespace(run=run, model=None, data=data, n=n, device=device))
     with torch.no_grad():
         z = predict_logits(model, x)
     return {"epochs": [], "per_epoch": None, "logits": z, "labels": y.cpu(), "source": "model forward pass"}
