@@ -273,7 +273,7 @@ def _analysis_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
     import torch
 
     torch.manual_seed(a.seed)
-    model, x, y = _load_model_and_data(a.run, a.data, "test", a.n, a.device)
+    model, x, y = _load_model_and_data(argparse.Namespace(run=a.run, model=None, data=a.data, n=a.n, device=a.device))
     out = Path(a.out) if a.out else Path(a.run) / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     return model, x, y, out
