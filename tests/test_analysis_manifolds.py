@@ -52,3 +52,15 @@ def test_collect_activations_with_hooks():
     assert len(names) == 9 and all("groups" in n for n in names)
     with pytest.raises(InputError):
         M.collect_activations(model, x, ["nope"])
+
+
+def test_perturbation_manifolds_and_layer_capacities():
+    torch.manual_seed(0)
+    model = build("small_cnn", 1, 10, 12).eval()
+    x, y = torch.rand(4, 1, 12, 12), torch.arange(4)
+    clouds = M.perturbation_manifolds(model, x, y, eps=0.1, m=3, steps=2, generator=torch.Generator().manual_seed(0))
+    assert clouds.shape == (4, 3, 1, 12, 12)
+    assert (clouds - x[:, None]).abs().max() <= 0.1 + 1e-6 and clouds.min() >= 0 and clouds.max() <= 1
+    assert not torch.equal(clouds[:, 0], clouds[:, 1])  # independent random starts
+    caps = M.layer_capacities(model, clouds, n_dichotomies=4)
+    assert {"input", "logits"} <= set(caps) and all(c > 0 for c in caps.values())

@@ -91,7 +91,8 @@ def simulated_capacity(manifolds: Sequence[np.ndarray | Tensor], n_dichotomies: 
     if len(ms) < 2 or any(m.ndim != 2 for m in ms) or len({m.shape[1] for m in ms}) != 1:
         raise InputError("give at least two manifolds, each an (M, N) array with the same N")
     p = len(ms)
-    hi = max_features or ms[0].shape[1]
+    # P*M points in general position are always separable in P*M dimensions: a tighter upper bound
+    hi = min(max_features or ms[0].shape[1], ms[0].shape[1], sum(len(m) for m in ms))
     rng_seed = np.random.SeedSequence(seed)
 
     def ok(n: int) -> bool:
@@ -109,4 +110,26 @@ def simulated_capacity(manifolds: Sequence[np.ndarray | Tensor], n_dichotomies: 
     return p / hi
 
 
-__all__ = ["default_layers", "collect_activations", "separable", "separable_fraction", "simulated_capacity"]
+def perturbation_manifolds(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, m: int, steps: int = 5,
+                           generator: torch.Generator | None = None) -> Tensor:
+    """(P, M, C, H, W): M linf-PGD perturbations of each of the P images, from M independent random
+    starts (untargeted, no early stop), each within eps of its image and in [0, 1]."""
+    from robustlab.attacks import pgd
+
+    outs = [pgd(model, x, y, norm="linf", eps=eps, steps=steps, random_start=True, early_stop=False,
+                generator=generator).x_adv.detach() for _ in range(m)]
+    return torch.stack(outs, 1)
+
+
+def layer_capacities(model: nn.Module, clouds: Tensor, layers: Sequence[str] | None = None, *,
+                     n_dichotomies: int = 16, seed: int = 0) -> dict[str, float]:
+    """Simulated capacity of the P manifolds `clouds` (P, M, C, H, W) at the input and at every layer."""
+    p, m = clouds.shape[:2]
+    acts = collect_activations(model, clouds.flatten(0, 1), layers)
+    feats = {"input": clouds.flatten(0, 1).flatten(1).cpu(), **acts}
+    return {name: simulated_capacity(list(f.double().view(p, m, -1)), n_dichotomies=n_dichotomies, seed=seed)
+            for name, f in feats.items()}
+
+
+__all__ = ["default_layers", "collect_activations", "separable", "separable_fraction", "simulated_capacity",
+           "perturbation_manifolds", "layer_capacities"]
