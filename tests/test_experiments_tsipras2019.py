@@ -60,6 +60,8 @@ def test_tiny_profile_end_to_end(tmp_path, monkeypatch):
     md = (out / "tables.md").read_text()
     assert "### Table 4 analogue" in md and "### Deep models" in md and "Acceptance checks" in md
     assert "data:image/png;base64" in (out / "report.html").read_text()
+    if "binary_linear_mnist" not in res:
+        assert "MNIST files not found" in md
     for row in res["deep"]["large_eps"].values():  # the large-eps attacks change labels and are judged
         assert all(0 <= v["oracle_agrees_with_new_label"] <= 1 for v in row.values())
 
@@ -91,3 +93,26 @@ def cpu_results(tmp_path_factory):
 def test_cpu_profile_acceptance_checks(cpu_results, prefix):
     c = {k: v for k, v in cpu_results["checks"].items() if k.startswith(prefix)}
     assert c and all(c.values()), c
+
+
+@needs_fmnist
+def test_binary_linear_runs_the_mnist_table_when_mnist_is_present(tmp_path, monkeypatch):
+    from robustlab.experiments import tsipras2019 as t
+
+    real = t._binary
+    seen = []
+
+    def fake(n_train, dataset="fashion-mnist"):  # Fashion-MNIST files stand in for the MNIST ones
+        seen.append(dataset)
+        return real(n_train, "fashion-mnist")
+
+    monkeypatch.setattr(t, "_binary", fake)
+    monkeypatch.setitem(t.PROFILES, "tiny", t.Profile(lin_n_train=400, lin_epochs=5, lin_eps_compare=[],
+                                                      lin_eps_grid=[0.0], topk=[20, 784]))
+    res = t.run(out=tmp_path, profile="tiny", parts=("binary_linear",))
+    assert seen == ["fashion-mnist", "mnist"]
+    assert res["binary_linear_mnist"]["eps"] == 0.2 and "adversarial_eps0.1" in res["binary_linear_mnist"]["table4"]
+    assert [r["eps_train"] for r in res["binary_linear_mnist"]["fig1_linear"]] == [0.0, 0.2]
+    for png in ("fig2a_weights_mnist", "fig2c_topk_mnist", "fig1_linear_mnist"):
+        assert (tmp_path / f"{png}.png").stat().st_size > 1000
+    assert (tmp_path / "tables.md").read_text().count("### Table 4 analogue") == 2
