@@ -136,6 +136,14 @@ def test_warp_jacobian_modes():
     fd = (flow.warp(x, r + h) - flow.warp(x, r - h)) / (2 * h)  # x~_i depends only on r_i
     assert (jac - fd).abs().max() < 1e-5
     assert jac.abs().max() <= 2 + 1e-12  # x in [0, 1]
+    # the closed form equals autograd through grid_sample, also at integer flows (one-sided there)
+    ri = torch.randint(-2, 3, (2, 6, 6), generator=g).double()
+    for rr in (r, ri, ri + 0.5):
+        assert torch.allclose(flow.warp_jacobian(x, rr), flow._warp_jacobian_autograd(x, rr), atol=1e-12)
+    # linear and differentiable in x
+    xg = x.clone().requires_grad_(True)
+    (gx,) = torch.autograd.grad((flow.warp_jacobian(xg, r) * 1.5).sum(), xg)
+    assert torch.isfinite(gx).all() and torch.allclose(flow.warp_jacobian(2 * x, r), 2 * jac, atol=1e-12)
     zero = torch.zeros(2, 6, 6, dtype=torch.float64)
     assert torch.allclose(flow.warp_jacobian(x, zero, jac_mode="paper"), x, atol=0)
     # paper mode at non-integer flows: minus the horizontal partial (its case rule has the opposite sign)
