@@ -12,6 +12,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "demo": ("robustlab.experiments.demo", "run"),
     "matyasko2020-pdpgd": ("robustlab.experiments.matyasko2020", "run"),
     "tsipras2019": ("robustlab.experiments.tsipras2019", "run"),
+    "spatial": ("robustlab.experiments.spatial", "run"),
 }
 
 

@@ -1,0 +1,76 @@
+"""`robustlab reproduce spatial`: a tiny profile end to end (fast), the quick profile (slow), and the CLI."""
+
+import json
+import math
+
+import pytest
+
+from robustlab.cli import main
+from robustlab.experiments import EXPERIMENTS
+
+
+def _tiny(m):
+    return m.SpatialProfile(hidden=8, epochs=1, variants=["f_nt", "f_rd", "f_sdp"], lb_eps=[0.5, 2.0], lb_n=2,
+                            lb_iters=2, lb_networks=["f_nt", "linear"], cert_eps=[0.0, 0.01, 0.1],
+                            bounds=["spectral", "dual"], dual_steps=10, exact_sdp_pairs=0, eval_n=20,
+                            pgd_eps=[0.05], pgd_steps=5, pgd_restarts=1, taus=[0.05, math.inf], stadv_steps=5,
+                            stadv_n=10)
+
+
+def test_spatial_tiny_profile_and_cli(tmp_path, monkeypatch, capsys):
+    from robustlab.experiments import spatial as m
+
+    assert "spatial" in EXPERIMENTS
+    monkeypatch.setattr("robustlab.experiments.common.CACHE_ROOT", tmp_path / "cache")
+    res = m.run(out=tmp_path / "out", profile=_tiny(m))
+    assert set(res["clean_accuracy"]) == {"f_nt", "f_rd", "f_sdp"}
+    e1 = res["e1"]["f_nt"]
+    assert [r["eps"] for r in e1] == [0.5, 2.0] and all(r["m_norm"] <= r["eps"] * (1 + 1e-9) for r in e1)
+    for name, bounds in res["e2"]["bounds"].items():
+        for v in bounds.values():
+            assert v["loss01"] == sorted(v["loss01"]) and v["sound"]
+            assert v["loss01"][0] == pytest.approx(1 - res["clean_accuracy"][name])
+    for d in res["e2"]["soundness"].values():
+        assert all(n == 0 for v in d.values() for n in v["certified_but_broken"].values())
+    st = res["stadv"]["f_nt"]
+    assert st[-1]["tau"] == "inf" and st[-1]["success_rate"] == 0
+    for f in ("fig2_lower_bounds.png", "fig4_convergence.png", "fig5_certified_loss.png", "fig6_stadv.png",
+              "fig1_stadv_samples.png", "fig3_lower_bound_samples.png", "results.md", "report.html"):
+        assert (tmp_path / "out" / f).stat().st_size > 500, f
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["profile"] == "custom"
+
+    # the CLI on the cached f_nt run: certify and attack
+    run_dir = next((tmp_path / "cache").glob("spatial-f_nt-*"))
+    capsys.readouterr()
+    assert main(["certify", str(run_dir), "--eps", "0,0.01,0.1", "--bound", "spectral", "--n", "30"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["bound"] == "spectral" and out["sound"] and len(out["certified_acc"]) == 3
+    assert out["certified_acc"][0] == pytest.approx(out["clean_acc"])
+    assert main(["certify", str(run_dir), "--eps", "0.01", "--bound", "frobenius", "--printed", "--n", "30"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert not out["sound"] and out["certified_acc"] == [0.0]
+    assert main(["attack", str(run_dir), "--attack", "stadv", "--param", "tau=0.05", "--param", "optimizer=adam",
+                 "--steps", "5", "--n", "10"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params"]["tau"] == 0.05 and out["params"]["norm"] == "flow" and out["unverified"] == 0
+    assert main(["attack", str(run_dir), "--attack", "spatial_pgd", "--eps", "0.5", "--steps", "5", "--n", "10"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["unverified"] == 0
+
+
+@pytest.mark.slow
+def test_spatial_quick_profile(tmp_path, monkeypatch):
+    from robustlab.experiments import spatial as m
+
+    monkeypatch.setattr("robustlab.experiments.common.CACHE_ROOT", tmp_path / "cache")
+    res = m.run(out=tmp_path / "out", profile="quick")
+    assert res["wall_time_s"] < 600
+    assert res["clean_accuracy"]["f_nt"] > 0.85
+    for name in ("f_nt", "f_rd"):
+        rows = res["e1"][name]
+        # Algorithm 1 far above Theorem 1 (the paper's Fig. 2 claim), at the largest eps
+        assert rows[-1]["algorithm1_delta_f"] > rows[-1]["theorem1_linearised"]
+    # all bounds (nearly) vacuous by eps = 0.1 on the normally trained network
+    assert all(v["loss01"][-1] >= 0.5 for v in res["e2"]["bounds"]["f_nt"].values())
+    for d in res["e2"]["soundness"].values():
+        assert all(n == 0 for v in d.values() for n in v["certified_but_broken"].values())
