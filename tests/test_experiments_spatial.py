@@ -10,7 +10,7 @@ from robustlab.experiments import EXPERIMENTS
 
 
 def _tiny(m):
-    return m.SpatialProfile(hidden=8, epochs=1, variants=["f_nt", "f_rd", "f_sdp"], lb_eps=[0.5, 2.0], lb_n=2,
+    return m.SpatialProfile(hidden=8, epochs=1, variants=["f_nt", "f_rd", "f_sdp", "f_stn"], lb_eps=[0.5, 2.0], lb_n=2,
                             lb_iters=2, lb_networks=["f_nt", "linear"], cert_eps=[0.0, 0.01, 0.1],
                             bounds=["spectral", "dual"], dual_steps=10, exact_sdp_pairs=0, eval_n=20,
                             pgd_eps=[0.05], pgd_steps=5, pgd_restarts=1, taus=[0.05, math.inf], stadv_steps=5,
@@ -23,7 +23,8 @@ def test_spatial_tiny_profile_and_cli(tmp_path, monkeypatch, capsys):
     assert "spatial" in EXPERIMENTS
     monkeypatch.setattr("robustlab.experiments.common.CACHE_ROOT", tmp_path / "cache")
     res = m.run(out=tmp_path / "out", profile=_tiny(m))
-    assert set(res["clean_accuracy"]) == {"f_nt", "f_rd", "f_sdp"}
+    assert set(res["clean_accuracy"]) == {"f_nt", "f_rd", "f_sdp", "f_stn"}
+    assert res["e2"]["not_certifiable"] == ["f_stn"] and "f_stn" in res["stadv"]
     e1 = res["e1"]["f_nt"]
     assert [r["eps"] for r in e1] == [0.5, 2.0] and all(r["m_norm"] <= r["eps"] * (1 + 1e-9) for r in e1)
     for name, bounds in res["e2"]["bounds"].items():

@@ -49,7 +49,7 @@ def test_sdp_regulariser_matches_the_certificate():
     c = torch.rand(a.shape[0] + a.shape[1], dtype=torch.float64)
     lmax, _ = dual_rayleigh(a.double(), c, None, iters=2000)
     exact = torch.linalg.eigvalsh(S.block_p(a.double()) - torch.diag(c))[-1]
-    assert float(lmax) == pytest.approx(float(exact), rel=1e-4)
+    assert float(lmax.detach()) == pytest.approx(float(exact), rel=1e-4)
     # the objective: CE + weight * mean bound; trains without error and changes c
     obj = build_objective({"name": "spatial_sdp", "sdp_weight": 0.5, "pairs_per_step": 6, "power_iters": 5})
     x, y = torch.rand(8, 1, 5, 5), torch.randint(0, 3, (8,))
@@ -96,3 +96,17 @@ def test_stadv_at_pool():
     assert obj._pool_epoch == 2
     ce = torch.nn.functional.cross_entropy(m(xs[:4]), ys[:4])
     assert float(out.loss.detach()) >= float(ce.detach()) - 1e-6
+
+
+def test_stn_model_starts_at_identity_and_trains():
+    from robustlab.data.checks import InputError
+
+    m = models.build("stn", 1, 3, (6, 6), hidden=5, loc_hidden=7)
+    x, y = torch.rand(4, 1, 6, 6), torch.randint(0, 3, (4,))
+    assert torch.allclose(m.transform(x), x, atol=1e-5)
+    obj = build_objective({"name": "spatial_norm_reg", "lam": 0.0})
+    out = obj.loss(m, x, y, _ctx())
+    out.loss.backward()
+    assert m.loc[-1].weight.grad is not None and m.classifier.W.grad is not None
+    with pytest.raises(InputError):
+        S.flow_weights(m)

@@ -6,7 +6,7 @@
 Normalisation is a layer inside the model, so eps is always in pixel units.
 """
 
-from robustlab.models import cnn, dense, resnet  # noqa: F401 - importing registers the architectures
+from robustlab.models import cnn, dense, resnet, stn  # noqa: F401 - importing registers the architectures
 from robustlab.models.io import CheckpointError, load_model, safe_torch_load, save_model
 from robustlab.models.layers import ImageClassifier, Normalize, PerImageStandardize
 from robustlab.models.layout import channels_last, has_conv
