@@ -475,13 +475,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(ev)
     ev.add_argument("--norm", default="linf", type=_norm, help="linf, l2 or l1 (Linf/L2/L1 also work)")
     ev.add_argument("--eps", required=True, type=_numbers, help="comma-separated list, e.g. 0.05,0.1 or 4/255,8/255")
-    ev.add_argument("--version", default="standard", choices=["standard", "cheap", "custom"])
+    ev.add_argument("--version", default="standard", choices=["standard", "paper", "cheap", "custom"],
+                    help="standard: AutoAttack's attacks with adaptive stopping (evaluate/ensemble.py); paper: "
+                         "AutoAttack's standard version exactly")
     ev.add_argument("--attacks", default=None, help="with --version custom: comma-separated attack names")
     ev.add_argument("--n", type=int, default=1000, help="first N test points (0 = all)")
     ev.add_argument("--batch-size", dest="batch_size", type=int, default=500)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="cpu")
-    ev.add_argument("--minnorm", default=None, help="also the min-norm route: comma-separated attacks, e.g. fab,fmn")
+    ev.add_argument("--minnorm", nargs="?", const="minimum", default=None,
+                    help="also the min-norm route: comma-separated min-norm attacks; the flag alone runs "
+                         "'minimum' (the per-norm portfolio of attacks/minimum.py)")
     ev.add_argument("--no-checks", dest="no_checks", action="store_true", help="skip the sanity checklist")
     ev.add_argument("--out", default=None, help="model card JSON (default RUN/eval_NORM_VERSION.json); resumes")
     ev.set_defaults(fn=_cmd_evaluate)
