@@ -184,9 +184,14 @@ def apgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: flo
 @register("apgd_t", family="fixed", norms=("linf", "l2", "l1"))
 def apgd_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1,
            steps: int = 100, n_targets: int = 9, restarts: int = 1, rho: float = 0.75, alpha: float = 0.75,
-           sparsity: float = 0.05, early_stop: bool = True, generator: torch.Generator | None = None) -> AttackResult:
+           sparsity: float = 0.05, early_stop: bool = True, patience: int = 0,
+           generator: torch.Generator | None = None) -> AttackResult:
     """APGD-T: targeted DLR loss towards each of the `n_targets` highest-scoring wrong classes in turn,
-    only on points still robust; success is any misclassification (as in AutoAttack)."""
+    only on points still robust; success is any misclassification (as in AutoAttack).
+
+    patience > 0: stop before the next target once `patience` targets in a row broke no new point of
+    the batch (the later, lower-scoring targets rarely succeed where the first ones all failed); 0 tries
+    every target, as in the paper."""
     e, y = _setup(model, x, y, norm, eps, steps, restarts)
     n = x.shape[0]
     counter = PassCounter(n, x.device)
@@ -202,7 +207,11 @@ def apgd_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: f
     cand = clean_logits.sort(dim=1, descending=True).indices[:, : k + 1]
     not_y = cand != y[:, None]
     rank = not_y.cumsum(1) - 1  # rank among the wrong classes, by clean logit
+    idle, tried = 0, 0
     for j in range(k):
+        if patience and idle >= patience:
+            break
+        before = int(success.sum())
         t = cand[(rank == j) & not_y]  # the (j+1)-th highest-scoring wrong class of each sample
         for _ in range(restarts):
             idx = (~success).nonzero().squeeze(1)
@@ -211,4 +220,8 @@ def apgd_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: f
             _run(model, x, y, t, norm=norm, eps=e, steps=steps, loss="dlr_targeted", rho=rho, alpha=alpha,
                  sparsity=sparsity, early_stop=early_stop, generator=generator, counter=counter, idx=idx,
                  best_x=best_x, success=success, best_logits=best_logits)
-    return _result(model, x, best_x, success, best_logits, norm, counter)
+        idle = idle + 1 if int(success.sum()) == before else 0
+        tried = j + 1
+    res = _result(model, x, best_x, success, best_logits, norm, counter)
+    res.info["targets_tried"] = tried
+    return res
