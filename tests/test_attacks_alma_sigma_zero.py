@@ -41,6 +41,7 @@ def test_penalty_p2_derivative_and_shape():
     rho, mu = torch.full_like(c, 1.7), torch.full_like(c, 0.6)
     val, der = penalty_p2(c, rho, mu)
     g, = torch.autograd.grad(val.sum(), c)
+    val = val.detach()
     assert torch.allclose(der, g)
     assert abs(float(val[30])) < 1e-12 and (der > 0).all()  # P(0) = 0, increasing: violation always costs
     assert bool((val[:30] > -mu[:30] / rho[:30]).all())  # bounded below by -mu/rho on the feasible side
