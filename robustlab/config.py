@@ -35,6 +35,8 @@ class DataConfig:
     classes: list[int] = field(default_factory=list)  # non-empty = class subset, relabelled 0..k-1
     crop_padding: int = 0  # random crop with this padding (0 = off)
     hflip: bool = False  # random horizontal flip
+    val_fraction: float = 0.0  # fraction of each class of the training split held out for validation
+    val_seed: int = 0  # seed of the validation split (fixed across training seeds by default)
 
 
 @dataclass
@@ -69,11 +71,12 @@ class ScheduleConfig:
 class EvalConfig:
     n: int = 0  # test points evaluated each epoch (0 = all)
     batch_size: int = 1000
-    attack: str = ""  # e.g. "pgd": robust accuracy each epoch on the first `attack_n` test points
+    attack: str = ""  # any registered attack, e.g. "pgd": robust accuracy each epoch (verified)
     norm: str = "linf"
     eps: float = 0.0
     steps: int = 10
-    attack_n: int = 500
+    attack_n: int = 500  # points (of the validation split, and of the test split) attacked each epoch
+    params: dict[str, Any] = field(default_factory=dict)  # further parameters of the attack (registry-typed)
 
 
 @dataclass
@@ -83,9 +86,11 @@ class TrainConfig:
     batch_size: int = 128
     seed: int = 0
     device: str = "cpu"
-    save_logits: bool = False  # per-epoch train/test logits in the run folder
-    logits_n: int = 2000  # how many train/test points get their logits saved
-    teacher: str = ""  # run folder or model folder of a teacher (distillation)
+    save_logits: bool = False  # per-epoch logits of every point of `logits_splits` (logits/epoch_NNN.safetensors)
+    logits_splits: list[str] = field(default_factory=lambda: ["test"])  # any of "train", "val", "test"
+    logits_dtype: str = "float16"  # float16 | float32
+    keep_checkpoints: list[int] = field(default_factory=list)  # epochs (1-based) whose weights are kept
+    sync_batchnorm: bool = False  # under torchrun: BatchNorm statistics synchronised across ranks
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: dict[str, Any] = field(default_factory=lambda: {"name": "standard"})
@@ -99,7 +104,7 @@ class TrainConfig:
     def hash(self) -> str:
         """Hash of everything that changes the trained weights (not the name or logging)."""
         d = self.to_dict()
-        for k in ("name", "save_logits", "logits_n"):
+        for k in ("name", "save_logits", "logits_splits", "logits_dtype", "keep_checkpoints"):
             d.pop(k)
         d["eval"] = None
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
@@ -189,6 +194,15 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
         cfg.objective = {"name": "standard", **(cfg.objective or {})}
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ConfigError("epochs and batch_size must be >= 1")
+    if not 0 <= cfg.data.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
+    bad = set(cfg.logits_splits) - {"train", "val", "test"}
+    if bad:
+        raise ConfigError(f"logits_splits may hold 'train', 'val', 'test'; got {sorted(bad)}")
+    if cfg.logits_dtype not in ("float16", "float32"):
+        raise ConfigError(f"logits_dtype must be 'float16' or 'float32', got {cfg.logits_dtype!r}")
+    if any(not isinstance(e, int) or e < 1 for e in cfg.keep_checkpoints):
+        raise ConfigError(f"keep_checkpoints must list epochs >= 1, got {cfg.keep_checkpoints}")
     return cfg
 
 

@@ -1,7 +1,8 @@
 """Run folders and the SQLite index of runs.
 
 A run folder holds ``config.toml``, ``model.safetensors`` + ``model.json``, ``checkpoint.pt``,
-``metrics.jsonl`` (one JSON object per epoch), ``logits/`` (when asked) and ``figures/``.
+``metrics.jsonl`` (one JSON object per epoch), ``epochs/epoch_NNN/`` (kept checkpoints), ``logits/``
+(when asked; ``read_logits``) and ``figures/``.
 ``<root>/index.sqlite`` (WAL mode, safe for concurrent writers) indexes every run under ``root``
 with its config and final metrics, so "mean ± std over seeds" is one query.
 """
@@ -13,8 +14,12 @@ import math
 import os
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import Tensor
 
 from robustlab.config import dumps_toml
 from robustlab.io import atomic_write_text
@@ -111,3 +116,56 @@ def format_table(rows: list[dict[str, Any]], group_by: str, metric: str) -> str:
     lines = [f"| {group_by} | n | {metric} (mean ± std) |", "|---|---|---|"]
     lines += [f"| {r[group_by]} | {r['n']} | {r['mean']:.4f} ± {r['std']:.4f} |" for r in rows]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ logit store
+
+
+@dataclass
+class StoredLogits:
+    """Per-epoch logits of one split of a run, as written by the Trainer (``save_logits = true``).
+
+    epochs: the stored epochs (1-based), ascending; logits: float32 (E, N, K), row e of epoch
+    epochs[e]; ids: (N,) int64 sample ids (test: index in the test split as loaded; train / val:
+    index in the training split as loaded, before the validation split); labels: (N,) int64.
+    """
+
+    split: str
+    epochs: list[int]
+    logits: Tensor
+    ids: Tensor
+    labels: Tensor
+
+
+def read_logits(run_dir: str | Path, split: str = "test", epochs: list[int] | None = None) -> StoredLogits:
+    """Read the logit store of a run folder without building the model.
+
+    The store is ``RUN/logits/epoch_NNN.safetensors`` (one file per epoch; tensors ``SPLIT_logits``
+    (N, K) in float16 or float32, ``SPLIT_ids`` and ``SPLIT_labels`` (N,) int64, for every split of
+    ``logits_splits``). `epochs` (1-based) selects epochs; default: every stored epoch holding `split`.
+    Raises FileNotFoundError when nothing is stored, KeyError for a split or epoch that is not.
+    """
+    from safetensors import safe_open
+
+    folder = Path(run_dir) / "logits"
+    files = {int(p.stem.split("_")[1]): p for p in sorted(folder.glob("epoch_*.safetensors"))}
+    if not files:
+        raise FileNotFoundError(f"no logit store in {folder} (train with save_logits = true)")
+    chosen = sorted(files) if epochs is None else list(epochs)
+    missing = [e for e in chosen if e not in files]
+    if missing:
+        raise KeyError(f"epochs {missing} are not stored in {folder}; stored: {sorted(files)}")
+    rows, eps, ids, labels = [], [], None, None
+    for e in chosen:
+        with safe_open(str(files[e]), framework="pt") as f:
+            if f"{split}_logits" not in f.keys():
+                if epochs is None:
+                    continue
+                raise KeyError(f"split {split!r} is not stored for epoch {e} in {folder}")
+            rows.append(f.get_tensor(f"{split}_logits").float())
+            if ids is None:
+                ids, labels = f.get_tensor(f"{split}_ids"), f.get_tensor(f"{split}_labels")
+            eps.append(e)
+    if not rows:
+        raise KeyError(f"split {split!r} is not stored in {folder}")
+    return StoredLogits(split, eps, torch.stack(rows), ids, labels)

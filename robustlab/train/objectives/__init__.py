@@ -5,6 +5,7 @@ import pkgutil
 
 from robustlab.train.objectives.base import (  # noqa: F401
     OBJECTIVES,
+    EpochData,
     Objective,
     ObjectiveOutput,
     StepContext,

@@ -1,8 +1,9 @@
 """The pluggable piece of the Trainer: an objective turns a batch into a loss.
 
 An objective is a dataclass of its hyperparameters (read from the ``[objective]`` table of a TOML
-config, overridable by ``--set objective.KEY=VALUE``) with a ``loss`` method. The Trainer calls
-``loss(model, x, y, ctx)`` with the model in train mode and back-propagates the returned loss.
+config, overridable by ``--set objective.KEY=VALUE``) with a ``loss`` method. The single-loss training
+method (``robustlab.train.method.SingleLoss``) calls ``loss(model, x, y, ctx)`` with the model in
+train mode, back-propagates the returned loss and steps the one optimizer.
 Objectives register themselves with ``@register_objective("name")``; every module in this package
 is imported by ``robustlab.train.objectives`` so the registry is complete.
 """
@@ -20,15 +21,33 @@ from torch import Tensor, nn
 
 @dataclass
 class StepContext:
-    """What the Trainer tells an objective about the current step."""
+    """What the Trainer tells a training method (and the objective inside it) about the current step."""
 
     epoch: int  # 0-based
     step: int  # global optimizer step, 0-based
     steps_per_epoch: int
     num_classes: int
     generator: torch.Generator | None = None  # the Trainer's seeded generator (same device as data)
-    teacher: nn.Module | None = None  # for distillation objectives
     index: Tensor | None = None  # dataset indices of the batch's samples (for per-sample precomputed targets)
+    loss_scale: float = 1.0  # data-parallel: this rank's share of the global batch times the world size
+    wrapped: dict[str, nn.Module] = field(default_factory=dict, repr=False)  # modules as the Trainer runs them
+
+    def module(self, name: str) -> nn.Module:
+        """The method's module `name` as the Trainer runs it (DistributedDataParallel-wrapped under torchrun):
+        forward through it whenever the backward pass should update that module's weights."""
+        return self.wrapped[name]
+
+    def backward(self, loss: Tensor) -> None:
+        """Back-propagate a batch-mean loss so that data-parallel ranks average to the global-batch mean."""
+        (loss if self.loss_scale == 1.0 else loss * self.loss_scale).backward()
+
+
+@dataclass
+class EpochData:
+    """What a method sees at the end of an epoch (every rank sees the same tensors)."""
+
+    val: tuple[Tensor, Tensor] | None  # up to eval.attack_n validation points, or None without a validation split
+    train_batch: tuple[Tensor, Tensor]  # the epoch's first global training batch (not augmented)
 
 
 @dataclass
@@ -46,15 +65,14 @@ class Objective:
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> ObjectiveOutput:
         raise NotImplementedError
 
-    def setup(self, model: nn.Module, x_train: Tensor, y_train: Tensor, teacher: nn.Module | None) -> None:
+    def setup(self, model: nn.Module, x_train: Tensor, y_train: Tensor) -> None:
         """Called once before training (e.g. to precompute per-sample teacher targets)."""
 
-    def on_epoch_end(
-        self, model: nn.Module, epoch: int, metrics: dict[str, float], val_batch: tuple[Tensor, Tensor]
-    ) -> bool:
-        """Called after each epoch's evaluation with a held-out batch; return True to stop early.
+    def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float], data: EpochData) -> bool:
+        """Called after each epoch's evaluation; return True to stop early (the same answer on every rank).
 
-        May add entries to `metrics` (they are logged). The model is in eval mode here.
+        May add entries to `metrics` (they are logged). The model is in eval mode here. Decisions use
+        `data.val` or `data.train_batch`, never test points.
         """
         return False
 

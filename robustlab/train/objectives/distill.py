@@ -49,6 +49,9 @@ def average_teacher_logits(teacher: nn.Module, x: Tensor, *, passes: int = 8, cr
 @register_objective("distill")
 @dataclass
 class Distill(Objective):
+    """teacher: a run folder, model folder or kept checkpoint (``RUN/epochs/epoch_040``) of the teacher."""
+
+    teacher: str = ""
     loss_type: str = "l1"
     temperature: float = 30.0
     student_temperature: bool = False
@@ -57,14 +60,16 @@ class Distill(Objective):
     hflip: bool = False
     targets: Tensor | None = field(default=None, init=False, repr=False)
 
-    def setup(self, model: nn.Module, x_train: Tensor, y_train: Tensor, teacher: nn.Module | None) -> None:
-        if teacher is None:
-            raise ValueError("the distill objective needs a teacher: set `teacher = \"RUN_DIR\"` in the config")
-        was = teacher.training
-        teacher.eval()
+    def setup(self, model: nn.Module, x_train: Tensor, y_train: Tensor) -> None:
+        from robustlab.models.io import load_model
+
+        if not self.teacher:
+            raise ValueError('the distill objective needs a teacher: set objective.teacher = "RUN_DIR"')
+        teacher = load_model(self.teacher, map_location=next(model.parameters()).device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
         self.targets = average_teacher_logits(teacher, x_train, passes=self.passes, crop_padding=self.crop_padding,
                                               hflip=self.hflip)
-        teacher.train(was)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> ObjectiveOutput:
         if self.targets is None or ctx.index is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.train.objectives.base import Objective, ObjectiveOutput, StepContext, register_objective
+from robustlab.train.objectives.base import EpochData, Objective, ObjectiveOutput, StepContext, register_objective
 
 ATTACK_MODES = ("eval", "train")
 
@@ -79,20 +78,24 @@ class PGDAT(Objective):
 @dataclass
 class FGSMRS(Objective):
     """Wong et al. (2020) fast adversarial training: uniform random start in the eps-ball, one FGSM step
-    of 1.25 eps, projection. Catastrophic overfitting guard: after each epoch PGD robust accuracy on a
-    held-out batch; when it falls by more than `drop` below the best so far, the weights of the best
-    epoch are restored and training stops (metrics record `catastrophic_overfitting` and `best_epoch`)."""
+    of 1.25 eps, projection.
+
+    Catastrophic-overfitting guard (Wong et al.'s code, as the Helland spec describes it): after each
+    epoch, PGD (`guard_steps` steps, robustlab's pgd defaults) on the epoch's first training
+    batch; when its robust accuracy falls by more than `drop` below the previous check, the weights of
+    the previous check are restored and training stops (metrics record `catastrophic_overfitting` and
+    `best_epoch`). No validation or test point is used."""
 
     norm: str = "linf"
     eps: float = 0.1
     step_size: float = 0.0  # 0 = 1.25 * eps
     attack_mode: str = "eval"
-    guard_steps: int = 10  # PGD steps of the overfitting guard (0 = no guard)
-    drop: float = 0.2  # stop when robust accuracy falls this far below its best
+    guard_steps: int = 5  # PGD steps of the overfitting guard (0 = no guard)
+    drop: float = 0.2  # stop when robust accuracy falls this far below the previous check
 
-    best_robust: float = field(default=-1.0, init=False, repr=False)
-    best_epoch: int = field(default=-1, init=False, repr=False)
-    best_weights: dict[str, Tensor] | None = field(default=None, init=False, repr=False)
+    prev_robust: float = field(default=-1.0, init=False, repr=False)
+    prev_epoch: int = field(default=-1, init=False, repr=False)
+    prev_weights: dict[str, Tensor] | None = field(default=None, init=False, repr=False)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> ObjectiveOutput:
         from robustlab.attacks.pgd import perturb
@@ -103,33 +106,32 @@ class FGSMRS(Objective):
         adv = model(x_adv)
         return ObjectiveOutput(F.cross_entropy(adv, y), adv)
 
-    def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float],
-                     val_batch: tuple[Tensor, Tensor]) -> bool:
-        if not self.guard_steps:
-            return False
+    def guard_robust_accuracy(self, model: nn.Module, x: Tensor, y: Tensor, epoch: int) -> float:
         from robustlab.attacks.pgd import pgd
 
-        x, y = val_batch
         r = pgd(model, x, y, norm=self.norm, eps=self.eps, steps=self.guard_steps,
                 generator=torch.Generator(device=x.device).manual_seed(epoch))
         with torch.no_grad():
-            rob = float(((model(x).argmax(1) == y) & ~r.success).float().mean())
+            return float(((model(x).argmax(1) == y) & ~r.success).float().mean())
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float], data: EpochData) -> bool:
+        if not self.guard_steps:
+            return False
+        rob = self.guard_robust_accuracy(model, *data.train_batch, epoch)
         metrics["guard_robust_acc"] = rob
-        if rob >= self.best_robust:
-            self.best_robust, self.best_epoch = rob, epoch + 1
-            self.best_weights = copy.deepcopy(model.state_dict())
-        if rob < self.best_robust - self.drop:
-            assert self.best_weights is not None
-            model.load_state_dict(self.best_weights)
+        if self.prev_weights is not None and rob < self.prev_robust - self.drop:
+            model.load_state_dict(self.prev_weights)
             metrics["catastrophic_overfitting"] = 1.0
-            metrics["best_epoch"] = float(self.best_epoch)
+            metrics["best_epoch"] = float(self.prev_epoch)
             return True
+        self.prev_robust, self.prev_epoch = rob, epoch + 1
+        self.prev_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_robust": self.best_robust, "best_epoch": self.best_epoch, "best_weights": self.best_weights}
+        return {"prev_robust": self.prev_robust, "prev_epoch": self.prev_epoch, "prev_weights": self.prev_weights}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best_robust = float(state.get("best_robust", -1.0))
-        self.best_epoch = int(state.get("best_epoch", -1))
-        self.best_weights = state.get("best_weights")
+        self.prev_robust = float(state.get("prev_robust", -1.0))
+        self.prev_epoch = int(state.get("prev_epoch", -1))
+        self.prev_weights = state.get("prev_weights")
