@@ -116,6 +116,40 @@ def test_vat_direction_finds_curvature():
     assert out.metrics["lds"] > 0 and out.loss > F.cross_entropy(m(X), Y)
 
 
+def test_vat_direction_is_the_top_hessian_eigenvector_and_float32_matches_float64():
+    """Power iteration converges to the top eigenvector of the KL's input Hessian (computed by
+    torch.autograd.functional.hessian); one iteration in float32 (the default) equals float64's."""
+    from robustlab.train.objectives.vat import vat_direction
+
+    m = tiny()
+    x = X[:2]
+    p_log = F.log_softmax(m(x), 1).detach()
+    d = vat_direction(m, x, p_log, xi=0.0, power_iterations=100, generator=torch.Generator().manual_seed(1))
+    for i in range(2):
+        kl = lambda r, i=i: F.kl_div(F.log_softmax(m(x[i:i + 1] + r.view(1, 1, 3, 4)), 1), p_log[i:i + 1].exp(),  # noqa: E731
+                                     reduction="sum")
+        H = torch.autograd.functional.hessian(kl, torch.zeros(12, dtype=torch.float64))
+        vals, vecs = torch.linalg.eigh(H)
+        assert vals[-1] > 2 * vals[-2].abs()  # a well-separated top eigenvalue: the direction is defined
+        assert abs(float(d[i].flatten() @ vecs[:, -1])) > 1 - 1e-8
+    # float32 at the defaults (one power iteration): same direction as float64 from the same start
+    torch.manual_seed(0)
+    m32 = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    with torch.no_grad():
+        m32[1].weight.mul_(4)  # finite differences at xi = 1e-6 fail this check on this model
+    x32 = torch.rand(64, 1, 8, 8)
+    m64 = __import__("copy").deepcopy(m32).double()
+    obj = build_objective({"name": "vat"})
+    dirs = {}
+    for name, mm, xx in (("32", m32, x32), ("64", m64, x32.double())):
+        p_log = F.log_softmax(mm(xx), 1).detach()
+        dirs[name] = vat_direction(mm, xx, p_log, xi=obj.xi, power_iterations=obj.power_iterations,
+                                   generator=torch.Generator().manual_seed(0), hvp=obj.hvp).flatten(1)
+    assert dirs["32"].dtype == torch.float32
+    cos = (dirs["32"].double() * dirs["64"]).sum(1)
+    assert cos.min() > 0.999, cos.min()
+
+
 def test_configs_reject_unknown_keys_and_types():
     with pytest.raises(ValueError, match="no parameter"):
         build_objective({"name": "trades", "betta": 1})
@@ -151,3 +185,50 @@ def test_distill_targets_average_augmented_passes_and_train(tmp_path):
     t = Trainer(cfg)
     m = t.fit()
     assert m["test_acc"] > 0.8  # the student learns from logits alone
+
+
+def test_input_gradient_penalties_are_per_sample_with_batchnorm():
+    """With BatchNorm in training mode, the penalties use each sample's own input gradient at the batch's
+    statistics held constant: the same as an eval-mode copy whose running statistics are the batch's,
+    run on that sample alone. Running statistics are updated once, as by one training-mode pass."""
+    import copy
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.BatchNorm1d(8), torch.nn.Tanh(),
+                            torch.nn.Linear(8, 4)).double().train()
+    h = m[1](X.flatten(1)).detach()
+    ref = copy.deepcopy(m).eval()
+    ref[2].running_mean.copy_(h.mean(0))
+    ref[2].running_var.copy_(h.var(0, unbiased=False))
+    once = copy.deepcopy(m)
+    train_logits = once(X).detach()
+    for name, params in (("grad_penalty", {"q": 2, "eps": 1.0, "beta": 1.0}), ("margin", {"C": 1.0, "q": 2}),
+                         ("fim_penalty", {"eps": 1.0, "beta": 2.0})):
+        mm = copy.deepcopy(m)
+        out = build_objective({"name": name, **params}).loss(mm, X, Y, ctx())
+        assert torch.equal(mm[2].running_mean, once[2].running_mean)
+        assert torch.allclose(out.logits, train_logits)  # the ordinary training-mode logits
+        base = {"grad_penalty": F.cross_entropy(out.logits, Y), "fim_penalty": F.cross_entropy(out.logits, Y),
+                "margin": ops.multiclass_hinge(out.logits, Y).mean()}[name]
+        per = []
+        for i in range(5):
+            xi = X[i:i + 1].clone().requires_grad_(True)
+            z = ref(xi)[0]
+            if name == "grad_penalty":
+                g, = torch.autograd.grad(F.cross_entropy(z[None], Y[i:i + 1]), xi)
+                per.append(float(g.norm()))
+            elif name == "margin":
+                per.append(max(float(torch.autograd.grad(z[Y[i]] - z[j], xi, retain_graph=True)[0].norm())
+                               for j in range(4) if j != Y[i]))
+            else:
+                f = F.softmax(z, 0)
+                per.append(sum(float(torch.autograd.grad(f[k], xi, retain_graph=True)[0].pow(2).sum() / f[k].detach())
+                               for k in range(4)))
+        scale = {"grad_penalty": 1.0, "margin": 1.0, "fim_penalty": 2.0 / 2}[name]
+        expect = base + scale * torch.tensor(per, dtype=torch.float64).mean()
+        assert torch.isclose(out.loss, expect, rtol=1e-9), name
+        # the batch-sum gradient of the plain training-mode pass mixes samples: it differs
+        if name == "grad_penalty":
+            xx = X.clone().requires_grad_(True)
+            g_mixed, = torch.autograd.grad(F.cross_entropy(copy.deepcopy(m)(xx), Y, reduction="sum"), xx)
+            assert not torch.allclose(g_mixed.flatten(1).norm(dim=1), torch.tensor(per, dtype=torch.float64))

@@ -13,16 +13,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustlab.train.objectives._util import per_sample_forward
 from robustlab.train.objectives.base import Objective, ObjectiveOutput, StepContext, register_objective
 
 
 def fim_frobenius(model: nn.Module, x: Tensor, *, estimator: str = "exact", n_projections: int = 1,
                   generator: torch.Generator | None = None, create_graph: bool = True) -> tuple[Tensor, Tensor]:
     """(per-example ||F_f^{1/2} J||_F^2, logits). estimator "exact" (K VJPs) or "projection"
-    (K * ||v^T F_f^{1/2} J||^2 with v uniform on the unit sphere; unbiased; `n_projections` VJPs)."""
+    (K * ||v^T F_f^{1/2} J||^2 with v uniform on the unit sphere; unbiased; `n_projections` VJPs).
+    With BatchNorm in training mode, J is each sample's own Jacobian at the batch's normalisation
+    statistics held constant (`_util.frozen_batch_stats`); the logits are the ordinary pass's."""
     x = x.detach().requires_grad_(True)
-    logits = model(x)
-    logp = F.log_softmax(logits, 1)
+    logits, z = per_sample_forward(model, x)
+    logp = F.log_softmax(z, 1)
     sqrt_f = logp.exp().sqrt()
     k = logits.shape[1]
     total = torch.zeros(len(x), device=x.device, dtype=x.dtype)

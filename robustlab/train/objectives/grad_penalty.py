@@ -9,17 +9,23 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustlab.ops import norm as norm_of
+from robustlab.train.objectives._util import per_sample_forward
 from robustlab.train.objectives.base import Objective, ObjectiveOutput, StepContext, register_objective
 
 Q_NORM = {1: "l1", 2: "l2", "inf": "linf"}
 
 
 def gradient_penalty(model: nn.Module, x: Tensor, y: Tensor, q: int | str) -> tuple[Tensor, Tensor, Tensor]:
-    """(per-example CE, per-example ||grad_x CE_i||_q with a graph for double backprop, logits)."""
+    """(per-example CE, per-example ||grad_x CE_i||_q with a graph for double backprop, logits).
+
+    With BatchNorm in training mode, grad_x CE_i is sample i's own gradient at the batch's
+    normalisation statistics held constant (see `_util.frozen_batch_stats`); CE and logits come from
+    the ordinary training-mode pass."""
     x = x.detach().requires_grad_(True)
-    logits = model(x)
+    logits, z = per_sample_forward(model, x)
     ce = F.cross_entropy(logits, y, reduction="none")
-    g, = torch.autograd.grad(ce.sum(), x, create_graph=True)
+    ce_i = ce if z is logits else F.cross_entropy(z, y, reduction="none")
+    g, = torch.autograd.grad(ce_i.sum(), x, create_graph=True)
     return ce, norm_of(g, Q_NORM[q]), logits
 
 

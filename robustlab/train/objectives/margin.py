@@ -17,14 +17,17 @@ from torch import Tensor, nn
 
 from robustlab.ops import multiclass_hinge
 from robustlab.ops import norm as norm_of
+from robustlab.train.objectives._util import per_sample_forward
 from robustlab.train.objectives.base import Objective, ObjectiveOutput, StepContext, register_objective
 
 
 def margin_sensitivity(model: nn.Module, x: Tensor, y: Tensor, *, q: int = 2, pairs: str = "all",
                        create_graph: bool = True) -> tuple[Tensor, Tensor]:
-    """(per-example max_{j != y} ||grad_x (f_y - f_j)||_q, logits)."""
+    """(per-example max_{j != y} ||grad_x (f_y - f_j)||_q, logits). With BatchNorm in training mode the
+    gradients are each sample's own at the batch's normalisation statistics held constant
+    (`_util.frozen_batch_stats`); the returned logits are the ordinary pass's."""
     x = x.detach().requires_grad_(True)
-    logits = model(x)
+    out, logits = per_sample_forward(model, x)
     n, k = logits.shape
     p = {1: "l1", 2: "l2"}[q]
     rows = torch.arange(n, device=x.device)
@@ -32,7 +35,7 @@ def margin_sensitivity(model: nn.Module, x: Tensor, y: Tensor, *, q: int = 2, pa
         j = logits.detach().scatter(1, y[:, None], float("-inf")).argmax(1)
         diff = logits[rows, y] - logits[rows, j]
         g, = torch.autograd.grad(diff.sum(), x, create_graph=create_graph)
-        return norm_of(g, p), logits
+        return norm_of(g, p), out
     if pairs != "all":
         raise ValueError(f"pairs must be 'all' or 'runner_up', got {pairs!r}")
     norms = []
@@ -43,7 +46,7 @@ def margin_sensitivity(model: nn.Module, x: Tensor, y: Tensor, *, q: int = 2, pa
     for c in range(k):
         norms.append(norm_of(gy - jac[:, c], p))
     nm = torch.stack(norms, 1).scatter(1, y[:, None], float("-inf"))
-    return nm.amax(1), logits
+    return nm.amax(1), out
 
 
 @register_objective("margin")
