@@ -271,3 +271,47 @@ def test_cli_attack_verifies_and_saves(tmp_path, capsys):
     assert main(["attack", str(out), "--attack", "nope", "--eps", "0.1"]) == 2
     assert main(["attack", str(out), "--attack", "pgd"]) == 2  # fixed-budget attack without --eps
     assert "give --eps" in capsys.readouterr().err
+
+
+def test_torchrun_sync_batchnorm_matches_one_process(tmp_path):
+    """2 gloo ranks with sync_batchnorm: BatchNorm over the global batch, so a BatchNorm ResNet ends with
+    the weights (and running statistics) of one process on the whole batch."""
+    from robustlab.models.io import load_model
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this python")
+    cfg = tiny_cfg(epochs=1, sync_batchnorm=True, data={"n_train": 256, "n_test": 50},
+                   model={"name": "cifar_resnet", "kwargs": {"blocks": [1], "widths": [4], "stem": 4}},
+                   optim={"name": "sgd", "lr": 0.05, "momentum": 0.9})
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(dumps_toml(cfg.to_dict()))
+    env = {**os.environ, "ROBUSTLAB_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29547", "-m", "robustlab", "train",
+                        "--config", str(cfg_path), "--out", str(tmp_path / "two")],
+                       env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    one, _ = train(cfg)
+    two = load_model(tmp_path / "two")
+    for (k, a), b in zip(one.state_dict().items(), two.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-4), k
+
+
+def test_global_batchnorm_is_batchnorm_in_one_process():
+    from robustlab.train.sync_bn import convert_global_batchnorm
+
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.ReLU()).double()
+    import copy
+
+    g = convert_global_batchnorm(copy.deepcopy(ref))
+    assert type(g[1]).__name__ == "GlobalBatchNorm" and g[1].weight is not ref[1].weight
+    x = torch.rand(6, 1, 5, 5, dtype=torch.float64, requires_grad=True)
+    for _ in range(2):
+        a, b = ref(x), g(x)
+        assert torch.allclose(a, b)
+        ga = torch.autograd.grad((a * a).sum(), [x, ref[1].weight])
+        gb = torch.autograd.grad((b * b).sum(), [x, g[1].weight])
+        assert all(torch.allclose(u, v) for u, v in zip(ga, gb))
+    assert torch.allclose(ref[1].running_var, g[1].running_var) and ref[1].num_batches_tracked == 2
+    assert torch.allclose(ref.eval()(x), g.eval()(x))

@@ -173,8 +173,9 @@ class Trainer:
     weights runs as a DistributedDataParallel (buffers not broadcast, so attacks inside a step may make
     different numbers of forward passes on different ranks); each rank takes its share of every global
     batch and its loss is scaled by its share, so the update is the single-process one up to float
-    summation order. ``sync_batchnorm = true`` turns BatchNorm layers into SyncBatchNorm (batch
-    statistics over the global batch; every rank must then make the same train-mode forward passes).
+    summation order. ``sync_batchnorm = true`` normalises BatchNorm layers over the global batch
+    (SyncBatchNorm on CUDA, ``sync_bn.GlobalBatchNorm`` elsewhere): the same weights as one process;
+    every rank must then make the same training-mode forward passes.
     A last global batch smaller than the world size is skipped.
 
     Model selection (early stopping, guards) sees the validation split (``data.val_fraction``) or
@@ -225,8 +226,11 @@ class Trainer:
 
         wrapped = {}
         for name, m in self.modules.items():
-            if self.cfg.sync_batchnorm:
-                m = nn.SyncBatchNorm.convert_sync_batchnorm(m)  # in place below the root; same Parameters
+            if self.cfg.sync_batchnorm:  # in place below the root, sharing Parameters (optimizers stay valid)
+                from robustlab.train.sync_bn import convert_global_batchnorm
+
+                m = (nn.SyncBatchNorm.convert_sync_batchnorm(m) if self.device.type == "cuda"
+                     else convert_global_batchnorm(m))
                 if m is not self.modules[name]:
                     raise ValueError(f"module {name!r} is itself a BatchNorm layer; wrap it in a container")
             if any(p.requires_grad for p in m.parameters()):
