@@ -85,7 +85,7 @@ def test_stadv_at_pool():
     m = _net()
     xs, ys = torch.rand(20, 1, 5, 5), torch.randint(0, 3, (20,))
     obj = build_objective({"name": "stadv_at", "pool_size": 8, "steps": 5, "every": 2})
-    obj.setup(m, xs, ys, None)
+    obj.setup(m, xs, ys)
     m.train()
     out = obj.loss(m, xs[:4], ys[:4], _ctx(0))
     assert m.training and obj._pool[0].shape == (8, 1, 5, 5) and obj._pool_epoch == 0

@@ -166,7 +166,7 @@ class StAdvAT(Objective):
     _pool: tuple | None = field(default=None, init=False, repr=False)
     _pool_epoch: int = field(default=-1, init=False, repr=False)
 
-    def setup(self, model: nn.Module, x_train: Tensor, y_train: Tensor, teacher: nn.Module | None) -> None:
+    def setup(self, model: nn.Module, x_train: Tensor, y_train: Tensor) -> None:
         self._data = (x_train, y_train)
 
     def _refresh(self, model: nn.Module, ctx: StepContext, device: torch.device) -> None:
