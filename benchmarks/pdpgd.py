@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from robustlab import attacks, data
-from robustlab.attacks.pdpgd import THESIS_LR_GRID
+from robustlab.attacks.primal_dual import THESIS_LR_GRID
 from robustlab.experiments.common import trained_model
 from robustlab.experiments.matyasko2020 import PROFILES, model_configs
 

@@ -8,7 +8,7 @@ on the first 300, so --offset 300 measures on points it has not seen). Every att
 passes per point: PDPGD/FMN/DDN `budget` iterations, FAB budget / (K - 1) iterations (its step
 differentiates all K - 1 other logits), C&W and EAD budget / search_steps iterations per binary-search
 step. Rows: the thesis's PDPGD (one run, plain step, lr 0.1; PDGD with Adam for l2), one run of robustlab's
-normalized step (linf, l1, l0), robustlab's budgeted recipe (`attacks.pdpgd.recipe`: up to three short runs,
+normalized step (linf, l1, l0), robustlab's budgeted recipe (`attacks.primal_dual.recipe`: up to three short runs,
 the later ones from random starts, and a finetune), and the baselines. The median counts failures as inf.
 """
 
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import eval_points, frozen_model  # noqa: E402
 
 from robustlab import attacks  # noqa: E402
-from robustlab.attacks.pdpgd import RECIPE, recipe  # noqa: E402
+from robustlab.attacks.primal_dual import RECIPE, recipe  # noqa: E402
 
 BASELINES = {"l2": ["fmn", "fab", "ddn", "cw"], "linf": ["fmn", "fab"], "l1": ["fmn", "fab", "ead"], "l0": ["fmn"]}
 

@@ -6,13 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from robustlab import attacks, ops
-from robustlab.attacks.apgd import checkpoints
+from robustlab.attacks.auto_pgd import checkpoints
 from tests.helpers import binary_linear, digits_mlp
 
 
 def test_apgd_checkpoints_follow_the_paper():
     # p_j: 0, 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99 (times steps, rounded up)
-    assert checkpoints(100)[:3] == [22, 41, 58] and checkpoints(100)[-1] == 99
+    # Croce & Hein's 100-step checkpoints (0.22 + 0.19 + 0.16 = 0.57 exactly, not float's 0.5700000000000001)
+    assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
     assert all(a < b for a, b in zip(checkpoints(1000), checkpoints(1000)[1:]))
 
 
@@ -36,7 +37,7 @@ def test_budget_box_and_flags(n, norm, eps, seed, name):
     assert torch.equal(r.success, logits.argmax(1) != y)
     assert torch.allclose(r.logits, logits, atol=1e-5)
     if name == "square":
-        assert (r.backward_passes == 0).all() and (r.forward_passes <= 30).all()
+        assert (r.backward_passes == 0).all() and (r.forward_passes <= 32).all()  # + clean and verification
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
@@ -71,7 +72,7 @@ def test_apgd_t_targets_and_restarts_only_on_robust_points():
     m, x, y = digits_mlp()
     r = attacks.apgd_t(m, x, y, eps=0.1, steps=10, n_targets=2)
     # a point broken by the first target costs no passes of the second
-    assert r.forward_passes.max() <= 1 + 2 * 11 + 1
+    assert r.forward_passes.max() <= 2 + 1 + 2 * 11  # entry's clean + verification, apgd_t's clean, 2 x 11
     once = attacks.apgd(m, x, y, eps=0.05, steps=10, generator=torch.Generator().manual_seed(3))
     twice = attacks.apgd(m, x, y, eps=0.05, steps=10, restarts=3, generator=torch.Generator().manual_seed(3))
     assert (twice.success | ~once.success).all()

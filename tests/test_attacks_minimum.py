@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from robustlab import attacks, ops
-from robustlab.attacks.minimum import MIN_STEPS, PORTFOLIO, plan
+from robustlab.attacks.portfolio import MIN_STEPS, PORTFOLIO, plan
 from robustlab.data.checks import InputError
 from tests.helpers import digits_mlp
 from tests.test_attacks_minnorm import closed_form, linear_case

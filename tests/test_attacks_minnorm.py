@@ -293,7 +293,7 @@ def test_summary_by_hand():
 def test_fab_t_with_eps_stops_early_without_losing_successes(mlp):
     m, x, y = mlp
     full = attacks.fab_t(m, x, y, norm="linf", steps=30, n_targets=3)
-    fast = attacks.fab_t(m, x, y, norm="linf", steps=30, n_targets=3, eps=0.08)
+    fast = attacks.fab_t(m, x, y, norm="linf", steps=30, n_targets=3, stop_at=0.08)
     assert torch.equal(full.norm <= 0.08, fast.norm <= 0.08)  # same points broken within eps
     assert fast.forward_passes.sum() < full.forward_passes.sum()
 

@@ -67,7 +67,7 @@ def test_false_claims_fail_verification_and_are_not_counted(mlp):
     m, x, y = mlp
 
     @register("_liar", family="fixed", norms=("linf",))
-    def liar(model, x, y, *, norm="linf", eps=0.1, generator=None):
+    def liar(model, x, y, *, norm="linf", eps=0.1, targeted=False, target=None, generator=None):
         n = len(x)
         out_of_budget = (x + 0.5).clamp(0, 1)  # misclassified maybe, but far outside eps
         z = torch.zeros(n, dtype=torch.long)

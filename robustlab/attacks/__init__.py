@@ -1,18 +1,47 @@
-"""Attacks: one file per family, all with one signature, returning AttackResult.
+"""Attacks: one module per family, every attack with one signature and one entry point.
 
-Importing this package imports every module in it, which registers each attack; the attack
-functions are then available as ``robustlab.attacks.<name>`` (e.g. ``attacks.pgd(model, x, y, ...)``).
+``attacks.pgd(model, x, y, norm="linf", eps=0.1, ...)`` and every other name below is the attack's
+entry point (robustlab.attacks.base.run_attack), which checks the inputs, skips points already
+adversarial, verifies every success and counts passes; `REGISTRY` maps names to their specs
+(typed parameters, capabilities). Module names differ from attack names, so a module's other
+functions stay importable (e.g. ``robustlab.attacks.primal_dual.recipe``); a new attack module is
+added to the imports below (tests/test_contract.py checks that every module is imported and every
+registered attack is exported).
 """
 
-import importlib
-import pkgutil
+from robustlab.attacks import primal_dual
+from robustlab.attacks.adaptive_boundary import fab, fab_t
+from robustlab.attacks.augmented_lagrangian import alma
+from robustlab.attacks.auto_pgd import apgd, apgd_t
+from robustlab.attacks.base import (
+    REGISTRY,
+    AttackResult,
+    AttackSpec,
+    get,
+    is_adversarial,
+    predict,
+    register,
+    run_attack,
+    verify,
+)
+from robustlab.attacks.carlini_wagner import cw
+from robustlab.attacks.decoupled_norm import ddn
+from robustlab.attacks.deep_fool import deepfool
+from robustlab.attacks.elastic_net import ead
+from robustlab.attacks.fast_minimum_norm import fmn
+from robustlab.attacks.portfolio import minimum
+from robustlab.attacks.primal_dual import pdgd, pdpgd, pdpgd_r, recipe
+from robustlab.attacks.projected_gradient import fgsm, perturb, pgd
+from robustlab.attacks.saliency_map import jsma
+from robustlab.attacks.smoothed_l0 import sigma_zero
+from robustlab.attacks.sparse_fool import sparsefool
+from robustlab.attacks.spatial import spatial_pgd, stadv
+from robustlab.attacks.square_search import square
 
-from robustlab.attacks.base import REGISTRY, AttackResult, AttackSpec, get, register  # noqa: F401
-
-for _m in pkgutil.iter_modules(__path__):
-    if _m.name != "base":
-        importlib.import_module(f"{__name__}.{_m.name}")
-
-# expose each registered attack as robustlab.attacks.<name> (the function, not its module)
-for _name, _spec in REGISTRY.items():
-    globals()[_name] = _spec.fn
+__all__ = [
+    "REGISTRY", "AttackResult", "AttackSpec", "get", "register", "run_attack", "verify", "predict", "is_adversarial",
+    "pgd", "fgsm", "perturb", "apgd", "apgd_t", "square",
+    "cw", "ddn", "deepfool", "ead", "fab", "fab_t", "fmn", "jsma", "sparsefool", "pdpgd", "pdgd", "pdpgd_r",
+    "alma", "sigma_zero", "minimum", "spatial_pgd", "stadv",
+    "recipe", "primal_dual",
+]

@@ -7,7 +7,12 @@ return the smallest successful perturbation they found (``norm = inf`` where the
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
+import math
+import types
+import typing
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,19 +22,28 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.data.checks import InputError, check_images, check_labels
+from robustlab.threats import Flow, Lp, Threat, threat_of
 
 NORMS = ("linf", "l2", "l1", "l0", "pixel")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AttackResult:
-    """Outcome of an attack on a batch.
+    """Outcome of an attack on a batch (immutable: build a changed copy with `dataclasses.replace`).
 
     x_adv: adversarial (or best-found) inputs, in [0, 1], same shape as x.
-    success: bool (N,), True where x_adv is misclassified (untargeted) or classified as the target.
-    norm: float (N,), size of x_adv - x in the attack's norm; inf where a min-norm attack failed.
-    forward_passes / backward_passes: int64 (N,), model evaluations spent on each sample.
-    logits: (N, K) logits of the model on x_adv.
+    success: bool (N,), True where x_adv, re-run through the model, is misclassified (untargeted) or
+        classified as the target (targeted), within the budget and the box: verified by the entry point.
+    norm: float (N,), the size of each perturbation as the threat measures it (`size` is an alias);
+        inf where a minimum-norm attack failed.
+    forward_passes / backward_passes: int64 (N,), model evaluations spent on each sample (the entry
+        point's clean and verification passes included).
+    logits: (N, K) logits of the model on x_adv (the verification pass).
+    threat: the kind of budget (robustlab.threats); eps: the budget per sample (None for minimum-norm).
+    aux: what the threat needs besides x and x_adv to measure a size (e.g. {"flow": ...}).
+    unverified: bool (N,), the attack claimed a success that verification refused (not counted).
+    flagged: bool (N,), the model returned NaN/inf logits on x or x_adv: such a point is neither
+        correct nor adversarial, so it counts as neither robust nor broken by this attack.
     """
 
     x_adv: Tensor
@@ -39,16 +53,27 @@ class AttackResult:
     backward_passes: Tensor
     logits: Tensor
     info: dict[str, Any] = field(default_factory=dict)
+    threat: Threat | None = None
+    eps: Tensor | None = None
+    aux: dict[str, Any] = field(default_factory=dict)
+    unverified: Tensor | None = None
+    flagged: Tensor | None = None
+
+    @property
+    def size(self) -> Tensor:
+        return self.norm
 
     @property
     def success_rate(self) -> float:
         return float(self.success.float().mean())
 
     def to(self, device: torch.device | str) -> AttackResult:
-        return AttackResult(
-            self.x_adv.to(device), self.success.to(device), self.norm.to(device),
-            self.forward_passes.to(device), self.backward_passes.to(device), self.logits.to(device), self.info,
-        )
+        def mv(v: Any) -> Any:
+            return v.to(device) if isinstance(v, Tensor) else v
+
+        return dataclasses.replace(self, **{f.name: mv(getattr(self, f.name)) for f in dataclasses.fields(self)
+                                            if f.name not in ("info", "threat")},
+                                   aux={k: mv(v) for k, v in self.aux.items()})
 
 
 class PassCounter:
@@ -58,7 +83,7 @@ class PassCounter:
         self.forward = torch.zeros(n, dtype=torch.long, device=device)
         self.backward = torch.zeros(n, dtype=torch.long, device=device)
 
-    def add(self, idx: Tensor | slice | None = None, *, forward: int = 1, backward: int = 0) -> None:
+    def add(self, idx: Tensor | slice | None = None, *, forward: int = 0, backward: int = 0) -> None:
         if idx is None:
             idx = slice(None)
         self.forward[idx] += forward
@@ -81,10 +106,12 @@ def prepare(
     model: nn.Module, x: Tensor, y: Tensor, *, targeted: bool = False, target: Tensor | None = None,
     num_classes: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Validate an attack's inputs; return (x, labels) where labels are the targets when targeted."""
+    """Validate an attack's inputs; return (x, labels) where labels are the targets when targeted.
+
+    The entry point has already checked everything; implementations call this to get their labels.
+    """
     check_images(x)
     y = check_labels(y, x.shape[0], num_classes)
-    warn_if_training(model)
     if targeted:
         if target is None:
             raise InputError("targeted=True needs target=... (a label tensor of shape (N,))")
@@ -95,15 +122,23 @@ def prepare(
     return x, y.to(x.device)
 
 
-def as_eps(eps: float | Tensor, n: int, x: Tensor) -> Tensor:
-    """eps as a (N,) float tensor on x's device; checks it is finite and >= 0."""
+def as_eps(eps: float | Tensor, n: int, x: Tensor, norm: str | None = None) -> Tensor:
+    """eps as a (N,) float tensor on x's device; checks it is >= 0 and not NaN.
+
+    eps = inf means no budget; with `norm`, inf (and anything larger) becomes the box's diameter in that
+    norm, which is the same constraint (every attack then runs unchanged); without, it must be finite.
+    """
     e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
     if e.dim() == 0:
         e = e.expand(n).clone()
     if e.shape != (n,):
         raise InputError(f"eps must be a float or a tensor of shape ({n},), got shape {tuple(e.shape)}")
-    if not torch.isfinite(e).all() or (e < 0).any():
-        raise InputError("eps must be finite and >= 0")
+    if torch.isnan(e).any() or (e < 0).any():
+        raise InputError("eps must be >= 0 (inf: no budget), not NaN")
+    if norm is not None:
+        return e.clamp(max=Lp(norm).diameter(x))
+    if not torch.isfinite(e).all():
+        raise InputError("eps must be finite here")
     return e
 
 
@@ -119,10 +154,37 @@ def check_positive(**params: float) -> None:
             raise InputError(f"{k} must be > 0, got {v}")
 
 
+def predict(logits: Tensor) -> Tensor:
+    """Predicted class per row; -1 where the logits are not all finite (NaN is never a class)."""
+    return torch.where(torch.isfinite(logits).all(1), logits.argmax(1), torch.full_like(logits[:, 0], -1,
+                                                                                          dtype=torch.long))
+
+
 def is_adversarial(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
-    """Bool (N,): prediction differs from labels (untargeted) or equals them (targeted)."""
-    pred = logits.argmax(1)
-    return pred == labels if targeted else pred != labels
+    """Bool (N,): prediction differs from labels (untargeted) or equals them (targeted); rows with NaN/inf
+    logits are never adversarial."""
+    pred = predict(logits)
+    return pred == labels if targeted else (pred != labels) & (pred >= 0)
+
+
+@torch.no_grad()
+def verify(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, *, norm: str | Threat = "linf",
+           eps: float | Tensor | None = None, aux: dict[str, Any] | None = None, targeted: bool = False,
+           target: Tensor | None = None, batch_size: int = 1000, return_logits: bool = False) -> Any:
+    """Bool (N,): x_adv is finite and in [0, 1], within eps as the threat measures it (eps None or inf:
+    no budget; the one tolerance of robustlab.threats), and fools the model on a fresh forward pass
+    (untargeted: a finite prediction != y; targeted: prediction == target). NaN/inf logits never count.
+    With return_logits, (ok, logits)."""
+    threat = threat_of(norm, eps)
+    if x_adv.shape != x.shape:
+        ok = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        return (ok, None) if return_logits else ok
+    ok = torch.isfinite(x_adv).flatten(1).all(1)
+    ok &= (x_adv >= 0).flatten(1).all(1) & (x_adv <= 1).flatten(1).all(1)
+    ok &= threat.within(x, x_adv, eps, aux)
+    logits = torch.cat([model(x_adv[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    ok &= is_adversarial(logits, target if targeted else y, targeted)
+    return (ok, logits) if return_logits else ok
 
 
 def view_n(t: Tensor, x: Tensor) -> Tensor:
@@ -132,50 +194,130 @@ def view_n(t: Tensor, x: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------------------- registry
 
+_SCALARS = (bool, int, float, str)
+
+
+def _param_type(annotation: Any) -> Any:
+    """The type a CLI/config string becomes, from a parameter's annotation: bool, int, float, str, or
+    tuple (comma-separated floats); Tensor-valued parameters take a float; None when not typeable."""
+    if annotation in _SCALARS:
+        return annotation
+    if annotation is Tensor:
+        return float
+    origin = typing.get_origin(annotation)
+    if origin in (tuple, list):
+        return tuple
+    if origin in (typing.Union, types.UnionType):
+        kinds = [_param_type(a) for a in typing.get_args(annotation) if a is not type(None)]
+        for t in (bool, int, float, tuple, str):  # the most specific one wins
+            if t in kinds:
+                return t
+    return None
+
+
+def _coerce_value(t: Any, key: str, value: str) -> Any:
+    try:
+        if t is bool:
+            v = value.strip().lower()
+            if v in ("1", "true", "yes", "on"):
+                return True
+            if v in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if t is int:
+            return int(value)
+        if t is float:
+            return float(value)
+        if t is tuple:
+            return tuple(float(v) for v in value.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise InputError(f"parameter {key}: cannot read {value!r} as {getattr(t, '__name__', t)}") from None
+    return value
+
 
 @dataclass(frozen=True)
 class AttackSpec:
+    """A registered attack: its entry point `fn` (what ``robustlab.attacks.<name>`` is), the
+    implementation `impl` the entry point calls, its typed parameters and its capabilities."""
+
     name: str
     fn: Callable[..., AttackResult]
-    family: str  # "fixed" (takes eps) or "minnorm"
+    family: str  # "fixed" (takes eps) or "minnorm" (optional stop_at)
     norms: tuple[str, ...]
     params: dict[str, inspect.Parameter]
     doc: str
+    impl: Callable[..., AttackResult]
+    targeted: bool = True  # supports targeted=True (success = classified as the target)
+    stochastic: bool = False  # draws random numbers (from `generator`)
+    types: dict[str, Any] = field(default_factory=dict)
+    check: Callable[..., None] | None = None  # check(x, **params): limits checked even if no point is attacked
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, **kwargs: Any) -> AttackResult:
-        unknown = set(kwargs) - set(self.params)
-        if unknown:
-            raise InputError(f"attack {self.name!r} has no parameter(s) {sorted(unknown)}; "
-                             f"it takes {sorted(self.params)}")
-        return self.fn(model, x, y, **kwargs)
+        return run_attack(self, model, x, y, **kwargs)
 
     def coerce(self, key: str, value: str) -> Any:
-        """Turn a CLI/config string into the parameter's declared type."""
+        """Turn a CLI/config string into the parameter's declared type (from its annotation)."""
         if key not in self.params:
             raise InputError(f"attack {self.name!r} has no parameter {key!r}; it takes {sorted(self.params)}")
-        default = self.params[key].default
-        if isinstance(default, bool):
-            return value.lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float) or key in ("eps", "step_size"):
-            return float(value)
-        return value
+        t = self.types.get(key)
+        if t is None:
+            raise InputError(f"parameter {key!r} of {self.name!r} cannot be given as text")
+        return _coerce_value(t, key, value)
+
+    def capabilities(self) -> dict[str, Any]:
+        return {"family": self.family, "norms": list(self.norms), "targeted": self.targeted,
+                "stochastic": self.stochastic}
 
 
 REGISTRY: dict[str, AttackSpec] = {}
+_ENTRY = ("norm", "eps", "targeted", "target", "generator")  # what every attack takes (eps: fixed-budget only)
 
 
-def register(name: str, *, family: str, norms: tuple[str, ...]) -> Callable:
-    """Decorator adding an attack function to the registry under `name`."""
+def register(name: str, *, family: str, norms: tuple[str, ...], targeted: bool = True,
+             stochastic: bool = False, check: Callable[..., None] | None = None) -> Callable:
+    """Decorator adding an attack implementation to the registry under `name`.
+
+    The decorated name becomes the entry point (`run_attack`), which enforces the contract; the
+    implementation stays reachable as ``fn.__wrapped__`` / ``REGISTRY[name].impl`` and sees only valid
+    inputs: the points not yet adversarial, labels in range (targets as `target` when targeted), eps
+    per sample with inf replaced by the box's diameter, and, for minimum-norm attacks that declare
+    it, `stop_at`. It must take ``norm``, ``targeted``, ``target``, ``generator`` (and ``eps`` when
+    fixed-budget) and return an AttackResult over its inputs; the entry point verifies it. `check`
+    (x, **params) raises InputError for limits of the attack's own, before any point is looked at.
+    """
     if family not in ("fixed", "minnorm"):
         raise ValueError(family)
 
     def deco(fn: Callable[..., AttackResult]) -> Callable[..., AttackResult]:
         sig = inspect.signature(fn)
         params = {k: p for k, p in sig.parameters.items() if k not in ("model", "x", "y")}
-        REGISTRY[name] = AttackSpec(name, fn, family, norms, params, (fn.__doc__ or "").strip())
-        return fn
+        missing = [k for k in _ENTRY if k not in params and not (k == "eps" and family == "minnorm")]
+        if missing:
+            raise TypeError(f"attack {name!r} must take {missing} (one signature for every attack)")
+        if family == "fixed" and "stop_at" in params:
+            raise TypeError(f"attack {name!r}: stop_at is for minimum-norm attacks")
+        if family == "minnorm" and "eps" in params:
+            raise TypeError(f"attack {name!r}: a minimum-norm attack takes no eps (use stop_at)")
+        if family == "minnorm" and "stop_at" not in params:
+            params["stop_at"] = inspect.Parameter("stop_at", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                                  annotation="float | None")
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:  # noqa: BLE001 - an unresolvable annotation: those parameters stay untyped
+            hints = {}
+        hints.setdefault("stop_at", float)
+        types_ = {k: _param_type(hints.get(k, type(p.default) if p.default is not None else None))
+                  for k, p in params.items()}
+
+        @functools.wraps(fn)
+        def entry(model: nn.Module, x: Tensor, y: Tensor, **kwargs: Any) -> AttackResult:
+            return run_attack(REGISTRY[name], model, x, y, **kwargs)
+
+        first = [p for k, p in sig.parameters.items() if k in ("model", "x", "y")]
+        entry.__signature__ = sig.replace(parameters=first + list(params.values()))  # type: ignore[attr-defined]
+        REGISTRY[name] = AttackSpec(name, entry, family, norms, params, (fn.__doc__ or "").strip(), fn,
+                                    targeted, stochastic, types_, check)
+        return entry
 
     return deco
 
@@ -187,6 +329,172 @@ def get(name: str) -> AttackSpec:
     if name not in REGISTRY:
         raise InputError(f"unknown attack {name!r}; known: {sorted(REGISTRY)}")
     return REGISTRY[name]
+
+
+# ----------------------------------------------------------------------------------- the entry point
+
+
+class _ModelState:
+    """Keeps the caller's model as it was: module modes restored, parameters' requires_grad off during
+    the attack (so no backward pass computes or writes a parameter's .grad) and restored after."""
+
+    def __init__(self, model: nn.Module):
+        mods = list(model.modules()) if isinstance(model, nn.Module) else []
+        self.modes = [(m, m.training) for m in mods]
+        self.params = [(q, q.requires_grad) for q in model.parameters()] if isinstance(model, nn.Module) else []
+
+    def __enter__(self) -> _ModelState:
+        for q, _ in self.params:
+            q.requires_grad_(False)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for q, rg in self.params:
+            q.requires_grad_(rg)
+        for m, mode in self.modes:
+            m.training = mode
+
+
+def _scatter(value: Any, active: Tensor, n: int, zero: bool = False) -> Any:
+    """An implementation's per-sample tensor over the attacked points, spread back to all N samples
+    (the others get NaN / False / 0, or with `zero` 0: no perturbation)."""
+    if not isinstance(value, Tensor) or value.dim() == 0:
+        return value
+    m = int(active.sum())
+    fill: Any = False if value.dtype == torch.bool else (float("nan") if value.is_floating_point() and not zero
+                                                          else 0)
+    if value.shape[0] == m:
+        out = torch.full((n,) + tuple(value.shape[1:]), fill, dtype=value.dtype, device=value.device)
+        out[active] = value
+        return out
+    if value.dim() == 2 and value.shape[1] == m:  # (steps, N) traces
+        out = torch.full((value.shape[0], n), fill, dtype=value.dtype, device=value.device)
+        out[:, active] = value
+        return out
+    return value
+
+
+def _eps_tensor(eps: Any, n: int, x: Tensor) -> Tensor:
+    if isinstance(eps, bool) or not isinstance(eps, int | float | Tensor):
+        raise InputError(f"eps must be a number or a (N,) tensor, got {type(eps).__name__}")
+    e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
+    if e.dim() == 0:
+        e = e.expand(n).clone()
+    if e.shape != (n,):
+        raise InputError(f"eps must be a float or a tensor of shape ({n},), got shape {tuple(e.shape)}")
+    if torch.isnan(e).any() or (e < 0).any():
+        raise InputError("eps must be >= 0 (inf: no budget), not NaN")
+    return e
+
+
+def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwargs: Any) -> AttackResult:
+    """The one entry point of every registered attack: the contract is enforced here, not in each attack.
+
+    1. Parameters are checked (unknown names, norm, eps >= 0 or inf, stop_at, targeted needs a target
+       and an attack that supports it), and so are images ([0, 1], finite) and labels (in [0, K) for
+       the model's K classes, read from one clean forward pass; targets too).
+    2. Points already adversarial (misclassified, or classified as the target) are returned at once
+       with size 0, unless the attack runs with early_stop=False. Points whose clean logits are NaN/inf
+       are flagged and never attacked: NaN is no class, so they are neither correct nor adversarial.
+    3. The implementation runs on the rest, with parameter gradients off (no parameter's .grad is
+       written) and the caller's module modes restored afterwards.
+    4. Every returned example is verified on a fresh forward pass (finite, box, budget with the
+       threat's one tolerance, label; `verify`): only verified successes count, the others are
+       reported in `unverified`; minimum-norm sizes are inf where there is no verified success.
+    5. Forward/backward passes are counted per sample, the clean and verification passes included.
+    """
+    unknown = set(kwargs) - set(spec.params)
+    if unknown:
+        raise InputError(f"attack {spec.name!r} has no parameter(s) {sorted(unknown)}; "
+                         f"it takes {sorted(spec.params)}")
+    p = {k: v.default for k, v in spec.params.items()}
+    p.update(kwargs)
+    norm, targeted, target = p["norm"], p["targeted"], p["target"]
+    if not isinstance(norm, str):
+        raise InputError(f"norm must be a string, one of {spec.norms}")
+    check_norm(norm, spec.norms)
+    check_images(x)
+    if not callable(model):
+        raise InputError(f"model must be a torch.nn.Module mapping images to logits, got {type(model).__name__}")
+    if not isinstance(targeted, bool):
+        raise InputError(f"targeted must be True or False, got {targeted!r}")
+    if targeted and not spec.targeted:
+        raise InputError(f"attack {spec.name!r} has no targeted version")
+    if targeted and target is None:
+        raise InputError("targeted=True needs target=... (a label tensor of shape (N,))")
+    if not targeted and target is not None:
+        raise InputError("target was given but targeted=False")
+    gen = p["generator"]
+    if gen is not None and not isinstance(gen, torch.Generator):
+        raise InputError(f"generator must be a torch.Generator, got {type(gen).__name__}")
+    n = x.shape[0]
+    eps_full: Tensor | None = None
+    if spec.family == "fixed":
+        if p["eps"] is None:
+            raise InputError(f"{spec.name} is a fixed-budget attack: give eps (inf for no budget)")
+        eps_full = _eps_tensor(p["eps"], n, x)
+    stop_at = p.get("stop_at")
+    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int | float)
+                                or math.isnan(stop_at) or stop_at < 0):
+        raise InputError(f"stop_at must be a number >= 0, got {stop_at!r}")
+    if spec.check is not None:
+        spec.check(x, **p)
+    threat = threat_of(norm, eps_full)
+    warn_if_training(model)
+    with _ModelState(model):
+        with torch.no_grad():
+            logits0 = model(x)
+        if not isinstance(logits0, Tensor) or logits0.dim() != 2 or logits0.shape[0] != n:
+            shape = tuple(logits0.shape) if isinstance(logits0, Tensor) else type(logits0).__name__
+            raise InputError(f"the model must return logits of shape (N, K), got {shape}")
+        k = logits0.shape[1]
+        y = check_labels(y, n, k).to(x.device)
+        labels = check_labels(target, n, k, name="target").to(x.device) if targeted else y
+        flagged = ~torch.isfinite(logits0).all(1)
+        done = is_adversarial(logits0, labels, targeted)
+        active = ~flagged if p.get("early_stop", True) is False else ~(flagged | done)
+        success = done & ~flagged
+        fwd = torch.ones(n, dtype=torch.long, device=x.device)
+        bwd = torch.zeros(n, dtype=torch.long, device=x.device)
+        x_adv, logits = x.clone(), logits0.clone()
+        aux: dict[str, Any] = {}
+        info: dict[str, Any] = {}
+        claimed = torch.zeros(n, dtype=torch.bool, device=x.device)
+        if bool(active.any()):
+            kw = {key: v for key, v in p.items() if key not in ("target", "stop_at", "eps")}
+            if eps_full is not None:  # inf: the box's diameter, the same constraint
+                kw["eps"] = eps_full[active].clamp(max=threat.diameter(x)) if isinstance(threat, Lp) \
+                    else eps_full[active]
+            if "stop_at" in inspect.signature(spec.impl).parameters:
+                kw["stop_at"] = stop_at
+            if targeted:
+                kw["target"] = labels[active]
+            r = spec.impl(model, x[active], y[active], **kw)
+            if r.x_adv.shape != x[active].shape:
+                raise RuntimeError(f"attack {spec.name!r} returned x_adv of shape {tuple(r.x_adv.shape)}")
+            x_adv[active] = r.x_adv.detach().to(x.dtype)
+            claimed[active] = r.success.to(x.device)
+            fwd[active] += r.forward_passes.to(x.device)
+            bwd[active] += r.backward_passes.to(x.device)
+            sub = dict(r.aux)
+            if isinstance(threat, Flow) and "size" not in sub:  # the flow attack's own measure of its flow
+                sub = {"size": r.norm, **({"flow": r.info["flow"]} if "flow" in r.info else {})}
+            aux = {key: _scatter(v, active, n, zero=True) for key, v in sub.items()}
+            info = {key: _scatter(v, active, n) for key, v in r.info.items()}
+            sub_aux = {key: v[active] if isinstance(v, Tensor) and v.dim() and v.shape[0] == n else v
+                       for key, v in aux.items()}
+            ok, lg = verify(model, x[active], y[active], x_adv[active], norm=threat,
+                            eps=None if eps_full is None else eps_full[active], aux=sub_aux, targeted=targeted,
+                            target=labels[active] if targeted else None, return_logits=True)
+            fwd[active] += 1
+            logits[active] = lg.to(logits.dtype)
+            flagged[active] |= ~torch.isfinite(lg).all(1)
+            success[active] = ok
+    size = threat.size(x, x_adv, aux)
+    if spec.family == "minnorm":
+        size = torch.where(success, size, torch.full_like(size, float("inf")))
+    return AttackResult(x_adv, success, size, fwd, bwd, logits, info, threat, eps_full, aux,
+                        claimed & ~success, flagged)
 
 
 class BestTracker:
@@ -223,11 +531,8 @@ class BestTracker:
         return torch.isfinite(self.norm)
 
     def result(self, model: nn.Module, counter: PassCounter, info: dict[str, Any] | None = None) -> AttackResult:
-        missing = ~self.has_logits
-        if bool(missing.any()):
-            with torch.no_grad():
-                self.logits[missing] = model(self.x_adv[missing]).to(self.logits.dtype)
-            counter.add(missing, forward=1)
+        """The best-so-far as a result (logits of points never adversarial stay zero: the entry point's
+        verification pass gives every returned point its logits)."""
         return AttackResult(self.x_adv, self.success, self.norm.clone(), counter.forward, counter.backward,
                             self.logits, info or {})
 

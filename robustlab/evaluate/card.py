@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import sys
 import time
@@ -86,10 +87,10 @@ def minnorm_route(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: list[f
     """Robust accuracy at every eps from verified minimum-norm attacks, and where it beats the ensemble."""
     from robustlab import attacks
     from robustlab.evaluate.curves import combine_minnorm, robust_accuracy_curve
-    from robustlab.evaluate.verify import verify
+    from robustlab.evaluate.verify import predict, verify
 
     with torch.no_grad():
-        correct = torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]) == y
+        correct = torch.cat([predict(model(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]) == y
     curves, results = {}, []
     t0 = time.perf_counter()
     for name in names:
@@ -99,7 +100,7 @@ def minnorm_route(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: list[f
                  for i in range(0, len(x), batch_size)]
         r = combine_minnorm([parts[0]]) if len(parts) == 1 else _cat(parts)
         ok = verify(model, x, y, r.x_adv, norm=norm, eps=None)  # re-check; unverified = not found
-        r.norm = torch.where(ok, r.norm, torch.full_like(r.norm, float("inf")))
+        r = dataclasses.replace(r, norm=torch.where(ok, r.norm, torch.full_like(r.norm, float("inf"))))
         results.append(r)
         curves[name] = {str(e): a for e, a in robust_accuracy_curve(r, correct, eps).items()}
     best = combine_minnorm(results)

@@ -37,7 +37,7 @@ def combine_minnorm(results: list[AttackResult]) -> AttackResult:
         b = r.norm < nr
         x_adv[b], nr[b], logits[b], success[b] = r.x_adv[b], r.norm[b], r.logits[b], r.success[b]
         fwd, bwd = fwd + r.forward_passes, bwd + r.backward_passes
-    return AttackResult(x_adv, success, nr, fwd, bwd, logits)
+    return AttackResult(x_adv, success, nr, fwd, bwd, logits, threat=best.threat, aux=best.aux)
 
 
 def minnorm_summary(result: AttackResult, x: Tensor, correct: Tensor, norm: str) -> dict[str, Any]:

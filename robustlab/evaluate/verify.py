@@ -1,27 +1,10 @@
-"""Verification: a counted adversarial example is re-checked by a fresh forward pass."""
+"""Verification: a counted adversarial example is re-checked by a fresh forward pass.
 
-from __future__ import annotations
+The one verification of robustlab lives with the attacks' entry point (robustlab.attacks.base.verify,
+which every attack result already passed); the budget tolerance is robustlab.threats' REL_TOL/ABS_TOL.
+"""
 
-import torch
-from torch import Tensor, nn
+from robustlab.attacks.base import predict, verify
+from robustlab.threats import ABS_TOL, REL_TOL
 
-from robustlab.ops import norm as norm_of
-
-NORM_TOL = 1e-5  # relative float tolerance on the budget
-
-
-@torch.no_grad()
-def verify(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, *, norm: str, eps: float | Tensor | None,
-           targeted: bool = False, target: Tensor | None = None, batch_size: int = 1000) -> Tensor:
-    """Bool (N,): x_adv is in [0, 1], within eps in `norm` (eps None = unbounded), and fools the model
-    (untargeted: prediction != y; targeted: prediction == target) on a fresh forward pass."""
-    if x_adv.shape != x.shape:
-        return torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    ok = torch.isfinite(x_adv).flatten(1).all(1)
-    ok &= (x_adv >= 0).flatten(1).all(1) & (x_adv <= 1).flatten(1).all(1)
-    if eps is not None:
-        e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
-        ok &= norm_of(x_adv - x, norm) <= e * (1 + NORM_TOL) + 1e-6
-    pred = torch.cat([model(x_adv[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
-    ok &= (pred == target) if targeted else (pred != y)
-    return ok
+__all__ = ["verify", "predict", "REL_TOL", "ABS_TOL"]

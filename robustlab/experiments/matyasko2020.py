@@ -43,7 +43,7 @@ class Profile:
 
 
 THESIS_GRID = [0.01, 0.05, 0.1, 0.5, 1.0]
-# robustlab's row "pdpgd-r": `attacks.pdpgd.recipe` -- up to three short runs (random starts) and a
+# robustlab's row "pdpgd-r": `attacks.primal_dual.recipe` -- up to three short runs (random starts) and a
 # finetune, the primal step per norm from pdpgd.RECIPE -- with the same number of gradient evaluations as
 # the thesis's row (its iterations times its lr grid).
 VARIANTS = {"pdpgd-r": "pdpgd_r"}  # table row -> registered attack
@@ -101,7 +101,7 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-pdpgd", profile: str = "q
         for q in model.parameters():
             q.requires_grad_(False)
         with torch.no_grad():
-            correct = model(x).argmax(1) == y
+            correct = attacks.predict(model(x)) == y
         mres: dict[str, Any] = {"run": str(run_dir), "clean_acc": float(correct.float().mean()), "norms": {}}
         for norm in p.norms:
             rows: dict[str, Any] = {}
@@ -142,7 +142,7 @@ def tables(results: dict[str, Any]) -> str:
              "and restart (per-sample best, as "
              f"the thesis picks the lr per setting: PDPGD spends {len(s['lr_grid'])}x the others' gradient "
              "evaluations, times the restarts), "
-             f"seed {s['seed']}. pdpgd-r: robustlab's budgeted recipe (`attacks.pdpgd.recipe`: up to three "
+             f"seed {s['seed']}. pdpgd-r: robustlab's budgeted recipe (`attacks.primal_dual.recipe`: up to three "
              "short runs, the later ones from random starts, then a finetune from the best; the same number "
              "of gradient evaluations as pdpgd). "
              "Norms are over the originally correct points; the median counts failures as inf.",

@@ -55,7 +55,7 @@ class PGDAT(Objective):
             raise ValueError(f"attack_mode must be one of {ATTACK_MODES}")
 
     def adversarial(self, model: nn.Module, x: Tensor, y: Tensor, gen: torch.Generator | None) -> Tensor:
-        from robustlab.attacks.pgd import perturb
+        from robustlab.attacks.projected_gradient import perturb
 
         step = self.step_size or 2.5 * self.eps / self.steps
         with attack_mode(model, self.attack_mode):
@@ -98,7 +98,7 @@ class FGSMRS(Objective):
     prev_weights: dict[str, Tensor] | None = field(default=None, init=False, repr=False)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> ObjectiveOutput:
-        from robustlab.attacks.pgd import perturb
+        from robustlab.attacks.projected_gradient import perturb
 
         with attack_mode(model, self.attack_mode):
             x_adv = perturb(model, x, y, norm=self.norm, eps=self.eps, steps=1,
@@ -107,7 +107,7 @@ class FGSMRS(Objective):
         return ObjectiveOutput(F.cross_entropy(adv, y), adv)
 
     def guard_robust_accuracy(self, model: nn.Module, x: Tensor, y: Tensor, epoch: int) -> float:
-        from robustlab.attacks.pgd import pgd
+        from robustlab.attacks.projected_gradient import pgd
 
         r = pgd(model, x, y, norm=self.norm, eps=self.eps, steps=self.guard_steps,
                 generator=torch.Generator(device=x.device).manual_seed(epoch))

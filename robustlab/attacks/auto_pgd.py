@@ -11,8 +11,6 @@ adversarial (unless early_stop=False).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
@@ -21,15 +19,17 @@ from robustlab.data.checks import InputError
 from robustlab.ops import dlr_loss, dlr_targeted_loss, project_ball_box, random_in_ball, steepest_ascent
 from robustlab.ops import norm as norm_of
 
-LOSSES = ("ce", "dlr", "dlr_targeted")
+LOSSES = ("ce", "dlr", "ce_targeted", "dlr_targeted")
 
 
 def checkpoints(steps: int) -> list[int]:
-    """The iterations at which APGD may halve its step size."""
-    p = [0.0, 0.22]
-    while p[-1] < 1:
-        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({math.ceil(q * steps) for q in p if q <= 1})[1:]
+    """The iterations at which APGD may halve its step size: ceil(p_j * steps), with the p_j computed
+    exactly in hundredths (in floats 0.22 + 0.19 + 0.16 is 0.5700000000000001, whose ceil for 100 steps
+    is 58 where Croce & Hein's is 57)."""
+    p = [0, 22]  # hundredths
+    while p[-1] < 100:
+        p.append(p[-1] + max(p[-1] - p[-2] - 3, 6))
+    return sorted({-(-q * steps // 100) for q in p if q <= 100})[1:]
 
 
 def _loss(name: str, logits: Tensor, y: Tensor, t: Tensor | None) -> Tensor:
@@ -38,15 +38,19 @@ def _loss(name: str, logits: Tensor, y: Tensor, t: Tensor | None) -> Tensor:
     if name == "dlr":
         return dlr_loss(logits, y)
     assert t is not None
+    if name == "ce_targeted":
+        return -torch.nn.functional.cross_entropy(logits, t, reduction="none")
     return dlr_targeted_loss(logits, y, t)
 
 
 def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str, eps: Tensor, steps: int, loss: str,
          rho: float, alpha: float, sparsity: float, early_stop: bool, generator: torch.Generator | None,
-         counter: PassCounter, idx: Tensor, best_x: Tensor, success: Tensor, best_logits: Tensor) -> None:
+         counter: PassCounter, idx: Tensor, best_x: Tensor, success: Tensor, best_logits: Tensor,
+         targeted: bool = False) -> None:
     """One APGD run on the samples `idx` (global indices); updates best_x/success/best_logits in place.
 
-    Success is misclassification (y is the true label; t, for dlr_targeted, only shapes the loss).
+    Success is misclassification of y (the true label), or with `targeted`, being classified as t; without
+    `targeted`, t (the targeted losses' class) only shapes the loss.
     """
     shape = (-1,) + (1,) * (x.dim() - 1)
     x0, lab, e = x[idx], y[idx], eps[idx]
@@ -61,8 +65,8 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str,
         counter.add(ids, forward=1, backward=1)
         return grad, values.detach(), logits.detach()
 
-    def record(ids: Tensor, xa: Tensor, logits: Tensor, lab: Tensor) -> Tensor:
-        adv = is_adversarial(logits, lab, False)
+    def record(ids: Tensor, xa: Tensor, logits: Tensor, lab: Tensor, tt: Tensor | None) -> Tensor:
+        adv = is_adversarial(logits, tt, True) if targeted and tt is not None else is_adversarial(logits, lab, False)
         new = adv & ~success[ids]
         if bool(new.any()):
             b = ids[new]
@@ -76,7 +80,7 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str,
 
     delta = project_ball_box(random_in_ball(x0, norm, e, generator), x0, norm, e)
     grad, f, logits = evaluate(x0 + delta, idx, lab, tt)
-    adv = record(idx, x0 + delta, logits, lab)
+    adv = record(idx, x0 + delta, logits, lab, tt)
     # per-sample state
     eta = 2 * e.clone()
     f_best, d_best, g_best = f.clone(), delta.clone(), grad.clone()
@@ -107,7 +111,7 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str,
             new = project_ball_box(delta + a * (z - delta) + (1 - a) * (delta - d_prev), x0, norm, e)
         d_prev, delta = delta, new
         grad, f, logits = evaluate(x0 + delta, ids, lab, tt)
-        adv = record(ids, x0 + delta, logits, lab)
+        adv = record(ids, x0 + delta, logits, lab, tt)
         increases += (f > f_prev).float()
         f_prev = f
         better = f > f_best
@@ -134,94 +138,98 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str,
 
 
 def _setup(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float | Tensor, steps: int,
-           restarts: int) -> tuple[Tensor, Tensor]:
-    x, y = prepare(model, x, y)
+           restarts: int, targeted: bool, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    x, t = prepare(model, x, y, targeted=targeted, target=target)
     check_norm(norm, ("linf", "l2", "l1"))
     if steps < 1 or restarts < 1:
         raise InputError(f"steps and restarts must be >= 1, got {steps}, {restarts}")
-    return as_eps(eps, x.shape[0], x), y
+    return as_eps(eps, x.shape[0], x, norm), y.long().to(x.device), (t if targeted else None)
 
 
-def _result(model: nn.Module, x: Tensor, best_x: Tensor, success: Tensor, best_logits: Tensor, norm: str,
+def _result(x: Tensor, best_x: Tensor, success: Tensor, best_logits: Tensor, norm: str,
             counter: PassCounter) -> AttackResult:
-    todo = ~success
-    if bool(todo.any()):  # logits of the returned non-adversarial points
-        with torch.no_grad():
-            best_logits[todo] = model(best_x[todo])
-        counter.add(todo, forward=1)
     return AttackResult(best_x, success, norm_of(best_x - x, norm), counter.forward, counter.backward, best_logits)
 
 
-@register("apgd", family="fixed", norms=("linf", "l2", "l1"))
+def _start(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None) -> tuple[PassCounter, Tensor, Tensor, Tensor]:
+    n = x.shape[0]
+    counter = PassCounter(n, x.device)
+    with torch.no_grad():
+        clean_logits = model(x)
+    counter.add(None, forward=1)
+    success = is_adversarial(clean_logits, t, True) if t is not None else is_adversarial(clean_logits, y, False)
+    return counter, clean_logits, success, x.clone()
+
+
+@register("apgd", family="fixed", norms=("linf", "l2", "l1"), stochastic=True)
 def apgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1, steps: int = 100,
          loss: str = "ce", restarts: int = 1, rho: float = 0.75, alpha: float = 0.75, sparsity: float = 0.05,
-         early_stop: bool = True, generator: torch.Generator | None = None) -> AttackResult:
-    """APGD with the CE or DLR loss (untargeted). Restarts run only on samples still robust.
+         early_stop: bool = True, targeted: bool = False, target: Tensor | None = None,
+         generator: torch.Generator | None = None) -> AttackResult:
+    """APGD with the CE or DLR loss. Restarts run only on samples still robust. targeted=True: the loss
+    is minus the CE to the target ("ce") or the targeted DLR loss ("dlr"), and success means being
+    classified as the target.
 
     For norm="l1" the step is the SLIDE-style top-`sparsity` direction with the exact box-aware L1
     projection (the adaptive sparsity of Croce & Hein 2021's APGD-L1 is not implemented).
     """
     if loss not in ("ce", "dlr"):
-        raise InputError(f"apgd loss must be 'ce' or 'dlr' (apgd_t is the targeted version), got {loss!r}")
-    e, y = _setup(model, x, y, norm, eps, steps, restarts)
-    n = x.shape[0]
-    counter = PassCounter(n, x.device)
-    best_x, success = x.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
-    with torch.no_grad():
-        best_logits = model(x)
-    counter.add(None, forward=1)
-    success = is_adversarial(best_logits, y, False)  # already misclassified: nothing to do
+        raise InputError(f"apgd loss must be 'ce' or 'dlr' (apgd_t is AutoAttack's APGD-T), got {loss!r}")
+    e, y, t = _setup(model, x, y, norm, eps, steps, restarts, targeted, target)
+    counter, best_logits, success, best_x = _start(model, x, y, t)
+    run_loss = f"{loss}_targeted" if targeted else loss
     for _ in range(restarts):
         idx = (~success).nonzero().squeeze(1)
         if idx.numel() == 0:
             break
-        _run(model, x, y, None, norm=norm, eps=e, steps=steps, loss=loss, rho=rho, alpha=alpha, sparsity=sparsity,
+        _run(model, x, y, t, norm=norm, eps=e, steps=steps, loss=run_loss, rho=rho, alpha=alpha, sparsity=sparsity,
              early_stop=early_stop, generator=generator, counter=counter, idx=idx, best_x=best_x, success=success,
-             best_logits=best_logits)
-    return _result(model, x, best_x, success, best_logits, norm, counter)
+             best_logits=best_logits, targeted=targeted)
+    return _result(x, best_x, success, best_logits, norm, counter)
 
 
-@register("apgd_t", family="fixed", norms=("linf", "l2", "l1"))
+@register("apgd_t", family="fixed", norms=("linf", "l2", "l1"), stochastic=True)
 def apgd_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1,
            steps: int = 100, n_targets: int = 9, restarts: int = 1, rho: float = 0.75, alpha: float = 0.75,
-           sparsity: float = 0.05, early_stop: bool = True, patience: int = 0,
-           generator: torch.Generator | None = None) -> AttackResult:
-    """APGD-T: targeted DLR loss towards each of the `n_targets` highest-scoring wrong classes in turn,
-    only on points still robust; success is any misclassification (as in AutoAttack).
+           sparsity: float = 0.05, early_stop: bool = True, patience: int = 0, targeted: bool = False,
+           target: Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
+    """APGD-T with the targeted DLR loss. Untargeted (AutoAttack's APGD-T, the "top-k" mode): the loss
+    aims at each of the `n_targets` highest-scoring wrong classes in turn, only on points still robust,
+    and success is any misclassification. targeted=True: the loss aims at the given target and success
+    means being classified as it (n_targets is then unused).
 
     patience > 0: stop before the next target once `patience` targets in a row broke no new point of
     the batch (the later, lower-scoring targets rarely succeed where the first ones all failed); 0 tries
     every target, as in the paper."""
-    e, y = _setup(model, x, y, norm, eps, steps, restarts)
-    n = x.shape[0]
-    counter = PassCounter(n, x.device)
-    best_x = x.clone()
-    with torch.no_grad():
-        clean_logits = model(x)
-    counter.add(None, forward=1)
+    e, y, t = _setup(model, x, y, norm, eps, steps, restarts, targeted, target)
+    counter, clean_logits, success, best_x = _start(model, x, y, t)
     best_logits = clean_logits.clone()
-    success = is_adversarial(clean_logits, y, False)
-    k = min(n_targets, clean_logits.shape[1] - 1)
     if clean_logits.shape[1] < 4:
         raise InputError("apgd_t's targeted DLR loss needs at least 4 classes")
-    cand = clean_logits.sort(dim=1, descending=True).indices[:, : k + 1]
-    not_y = cand != y[:, None]
-    rank = not_y.cumsum(1) - 1  # rank among the wrong classes, by clean logit
+    if targeted:
+        assert t is not None
+        targets = [t]
+    else:
+        k = min(n_targets, clean_logits.shape[1] - 1)
+        cand = clean_logits.sort(dim=1, descending=True).indices[:, : k + 1]
+        not_y = cand != y[:, None]
+        rank = not_y.cumsum(1) - 1  # rank among the wrong classes, by clean logit
+        # the (j+1)-th highest-scoring wrong class of each sample
+        targets = [cand[(rank == j) & not_y] for j in range(k)]
     idle, tried = 0, 0
-    for j in range(k):
+    for j, tj in enumerate(targets):
         if patience and idle >= patience:
             break
         before = int(success.sum())
-        t = cand[(rank == j) & not_y]  # the (j+1)-th highest-scoring wrong class of each sample
         for _ in range(restarts):
             idx = (~success).nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
-            _run(model, x, y, t, norm=norm, eps=e, steps=steps, loss="dlr_targeted", rho=rho, alpha=alpha,
+            _run(model, x, y, tj, norm=norm, eps=e, steps=steps, loss="dlr_targeted", rho=rho, alpha=alpha,
                  sparsity=sparsity, early_stop=early_stop, generator=generator, counter=counter, idx=idx,
-                 best_x=best_x, success=success, best_logits=best_logits)
+                 best_x=best_x, success=success, best_logits=best_logits, targeted=targeted)
         idle = idle + 1 if int(success.sum()) == before else 0
         tried = j + 1
-    res = _result(model, x, best_x, success, best_logits, norm, counter)
+    res = _result(x, best_x, success, best_logits, norm, counter)
     res.info["targets_tried"] = tried
     return res

@@ -9,6 +9,8 @@ whose success a fresh forward pass of that exact tensor confirms (inside the box
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor, nn
 
@@ -80,8 +82,8 @@ def minimum(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: 
             continue
         b = r.norm < best.norm
         best.x_adv[b], best.norm[b], best.logits[b], best.success[b] = r.x_adv[b], r.norm[b], r.logits[b], True
-        best.forward_passes = best.forward_passes + r.forward_passes
-        best.backward_passes = best.backward_passes + r.backward_passes
+        best = dataclasses.replace(best, forward_passes=best.forward_passes + r.forward_passes,
+                                   backward_passes=best.backward_passes + r.backward_passes)
         for i in b.nonzero().flatten().tolist():
             by[i] = name
     assert best is not None
@@ -91,6 +93,5 @@ def minimum(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: 
         with torch.no_grad():
             best.logits[fail] = model(x[fail])
         best.forward_passes[fail] += 1
-    best.info = {"by": by, "plan": runs}
-    return best
+    return dataclasses.replace(best, info={"by": by, "plan": runs})
 

@@ -6,19 +6,22 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.base import AttackResult, BestTracker, PassCounter, num_classes_of, prepare, register
-from robustlab.attacks.deepfool import deepfool
+from robustlab.attacks.deep_fool import deepfool
 from robustlab.data.checks import InputError
 from robustlab.ops import hyperplane_step_box
 
 
 @register("sparsefool", family="minnorm", norms=("l1",))
 def sparsefool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int = 20, lam: float = 3.0,
-               deepfool_steps: int = 50, generator: torch.Generator | None = None) -> AttackResult:
+               deepfool_steps: int = 50, targeted: bool = False, target: Tensor | None = None,
+               generator: torch.Generator | None = None) -> AttackResult:
     """Repeat: DeepFool (L2) from the current point gives a boundary point x_B; x_B is pushed
     further by `lam` (the paper's lambda, 3); the boundary normal w at x_B defines a hyperplane,
     and the current point moves onto it with the sparsest box-constrained step (the L1-optimal
-    coordinate-wise solver, ops.hyperplane_step_box). Stops per sample once adversarial. Untargeted."""
-    x, labels = prepare(model, x, y)
+    coordinate-wise solver, ops.hyperplane_step_box). Stops per sample once adversarial. targeted=True:
+    DeepFool towards the target's boundary, whose normal is that of z_target - z_y. Deterministic."""
+    x, labels = prepare(model, x, y, targeted=targeted, target=target)
+    y = y.long().to(x.device)
     if norm != "l1":
         raise InputError("sparsefool is an L1 attack (norm='l1')")
     if steps < 1 or deepfool_steps < 1 or lam <= 0:
@@ -29,23 +32,26 @@ def sparsefool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", step
     counter.add(None, forward=1)
     track = BestTracker(x, "l1", k)
     idx = torch.arange(n, device=x.device)
-    done = track.update(idx, x, logits0, labels, False)
+    done = track.update(idx, x, logits0, labels, targeted)
     idx = idx[~done]
     xi = x[idx].clone()
     for _ in range(steps):
         if idx.numel() == 0:
             break
-        df = deepfool(model, xi, labels[idx], norm="l2", steps=deepfool_steps)
+        df = deepfool.__wrapped__(model, xi, y[idx], norm="l2", steps=deepfool_steps, targeted=targeted,
+                                  target=labels[idx] if targeted else None)
         counter.forward[idx] += df.forward_passes
         counter.backward[idx] += df.backward_passes
         xb = xi + lam * (df.x_adv - xi)
         xb = xb.clamp(0, 1).detach().requires_grad_(True)
         logits = model(xb)
-        kcls = logits.argmax(1)
-        kcls = torch.where(kcls == labels[idx], logits.detach().scatter(1, labels[idx, None], float("-inf")).argmax(1),
-                           kcls)
+        if targeted:
+            kcls = labels[idx]
+        else:
+            kcls = logits.argmax(1)
+            kcls = torch.where(kcls == y[idx], logits.detach().scatter(1, y[idx, None], float("-inf")).argmax(1), kcls)
         rows = torch.arange(len(idx), device=x.device)
-        f = logits[rows, kcls] - logits[rows, labels[idx]]
+        f = logits[rows, kcls] - logits[rows, y[idx]]
         w, = torch.autograd.grad(f.sum(), xb)
         counter.add(idx, forward=1, backward=1)
         c = (w * (xb.detach() - xi)).flatten(1).sum(1)
@@ -55,7 +61,7 @@ def sparsefool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", step
         with torch.no_grad():
             ln = model(xn)
         counter.add(idx, forward=1)
-        adv = track.update(idx, xn, ln, labels[idx], False)
+        adv = track.update(idx, xn, ln, labels[idx], targeted)
         keep = ~adv
         idx, xi = idx[keep], xn[keep].detach()
     return track.result(model, counter)

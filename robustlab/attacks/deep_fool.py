@@ -83,13 +83,14 @@ def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps:
         counter.add(idx, forward=1)
         adv = track.update(idx, xa.detach(), logits.detach(), labels[idx], targeted)
         keep = ~adv
+        ran = idx
         idx = idx[keep]
         if idx.numel() == 0:
             break
         # f = z_c - z_src < 0 until the boundary with candidate c (the target, when targeted) is crossed
         f, w = boundary_gradients(xa, logits[keep], src[idx], cand_all[idx])
         w = w[keep]  # gradients w.r.t. the whole active batch; rows of finished samples are zero
-        counter.add(idx, backward=cand_all.shape[1])
+        counter.add(ran, backward=cand_all.shape[1])  # the backward passes run over every row of the batch
         r, _ = minimal_step(f, w, norm)
         if max_step_norm > 0:
             rn = norm_of(r, norm).clamp_min(1e-12)

@@ -47,7 +47,7 @@ def _meta_pattern(s: int, like: Tensor) -> Tensor:
     return pat / pat.norm()
 
 
-@register("square", family="fixed", norms=("linf", "l2"))
+@register("square", family="fixed", norms=("linf", "l2"), stochastic=True)
 def square(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1,
            queries: int = 5000, p_init: float = 0.8, targeted: bool = False, target: Tensor | None = None,
            generator: torch.Generator | None = None) -> AttackResult:
@@ -64,7 +64,7 @@ def square(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: f
     if queries < 1 or not 0 < p_init <= 1:
         raise InputError(f"queries must be >= 1 and 0 < p_init <= 1, got {queries}, {p_init}")
     n, c, h, w = x.shape
-    e = as_eps(eps, n, x)
+    e = as_eps(eps, n, x, norm)
     counter = PassCounter(n, x.device)
     shape = (-1, 1, 1, 1)
 

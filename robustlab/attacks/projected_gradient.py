@@ -127,20 +127,21 @@ def _checked(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float | Ten
     check_norm(norm, ("linf", "l2", "l1"))
     if steps < 1 or restarts < 1:
         raise InputError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
-    return as_eps(eps, x.shape[0], x), labels
+    return as_eps(eps, x.shape[0], x, norm), labels
 
 
-@register("pgd", family="fixed", norms=("linf", "l2", "l1"))
+@register("pgd", family="fixed", norms=("linf", "l2", "l1"), stochastic=True)
 def pgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1, steps: int = 40,
         step_size: float | None = None, random_start: bool = True, restarts: int = 1, loss: str = "ce",
         kappa: float = 0.0, momentum: float = 0.0, sparsity: float = 0.01, targeted: bool = False,
         target: Tensor | None = None, early_stop: bool = True,
         generator: torch.Generator | None = None) -> AttackResult:
-    """PGD in the `norm` ball of radius `eps` (pixel units) intersected with the [0, 1] box.
+    """PGD in the `norm` ball of radius `eps` (pixel units; inf: only the box) intersected with the [0, 1] box.
 
-    step_size defaults to 2.5 * eps / steps (in units of the attack's norm; steps are unit-norm
-    steepest-ascent directions: sign for linf, normalised gradient for l2, the top-`sparsity` SLIDE
-    step for l1). loss: "ce", "margin", "cw" (with kappa) or "dlr". restarts: later restarts run
+    step_size defaults to 2.5 * eps / steps (eps = inf counts as the box's diameter in the norm; give a
+    step_size then), in units of the attack's norm; steps are unit-norm steepest-ascent directions: sign
+    for linf, normalised gradient for l2, the top-`sparsity` SLIDE step for l1.
+    loss: "ce", "margin", "cw" (with kappa) or "dlr". restarts: later restarts run
     only on samples still unsolved, and each sample keeps its worst case. momentum > 0 gives MI-FGSM.
     Returns the first adversarial iterate found per sample (or, with early_stop=False, the iterate of
     highest loss among the adversarial ones), else the iterate of highest loss.
@@ -153,7 +154,7 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: floa
                    targeted=targeted, early_stop=early_stop, generator=generator)
 
 
-@register("fgsm", family="fixed", norms=("linf", "l2", "l1"))
+@register("fgsm", family="fixed", norms=("linf", "l2", "l1"), stochastic=True)
 def fgsm(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1,
          step_size: float | None = None, random_start: bool = False, loss: str = "ce", sparsity: float = 0.01,
          targeted: bool = False, target: Tensor | None = None,

@@ -194,7 +194,7 @@ def recipe(norm: str, budget: int = 500) -> dict[str, float | int | str]:
     return {**RECIPE[norm], "steps": steps, "restarts": restarts, "finetune": budget - restarts * steps}
 
 
-@register("pdpgd", family="minnorm", norms=("linf", "l2", "l1", "l0", "pixel"))
+@register("pdpgd", family="minnorm", norms=("linf", "l2", "l1", "l0", "pixel"), stochastic=True)
 def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 500, lr: float = 0.1,
           lr_grid: tuple[float, ...] | list[float] | str = (), lr_decay: float = 0.01, lr_schedule: str = "linear",
           initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
@@ -293,7 +293,7 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     return track.result(model, counter, info)
 
 
-@register("pdgd", family="minnorm", norms=("l2",))
+@register("pdgd", family="minnorm", norms=("l2",), stochastic=True)
 def pdgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 500, lr: float = 0.1,
          lr_grid: tuple[float, ...] | list[float] | str = (), lr_decay: float = 0.01, lr_schedule: str = "linear",
          initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
@@ -303,18 +303,21 @@ def pdgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
     """PDGD: the smooth-norm (L2) primal-dual attack, Adam on the proxy Lagrangian (see `pdpgd`)."""
     if norm != "l2":
         raise InputError(f"pdgd is the L2 version (got norm={norm!r}); use pdpgd for linf, l1, l0 and pixel")
-    return pdpgd(model, x, y, norm="l2", steps=steps, lr=lr, lr_grid=lr_grid, lr_decay=lr_decay,
+    return pdpgd.__wrapped__(model, x, y, norm="l2", steps=steps, lr=lr, lr_grid=lr_grid, lr_decay=lr_decay,
                  lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr, dual_ema=dual_ema,
                  loss=loss, delta=delta, restarts=restarts, init_range=init_range, optimizer="adam", trace=trace,
                  targeted=targeted, target=target, generator=generator)
 
 
-@register("pdpgd_r", family="minnorm", norms=tuple(RECIPE))
+@register("pdpgd_r", family="minnorm", norms=tuple(RECIPE), stochastic=True)
 def pdpgd_r(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 500,
             targeted: bool = False, target: Tensor | None = None,
             generator: torch.Generator | None = None) -> AttackResult:
     """PDPGD with robustlab's budgeted recipe (`recipe(norm, steps)`): `steps` is the whole budget of
     gradient evaluations per point, spent on up to three runs (random starts after the first) and a
     finetune from each sample's best. For the thesis's protocol use `pdpgd` / `pdgd`."""
-    return pdpgd(model, x, y, norm=norm, targeted=targeted, target=target, generator=generator,
+    return pdpgd.__wrapped__(model, x, y, norm=norm, targeted=targeted, target=target, generator=generator,
                  **recipe(norm, steps))
+
+
+pdpgd.recipe = recipe  # type: ignore[attr-defined]  # ``attacks.pdpgd.recipe(norm, budget)`` reads naturally

@@ -73,7 +73,13 @@ def _jsma_targeted(model: nn.Module, x: Tensor, t: Tensor, idx: Tensor, track: B
     track.update(idx, xa, logits, tt, True)
 
 
-@register("jsma", family="minnorm", norms=("l0",))
+def _check_size(x: Tensor, **_: object) -> None:
+    if x[0].numel() > MAX_FEATURES:
+        raise InputError(f"jsma scores feature pairs: inputs of {x[0].numel()} features exceed its limit of "
+                         f"{MAX_FEATURES}; use fmn or pdpgd with norm='l0' for larger images")
+
+
+@register("jsma", family="minnorm", norms=("l0",), check=_check_size)
 def jsma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", theta: float = 1.0, gamma: float = 0.2,
          chunk: int = 64, targeted: bool = False, target: Tensor | None = None,
          generator: torch.Generator | None = None) -> AttackResult:
@@ -82,9 +88,7 @@ def jsma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", theta: flo
     x, labels = prepare(model, x, y, targeted=targeted, target=target)
     if norm != "l0":
         raise InputError("jsma is an L0 attack (norm='l0')")
-    if x[0].numel() > MAX_FEATURES:
-        raise InputError(f"jsma scores feature pairs: inputs of {x[0].numel()} features exceed its limit of "
-                         f"{MAX_FEATURES}; use fmn or pdpgd with norm='l0' for larger images")
+    _check_size(x)
     n = x.shape[0]
     counter = PassCounter(n, x.device)
     logits0, k = num_classes_of(model, x)

@@ -16,13 +16,12 @@ from robustlab.attacks.base import (
     BestTracker,
     PassCounter,
     check_norm,
-    is_adversarial,
     num_classes_of,
     prepare,
     register,
     view_n,
 )
-from robustlab.attacks.deepfool import boundary_gradients
+from robustlab.attacks.deep_fool import boundary_gradients
 from robustlab.data.checks import InputError
 from robustlab.ops import hyperplane_step_box, random_in_ball
 from robustlab.ops import norm as norm_of
@@ -101,7 +100,7 @@ def _common(model, x, y, norm, steps, targeted, target):
     return x, labels, n, counter, logits0, k
 
 
-@register("fab", family="minnorm", norms=("linf", "l2", "l1"))
+@register("fab", family="minnorm", norms=("linf", "l2", "l1"), stochastic=True)
 def fab(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 100, restarts: int = 1,
         alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, restart_eps: float = 0.0,
         reuse_gradient: bool = True, targeted: bool = False, target: Tensor | None = None,
@@ -171,23 +170,30 @@ def _fab_targeted(model, x, y_true, target, cand, idx, track, counter, *, norm, 
 
 @register("fab_t", family="minnorm", norms=("linf", "l2", "l1"))
 def fab_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 100, n_targets: int = 9,
-          alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, eps: float | None = None,
-          reuse_gradient: bool = True, patience: int = 0, generator: torch.Generator | None = None) -> AttackResult:
-    """FAB-T as in AutoAttack: FAB towards the boundary of each of the `n_targets` highest-scoring
-    wrong classes in turn; success is any misclassification; the smallest perturbation is kept.
-    With `eps` (as in an ensemble), a target is only tried on samples without a success within eps.
-    reuse_gradient: as in `fab` (False: the paper's step, one more forward pass per step).
-    patience > 0 (with `eps`): stop before the next target once `patience` targets in a row brought no
-    new sample within eps; 0 tries every target, as in the paper."""
+          alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, stop_at: float | None = None,
+          reuse_gradient: bool = True, patience: int = 0, targeted: bool = False, target: Tensor | None = None,
+          generator: torch.Generator | None = None) -> AttackResult:
+    """FAB-T. Untargeted (AutoAttack's FAB-T, the "top-k" mode): FAB towards the boundary of each of the
+    `n_targets` highest-scoring wrong classes in turn; success is any misclassification; the smallest
+    perturbation is kept. With `stop_at` (as in an ensemble at eps), a target is only tried on samples
+    without a success within it. targeted=True: FAB towards the given target's boundary, success
+    meaning being classified as it (as `fab(targeted=True)`). reuse_gradient: as in `fab` (False: the
+    paper's step, one more forward pass per step). patience > 0 (with `stop_at`): stop before the next
+    target once `patience` targets in a row brought no new sample within stop_at; 0 tries every target,
+    as in the paper. Deterministic."""
+    if targeted:
+        return fab.__wrapped__(model, x, y, norm=norm, steps=steps, alpha_max=alpha_max, eta=eta, beta=beta,
+                               reuse_gradient=reuse_gradient, targeted=True, target=target)
     x, labels, n, counter, logits0, k = _common(model, x, y, norm, steps, False, None)
     track = BestTracker(x, norm, k)
     all_idx = torch.arange(n, device=x.device)
     done = track.update(all_idx, x, logits0, labels, False)
     order = logits0.scatter(1, labels[:, None], float("-inf")).argsort(1, descending=True)
     idle, solved = 0, None
+    idle, solved = 0, None
     for t in range(min(n_targets, k - 1)):
-        ok = done | (track.norm <= eps) if eps is not None else done
-        if eps is not None and patience:
+        ok = done | (track.norm <= stop_at) if stop_at is not None else done
+        if stop_at is not None and patience:
             now = int(ok.sum())
             idle = idle + 1 if solved is not None and now == solved else 0
             solved = now
@@ -197,7 +203,5 @@ def fab_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
         if idx.numel() == 0:
             break
         _fab_run(model, x, labels, order[:, t:t + 1], idx, track, counter, norm=norm, steps=steps,
-                 alpha_max=alpha_max, eta=eta, beta=beta, start=None, stop_at=eps, reuse_gradient=reuse_gradient)
-    res = track.result(model, counter)
-    res.success = is_adversarial(res.logits, labels, False) & torch.isfinite(res.norm)
-    return res
+                 alpha_max=alpha_max, eta=eta, beta=beta, start=None, stop_at=stop_at, reuse_gradient=reuse_gradient)
+    return track.result(model, counter)

@@ -1,0 +1,175 @@
+"""Threat models: kinds of perturbation budget.
+
+A threat says how large a perturbation is (`size`), how to stay within a budget (`project`) and
+where a random start lies (`random_init`). Every attack result names its threat, and verification
+and the robust-accuracy curves ask the threat for sizes, so a new kind of budget (a spatial flow
+field, measured on the flow carried in the result's ``aux``) plugs in without touching them.
+
+- ``Lp(norm)``: the additive perturbation ``x_adv - x`` measured in linf, l2, l1, l0 (values
+  changed) or pixel (pixels with any channel changed), intersected with the [0, 1] box.
+- ``Unbounded(norm)``: eps = inf, only the box; sizes are still reported in `norm`.
+- ``Flow`` (spatial attacks, added by robustlab's spatial module): subclass `Threat`, measure the
+  flow field ``aux["flow"]`` in `size`, and act on the flow in `project` / `random_init` / `apply`.
+
+Budgets are checked with one tolerance everywhere (`within`): ``size <= eps * (1 + REL_TOL) + ABS_TOL``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from robustlab.data.checks import InputError
+from robustlab.ops import norm as norm_of
+from robustlab.ops import project_ball_box, random_in_ball
+
+REL_TOL = 1e-5  # relative float tolerance on a budget
+ABS_TOL = 1e-6  # absolute float tolerance on a budget (pixel units)
+LP_NORMS = ("linf", "l2", "l1", "l0", "pixel")
+
+
+def _per_sample(eps: float | Tensor, x: Tensor) -> Tensor:
+    e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
+    return e.expand(x.shape[0]) if e.dim() == 0 else e
+
+
+class Threat:
+    """Base of every kind of budget.
+
+    An attack optimises a perturbation *parameter* z of the threat's kind (for Lp: the additive
+    delta; for a flow threat: the flow field). Subclasses implement:
+
+    - ``size(x, x_adv, aux) -> (N,)``: the size of each sample's perturbation (aux: the result's
+      ``aux`` dict, e.g. ``{"flow": ...}``; Lp threats ignore it);
+    - ``project(x, z, eps) -> z``: the parameter moved into {size <= eps} with ``apply(x, z)`` in the box;
+    - ``random_init(x, eps, generator) -> z``: a random start inside the budget;
+    - ``apply(x, z) -> x_adv``: the input the parameter produces (default: ``clamp(x + z, 0, 1)``);
+    - ``aux_of(z) -> dict``: what `size` needs besides x and x_adv (default: nothing).
+
+    `within` and `name` come for free. Threats are small immutable values: equal when their
+    `name` is equal.
+    """
+
+    name: str = "threat"
+
+    def size(self, x: Tensor, x_adv: Tensor, aux: dict[str, Any] | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def project(self, x: Tensor, z: Tensor, eps: float | Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def random_init(self, x: Tensor, eps: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def apply(self, x: Tensor, z: Tensor) -> Tensor:
+        return (x + z).clamp(0, 1)
+
+    def aux_of(self, z: Tensor) -> dict[str, Any]:
+        return {}
+
+    def within(self, x: Tensor, x_adv: Tensor, eps: float | Tensor | None,
+               aux: dict[str, Any] | None = None) -> Tensor:
+        """Bool (N,): the perturbation's size is within eps (None or inf: always), with one tolerance."""
+        if eps is None:
+            return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        e = _per_sample(eps, x)
+        return (self.size(x, x_adv, aux) <= e * (1 + REL_TOL) + ABS_TOL) | torch.isinf(e)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Threat) and type(other) is type(self) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.name))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class Lp(Threat):
+    """The additive perturbation x_adv - x in an Lp "norm" (linf, l2, l1, l0, pixel) and the [0, 1] box."""
+
+    def __init__(self, norm: str):
+        if norm not in LP_NORMS:
+            raise InputError(f"unknown norm {norm!r}; choose one of {LP_NORMS}")
+        self.norm = norm
+        self.name = norm
+
+    def size(self, x: Tensor, x_adv: Tensor, aux: dict[str, Any] | None = None) -> Tensor:
+        return norm_of(x_adv - x, self.norm)
+
+    def diameter(self, x: Tensor) -> float:
+        """The largest size a perturbation inside the box can have: a budget this large is no budget."""
+        d = x[0].numel()
+        return {"linf": 1.0, "l2": math.sqrt(d), "l1": float(d), "l0": float(d),
+                "pixel": float(x.shape[-1] * x.shape[-2]) if x.dim() == 4 else float(d)}[self.norm]
+
+    def project(self, x: Tensor, z: Tensor, eps: float | Tensor) -> Tensor:
+        e = _per_sample(eps, x).clamp(max=self.diameter(x))
+        if self.norm in ("linf", "l2", "l1"):
+            return project_ball_box(z, x, self.norm, e)
+        z = (x + z).clamp(0, 1) - x  # l0 / pixel: keep the k largest entries (pixels), which stays in the box
+        flat = z.abs().amax(1) if self.norm == "pixel" else z
+        flat = flat.flatten(1)
+        k = e.floor().long().clamp(0, flat.shape[1])
+        rank = flat.argsort(1, descending=True).argsort(1)
+        keep = (rank < k[:, None]).view((z.shape[0],) + ((1,) + z.shape[2:] if self.norm == "pixel" else z.shape[1:]))
+        return z * keep
+
+    def random_init(self, x: Tensor, eps: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
+        e = _per_sample(eps, x).clamp(max=self.diameter(x))
+        if self.norm not in ("linf", "l2", "l1"):
+            raise InputError(f"no random start for norm {self.norm!r}; choose linf, l2 or l1")
+        return self.project(x, random_in_ball(x, self.norm, e, generator), e)
+
+
+class Unbounded(Lp):
+    """No budget (eps = inf): only the [0, 1] box; sizes are reported in `norm` (default linf)."""
+
+    def __init__(self, norm: str = "linf"):
+        super().__init__(norm)
+        self.name = f"unbounded-{norm}"
+
+    def project(self, x: Tensor, z: Tensor, eps: float | Tensor = float("inf")) -> Tensor:
+        return (x + z).clamp(0, 1) - x
+
+    def random_init(self, x: Tensor, eps: float | Tensor = float("inf"),
+                    generator: torch.Generator | None = None) -> Tensor:
+        """A start uniform in the box."""
+        return torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - x
+
+    def within(self, x: Tensor, x_adv: Tensor, eps: float | Tensor | None,
+               aux: dict[str, Any] | None = None) -> Tensor:
+        return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+
+    def __repr__(self) -> str:
+        return f"Unbounded({self.norm!r})"
+
+
+class Flow(Threat):
+    """A flow field that moves pixels (robustlab.attacks.spatial). Its size is measured on the flow, not on
+    x_adv - x: the attack carries the flow in ``aux["flow"]`` and its measure in ``aux["size"]`` (||M r||
+    for spatial_pgd, L_flow for stadv). Projection and random starts live with the spatial attacks."""
+
+    name = "flow"
+
+    def size(self, x: Tensor, x_adv: Tensor, aux: dict[str, Any] | None = None) -> Tensor:
+        if not aux or "size" not in aux:
+            raise InputError("a flow threat measures the flow field: the result's aux must carry 'size'")
+        return aux["size"]
+
+
+def threat_of(norm: str | Threat, eps: float | Tensor | None = None) -> Threat:
+    """The threat for a norm name and a budget: Flow for "flow", Unbounded(norm) when eps is inf
+    everywhere, else Lp(norm)."""
+    if isinstance(norm, Threat):
+        return norm
+    if norm == "flow":
+        return Flow()
+    if eps is not None:
+        e = torch.as_tensor(eps)
+        if e.numel() and bool(torch.isinf(e).all()):
+            return Unbounded(norm)
+    return Lp(norm)
