@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.data.checks import InputError, check_images, check_labels
+from robustlab.models.layout import channels_last
 from robustlab.threats import Flow, Lp, Threat, threat_of
 
 NORMS = ("linf", "l2", "l1", "l0", "pixel")
@@ -394,8 +395,10 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
        and an attack that supports it), and so are images ([0, 1], finite) and labels (in [0, K) for
        the model's K classes, read from one clean forward pass; targets too).
     2. Points already adversarial (misclassified, or classified as the target) are returned at once
-       with size 0, unless the attack runs with early_stop=False. Points whose clean logits are NaN/inf
-       are flagged and never attacked: NaN is no class, so they are neither correct nor adversarial.
+       with size 0, and points whose clean logits are NaN/inf are flagged and never attacked: NaN is no
+       class, so they are neither correct nor adversarial. With early_stop=False (adversarial training's
+       use: every point attacked for every step) the clean pass runs on one sample only, for the
+       number of classes, and every point is attacked; NaN logits are then flagged at verification.
     3. The implementation runs on the rest, with parameter gradients off (no parameter's .grad is
        written) and the caller's module modes restored afterwards.
     4. Every returned example is verified on a fresh forward pass (finite, box, budget with the
@@ -442,22 +445,36 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
     threat = threat_of(norm, eps_full)
     warn_if_training(model)
     with _ModelState(model):
+        # a plain NCHW convolutional model runs as a channels_last copy (same values, faster CPU kernels:
+        # models/layout.py); robustlab-built models already are, and other models are used as they are
+        model = channels_last(model, copy_model=True) if isinstance(model, nn.Module) else model
+        # early_stop=False attacks every point: one sample tells the number of classes, the verification
+        # pass does the rest (a point with NaN logits is flagged there)
+        every = p.get("early_stop", True) is False
         with torch.no_grad():
-            logits0 = model(x)
-        if not isinstance(logits0, Tensor) or logits0.dim() != 2 or logits0.shape[0] != n:
+            logits0 = model(x[:1] if every else x)
+        if not isinstance(logits0, Tensor) or logits0.dim() != 2 or logits0.shape[0] != (1 if every else n):
             shape = tuple(logits0.shape) if isinstance(logits0, Tensor) else type(logits0).__name__
             raise InputError(f"the model must return logits of shape (N, K), got {shape}")
         k = logits0.shape[1]
         y = check_labels(y, n, k).to(x.device)
         labels = check_labels(target, n, k, name="target").to(x.device) if targeted else y
-        flagged = ~torch.isfinite(logits0).all(1)
-        done = is_adversarial(logits0, labels, targeted)
-        active = ~flagged if p.get("early_stop", True) is False else ~(flagged | done)
-        success = done & ~flagged
         fwd = torch.ones(n, dtype=torch.long, device=x.device)
+        if every:
+            fwd[1:] = 0
+            logits0 = torch.full((n, k), float("nan"), dtype=logits0.dtype, device=x.device)
+            flagged = torch.zeros(n, dtype=torch.bool, device=x.device)
+            active, done = ~flagged, flagged.clone()
+        else:
+            flagged = ~torch.isfinite(logits0).all(1)
+            done = is_adversarial(logits0, labels, targeted)
+            active = ~(flagged | done)
+        success = done & ~flagged
         bwd = torch.zeros(n, dtype=torch.long, device=x.device)
         x_adv, logits = x.clone(), logits0.clone()
-        aux: dict[str, Any] = {}
+        # points not attacked carry no perturbation: a flow threat reads their size 0 from aux
+        aux: dict[str, Any] = {"size": torch.zeros(n, dtype=x.dtype, device=x.device)} if isinstance(threat, Flow) \
+            else {}
         info: dict[str, Any] = {}
         claimed = torch.zeros(n, dtype=torch.bool, device=x.device)
         if bool(active.any()):
