@@ -357,14 +357,16 @@ class _ModelState:
 
 
 def _scatter(value: Any, active: Tensor, n: int, zero: bool = False) -> Any:
-    """An implementation's per-sample tensor over the attacked points, spread back to all N samples
-    (the others get NaN / False / 0, or with `zero` 0: no perturbation)."""
+    """An implementation's per-sample tensor over the attacked points, spread back to all N samples: the
+    others get 0 / False (no perturbation), and NaN in (steps, N) traces."""
     if not isinstance(value, Tensor) or value.dim() == 0:
         return value
     m = int(active.sum())
     fill: Any = False if value.dtype == torch.bool else (float("nan") if value.is_floating_point() and not zero
                                                           else 0)
     if value.shape[0] == m:
+        if value.dtype != torch.bool:
+            fill = 0  # per-sample values (a flow, its size): the points not attacked have no perturbation
         out = torch.full((n,) + tuple(value.shape[1:]), fill, dtype=value.dtype, device=value.device)
         out[active] = value
         return out

@@ -125,10 +125,11 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
                 t0 = time.perf_counter()
                 r = spec(model, xb[idx], yb[idx], norm=norm, **params)
                 res.seconds[name] += time.perf_counter() - t0
-                ok = verify(model, xb[idx], yb[idx], r.x_adv, norm=norm, eps=e)
+                ok = verify(model, xb[idx], yb[idx], r.x_adv, norm=r.threat or norm, eps=e, aux=r.aux)
                 claimed = r.success | r.unverified if r.unverified is not None else r.success
                 res.unverified[name] += int((claimed & ~ok).sum())
-                sizes = norm_of(r.x_adv - xb[idx], norm)
+                sizes = (r.threat.size(xb[idx], r.x_adv, r.aux) if r.threat is not None
+                         else norm_of(r.x_adv - xb[idx], norm))
                 for j, (k, good) in enumerate(zip(idx.tolist(), ok.tolist())):
                     if good:
                         by[k] = name
