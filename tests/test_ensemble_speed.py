@@ -35,12 +35,12 @@ def test_apgd_t_patience_runs_a_prefix_of_the_targets():
 
 def test_fab_t_patience_with_eps():
     m, x, y = _mlp()
-    full = attacks.fab_t(m, x, y, eps=0.08, steps=20)
-    pat = attacks.fab_t(m, x, y, eps=0.08, steps=20, patience=1)
+    full = attacks.fab_t(m, x, y, stop_at=0.08, steps=20)
+    pat = attacks.fab_t(m, x, y, stop_at=0.08, steps=20, patience=1)
     within = lambda r: r.success & (r.norm <= 0.08)  # noqa: E731
     assert bool((within(pat) <= within(full)).all())
     assert int(pat.backward_passes.sum()) <= int(full.backward_passes.sum())
-    assert torch.equal(attacks.fab_t(m, x, y, eps=0.08, steps=20, patience=9).norm, full.norm)
+    assert torch.equal(attacks.fab_t(m, x, y, stop_at=0.08, steps=20, patience=9).norm, full.norm)
 
 
 def test_square_escalates_only_after_a_success(monkeypatch):
