@@ -302,11 +302,12 @@ def _analysis_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
 
 def _cmd_analyze_gradients(a: argparse.Namespace) -> int:
     from robustlab.analysis import gradients as G
+    from robustlab.experiments.helland2020 import gradient_rows_png
     from robustlab.io import atomic_write_json
 
     model, x, y, out = _analysis_inputs(a)
     g, _ = G.loss_gradient(model, x, y)
-    path = G.plot_gradient_grid({Path(a.run).name: (x, g)}, out / "gradients.png", col_titles=[str(int(c)) for c in y])
+    path = gradient_rows_png({Path(a.run).name: (x, g)}, out / "gradients.png", [str(int(c)) for c in y])
     summary = G.gradient_summary(model, x, y)
     atomic_write_json(out / "gradients.json", summary)
     print(json.dumps(summary, indent=2))
@@ -392,6 +393,52 @@ def _cmd_analyze_logits(a: argparse.Namespace) -> int:
         print(f"{p}: far-rank fraction {v['far_rank_fraction']:.3f}, AO@3 {v['ao'][min(2, len(v['ao']) - 1)]:.3f} "
               f"(permuted {v['ao_permuted'][min(2, len(v['ao']) - 1)]:.3f})")
     print(f"figures and logits.json: {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_analyze_invert(a: argparse.Namespace) -> int:
+    import torch
+
+    from robustlab.analysis import inversion as inv
+    from robustlab.io import atomic_write_json
+    from robustlab.report import figures
+
+    model, x, _, out = _analysis_inputs(a)
+    with torch.no_grad():
+        k = model(x[:1]).shape[1]
+    t = torch.arange(k, device=x.device).repeat(a.seeds)
+    start = torch.cat([inv.shared_noise(tuple(x.shape[1:]), k, seed=a.seed + s, kind=a.noise,
+                                        mean=x.mean((0, 2, 3)).tolist(), std=x.std((0, 2, 3)).tolist())
+                       for s in range(a.seeds)]).to(x.device)
+    r = inv.invert(model, t, start, steps=a.steps, step_size=a.step_size, norm=a.norm)
+    grid = inv.minmax(torch.cat([start[:k], r.images]).cpu()).view(a.seeds + 1, k, *x.shape[1:])
+    figures.save(figures.image_grid(grid, row_labels=["noise"] + [f"seed {a.seed + s}" for s in range(a.seeds)],
+                                    col_labels=[str(c) for c in range(k)]), out / "inversions.png")
+    summary = {"steps": a.steps, "step_size": a.step_size, "norm": a.norm,
+               "target_prob": [float(v) for v in r.target_prob]}
+    atomic_write_json(out / "inversions.json", summary)
+    print(json.dumps({"mean_target_prob": float(r.target_prob.mean())}, indent=2))
+    print(f"inversion grid: {out / 'inversions.png'}", file=sys.stderr)
+    return 0
+
+
+def _cmd_analyze_large_eps(a: argparse.Namespace) -> int:
+    import torch
+
+    from robustlab.analysis import inversion as inv
+    from robustlab.report import figures
+
+    model, x, y, out = _analysis_inputs(a)
+    target = None
+    if a.mode == "targeted" and a.target is not None:
+        target = torch.full_like(y, a.target)
+    xa, pred = inv.large_eps_examples(model, x, y, norm=a.norm, eps=a.eps, mode=a.mode, target=target, steps=a.steps)
+    strips = inv.interpolate(x, xa, n=a.interpolate).cpu()
+    figures.save(figures.image_grid(strips, row_labels=[f"{int(c)} -> {int(p)}" for c, p in zip(y, pred)],
+                                    col_labels=[f"{v:.2f}" for v in torch.linspace(0, 1, a.interpolate).tolist()],
+                                    title=f"{a.mode} large-eps examples, {a.norm} eps {a.eps}"), out / "large_eps.png")
+    print(json.dumps({"changed_label": float((pred != y).float().mean()), "eps": a.eps, "norm": a.norm}, indent=2))
+    print(f"large-eps strips: {out / 'large_eps.png'}", file=sys.stderr)
     return 0
 
 
@@ -529,6 +576,23 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--seed", type=int, default=0)
     al.add_argument("--device", default="cpu")
     al.set_defaults(fn=_cmd_analyze_logits)
+    ai = ans.add_parser("invert", help="model inversion: unbounded targeted PGD from shared noise, a column per class")
+    _add_analyze_common(ai)
+    ai.add_argument("--steps", type=int, default=300)
+    ai.add_argument("--step-size", type=float, default=0.01)
+    ai.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    ai.add_argument("--seeds", type=int, default=1, help="noise seeds (rows)")
+    ai.add_argument("--noise", default="grey", choices=["grey", "uniform"])
+    ai.set_defaults(fn=_cmd_analyze_invert)
+    ale = ans.add_parser("large-eps", help="large-eps adversarial examples with interpolation strips")
+    _add_analyze_common(ale)
+    ale.add_argument("--eps", type=float, default=0.3, help="Tsipras et al. Table 3: MNIST linf 0.3, l2 4")
+    ale.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    ale.add_argument("--mode", default="untargeted", choices=["untargeted", "targeted"])
+    ale.add_argument("--target", type=int, default=None, help="targeted: this class (default: label + 1)")
+    ale.add_argument("--steps", type=int, default=100)
+    ale.add_argument("--interpolate", type=int, default=8, help="images per interpolation strip")
+    ale.set_defaults(fn=_cmd_analyze_large_eps)
     return p
 
 

@@ -13,6 +13,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "matyasko2020-pdpgd": ("robustlab.experiments.matyasko2020", "run"),
     "tsipras2019": ("robustlab.experiments.tsipras2019", "run"),
     "spatial": ("robustlab.experiments.spatial", "run"),
+    "helland2020": ("robustlab.experiments.helland2020", "run"),
 }
 
 
