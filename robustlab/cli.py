@@ -294,8 +294,8 @@ def _analysis_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
     import torch
 
     torch.manual_seed(a.seed)
-    model, x, y = _load_model_and_data(argparse.Namespace(run=a.run, model=None, data=a.data, n=a.n, device=a.device))
-    out = Path(a.out) if a.out else Path(a.run) / "analysis"
+    model, x, y = _load_model_and_data(a)
+    out = Path(a.out) if a.out else (Path(a.run) / "analysis" if a.run else Path("analysis"))
     out.mkdir(parents=True, exist_ok=True)
     return model, x, y, out
 
@@ -307,7 +307,7 @@ def _cmd_analyze_gradients(a: argparse.Namespace) -> int:
 
     model, x, y, out = _analysis_inputs(a)
     g, _ = G.loss_gradient(model, x, y)
-    path = gradient_rows_png({Path(a.run).name: (x, g)}, out / "gradients.png", [str(int(c)) for c in y])
+    path = gradient_rows_png({Path(a.run or a.model).name: (x, g)}, out / "gradients.png", [str(int(c)) for c in y])
     summary = G.gradient_summary(model, x, y)
     atomic_write_json(out / "gradients.json", summary)
     print(json.dumps(summary, indent=2))
@@ -443,8 +443,7 @@ def _cmd_analyze_large_eps(a: argparse.Namespace) -> int:
 
 
 def _add_analyze_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="run folder or model folder")
-    p.add_argument("--data", default=None, help="dataset (default: the run's)")
+    _add_model_args(p)
     p.add_argument("--n", type=int, default=10, help="first N test points")
     p.add_argument("--out", default=None, help="output folder (default RUN/analysis)")
     p.add_argument("--seed", type=int, default=0)

@@ -27,7 +27,7 @@ def test_tiny_profile_end_to_end(cache):
     out = cache / "out"
     r = H.run(out=out, profile=p)
     assert set(r["models"]) == {"standard", "distilled", "pgd_at"}
-    for name, m in r["models"].items():
+    for m in r["models"].values():
         curve = list(m["robust_acc"].values())
         assert curve == sorted(curve, reverse=True) and curve[0] == pytest.approx(m["clean_acc"])
         s = m["inversion"]["recognizability"]

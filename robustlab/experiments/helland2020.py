@@ -32,6 +32,7 @@ LABELS = {"standard": "Standard", "distilled": "Distilled", "grad_penalty": "Gra
 class Profile:
     data: str = "digits"
     n_train: int = 0  # 0 = all
+    train_eval_n: int = 0  # test points the Trainer scores after each epoch (0 = all)
     arch: str = "mlp"
     arch_kwargs: dict[str, Any] = field(default_factory=lambda: {"hidden": [128]})
     epochs: int = 15
@@ -79,7 +80,8 @@ class Profile:
 
 PROFILES = {
     "quick": Profile(),
-    "cpu": Profile(data="fashion-mnist", n_train=20000, arch="small_cnn", arch_kwargs={}, epochs=4, lr=0.1,
+    "cpu": Profile(data="fashion-mnist", n_train=20000, train_eval_n=2000, arch="small_cnn", arch_kwargs={},
+                   epochs=4, lr=0.1,
                    eval_n=500, eval_eps=[0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3], eval_steps=20,
                    eval_restarts=2, inv_seeds=10, inv_steps=300, large_eps_n=100, large_eps_steps=100,
                    strip_steps=100, oracle_arch="mlp", oracle_kwargs={"hidden": [256, 256]}, oracle_epochs=5,
@@ -97,7 +99,7 @@ PROFILES = {
 
 def _base(p: Profile, name: str) -> dict[str, Any]:
     return {"name": f"h2020-{name}", "epochs": p.epochs, "batch_size": p.batch_size, "seed": p.seed,
-            "data": {"name": p.data, "n_train": p.n_train,
+            "data": {"name": p.data, "n_train": p.n_train, "n_test": p.train_eval_n,
                      **({"crop_padding": 4, "hflip": True} if p.data == "cifar10" else {})},
             "model": {"name": p.arch, "kwargs": dict(p.arch_kwargs), "normalize": True},
             "optim": {"name": "sgd", "lr": p.lr, "momentum": 0.9, "weight_decay": 2e-4},
