@@ -54,7 +54,7 @@ def test_score_order_and_configs():
     fake["models"]["standard"]["inversion"]["recognizability"]["score"] = 0.45
     assert H.score_order(fake)["penalty_above_undefended"] is False
     cfgs = H.model_configs(H.PROFILES["cpu"], {"grad_penalty": 1.0, "fim_penalty": 2.0}, teacher_dir="T")
-    assert list(cfgs) == H.MODELS and cfgs["distilled"]["teacher"] == "T"
+    assert list(cfgs) == H.MODELS and cfgs["distilled"]["objective"]["teacher"] == "T"
     assert cfgs["trades_extreme"]["objective"]["beta"] == 1e4 and cfgs["pgd_at"]["objective"]["steps"] == 7
     assert len({json.dumps(c["model"]) for c in cfgs.values()}) == 1  # one architecture, one seed
     assert H.oracle_config(H.PROFILES["cpu"])["seed"] != cfgs["standard"]["seed"]

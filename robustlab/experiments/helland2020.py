@@ -124,7 +124,7 @@ def model_configs(p: Profile, betas: dict[str, float], teacher_dir: str = "") ->
     for name in p.models:
         cfg = {**_base(p, name), "objective": objectives[name]}
         if name == "distilled":
-            cfg["teacher"] = teacher_dir
+            cfg["objective"] = {**cfg["objective"], "teacher": teacher_dir}
             cfg["optim"] = {**cfg["optim"], "lr": 2 * p.lr}  # the authors' code: distillation lr_max 0.4 vs 0.2
         if name == "trades_extreme":
             cfg["optim"] = {**cfg["optim"], "lr": p.trades_extreme_lr}
