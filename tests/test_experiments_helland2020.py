@@ -119,3 +119,13 @@ def test_cpu_13_curves_start_clean_and_never_increase(cpu_results):
         curve = list(r["robust_acc"].values())
         assert curve == sorted(curve, reverse=True), name
         assert curve[0] == pytest.approx(r["clean_acc"]), name
+
+
+def test_extreme_trades_learning_rate_moves_the_kl_term_like_trades6():
+    p = H.PROFILES["cpu"]
+    cfgs = H.model_configs(p, {"grad_penalty": 1.0, "fim_penalty": 1.0})
+    lr6, lr_x = cfgs["trades6"]["optim"]["lr"], cfgs["trades_extreme"]["optim"]["lr"]
+    assert lr_x * p.trades_extreme_beta == pytest.approx(lr6 * 6.0)
+    fake = {"models": {n: {"large_eps": {"recognizability": {"score": s}}} for n, s in
+                       [("pgd_at", 0.6), ("grad_penalty", 0.5), ("standard", 0.2)]}}
+    assert H.score_order(fake, "large_eps") == {"minimax_above_penalty": True, "penalty_above_undefended": True}
