@@ -42,19 +42,32 @@ def _cmd_attacks_list(a: argparse.Namespace) -> int:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
+    import os
+
     from robustlab.config import load_config
-    from robustlab.runs import DEFAULT_ROOT
+    from robustlab.runs import RunLock, default_root
     from robustlab.train.trainer import Trainer
 
     overrides = list(a.set or [])
     if a.device:
         overrides.append(f'device="{a.device}"')
-    cfg = load_config(a.config, overrides)
-    out = Path(a.out) if a.out else DEFAULT_ROOT / f"{cfg.name}-{cfg.hash()}"
-    t = Trainer(cfg, out)
-    if t.start_epoch:
-        print(f"resuming {out} from epoch {t.start_epoch}", file=sys.stderr)
-    metrics = t.fit()
+    cfg = load_config(a.config, overrides)  # every typed field checked before anything is written
+    out = Path(a.out) if a.out else default_root() / f"{cfg.name}-{cfg.hash()}"
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    lock = RunLock(out).acquire() if main_rank else None  # a second `train` on this folder refuses
+    try:
+        t = Trainer(cfg, out)  # the index row says "running" only once this succeeded
+        if t.start_epoch:
+            print(f"resuming {out} from epoch {t.start_epoch}", file=sys.stderr)
+        try:
+            metrics = t.fit()
+        except BaseException:
+            if t.index is not None:
+                t.index.mark(out, "failed")  # a crashed or killed run is never "running" forever
+            raise
+    finally:
+        if lock is not None:
+            lock.release()
     if t.is_main:
         print(json.dumps({"run": str(out), **metrics}, indent=2))
     return 0
@@ -63,7 +76,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 def _cmd_runs_list(a: argparse.Namespace) -> int:
     from robustlab.runs import RunIndex
 
-    for r in RunIndex(a.root).list():
+    for r in RunIndex(a.root, create=False).list():
         m = r["metrics"]
         acc = f"test_acc={m['test_acc']:.4f}" if "test_acc" in m else ""
         print(f"{r['status']:8s} seed={r['seed']:<3d} {r['name']:20s} {acc}  {r['path']}")
@@ -73,7 +86,7 @@ def _cmd_runs_list(a: argparse.Namespace) -> int:
 def _cmd_runs_table(a: argparse.Namespace) -> int:
     from robustlab.runs import RunIndex, format_table
 
-    print(format_table(RunIndex(a.root).table(a.group_by, a.metric), a.group_by, a.metric))
+    print(format_table(RunIndex(a.root, create=False).table(a.group_by, a.metric), a.group_by, a.metric))
     return 0
 
 
@@ -216,7 +229,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if a.version == "custom":
         if not a.attacks:
             raise InputError("--version custom needs --attacks NAME[,NAME...]")
-        custom = [(name, {}) for name in a.attacks.split(",")]
+        custom = [(name.strip(), {}) for name in a.attacks.split(",") if name.strip()]
     label = a.run or a.model
     if a.out:
         out = Path(a.out)
@@ -229,7 +242,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                     custom=custom, batch_size=a.batch_size, seed=a.seed, checks=not a.no_checks, out=out,
                     meta={"model": str(label), "weights": a.weights,
                           "data": a.data or a.dataset or "from the run's config"}, progress=True,
-                    minnorm=a.minnorm.split(",") if a.minnorm else None)
+                    minnorm=a.minnorm.split(",") if a.minnorm else None, restart=a.restart)
     print(summary(card))
     plot_curves({Path(label).name: card}, out.with_suffix(".png"))
     print(f"model card: {out}", file=sys.stderr)
@@ -480,12 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("runs", help="the index of runs").add_subparsers(dest="runs_command", required=True)
     rl = r.add_parser("list", help="list runs")
-    rl.add_argument("--root", default="runs")
+    rl.add_argument("--root", default=None, help="runs root (default $ROBUSTLAB_RUNS or ./runs)")
     rl.set_defaults(fn=_cmd_runs_list)
     rt = r.add_parser("table", help="mean ± std of a metric grouped by a config key")
     rt.add_argument("--group-by", required=True, help="dotted config key, e.g. objective.name")
     rt.add_argument("--metric", required=True, help="final metric, e.g. test_acc")
-    rt.add_argument("--root", default="runs")
+    rt.add_argument("--root", default=None, help="runs root (default $ROBUSTLAB_RUNS or ./runs)")
     rt.set_defaults(fn=_cmd_runs_table)
 
     at = sub.add_parser("attack", help="attack a trained model; print success rate and robust accuracy")
@@ -533,7 +546,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also the min-norm route: comma-separated min-norm attacks; the flag alone runs "
                          "'minimum' (the per-norm portfolio of attacks/minimum.py)")
     ev.add_argument("--no-checks", dest="no_checks", action="store_true", help="skip the sanity checklist")
-    ev.add_argument("--out", default=None, help="model card JSON (default RUN/eval_NORM_VERSION.json); resumes")
+    ev.add_argument("--out", default=None, help="model card JSON (default RUN/eval_NORM_VERSION_nN_epsE.json); resumes "
+                    "an interrupted run of the same evaluation (same weights, data, attacks, seed, ...)")
+    ev.add_argument("--restart", action="store_true",
+                    help="discard a saved state of a different evaluation at --out instead of refusing")
     ev.set_defaults(fn=_cmd_evaluate)
 
     de = sub.add_parser("demo", help="the main job: train standard and adversarially trained models, attack them")
@@ -599,11 +615,12 @@ def main(argv: list[str] | None = None) -> int:
     from robustlab.config import ConfigError
     from robustlab.data.checks import InputError
     from robustlab.models.io import CheckpointError
+    from robustlab.runs import RunLockedError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
-    except (ConfigError, InputError, CheckpointError, OSError, ValueError) as e:
+    except (ConfigError, InputError, CheckpointError, RunLockedError, OSError, ValueError) as e:
         print(f"robustlab: error: {e}", file=sys.stderr)
         return 2
 

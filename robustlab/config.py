@@ -119,13 +119,44 @@ def _from_dict(cls: type, d: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"unknown key(s) {sorted(unknown)} in {where or 'config'}; known: {sorted(fields)}")
     kwargs = {}
     defaults = cls()
+    hints = _hints(cls)
     for k, v in d.items():
         default = getattr(defaults, k)
         if dataclasses.is_dataclass(default):
             kwargs[k] = _from_dict(type(default), v, f"[{k}]")
         else:
-            kwargs[k] = _coerce(v, default, f"{where + '.' if where else ''}{k}")
+            key = f"{where.strip('[]') + '.' if where else ''}{k}"
+            kwargs[k] = _check_type(_coerce(v, default, key), hints.get(k), key)
     return cls(**kwargs)
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    import typing
+
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation falls back to the default-based check
+        return {}
+
+
+def _check_type(v: Any, hint: Any, key: str) -> Any:
+    """Check a value against its field's annotation: int fields need integers (1.5 is not an epoch count),
+    float fields finite numbers (inf/NaN learning rates only fail later, mid-training), lists their element
+    type. Runs before anything is written."""
+    import math
+    import typing
+
+    if hint is int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{key} must be an integer, got {v!r}")
+    elif hint is float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ConfigError(f"{key} must be a finite number, got {v!r}")
+        return float(v)
+    elif typing.get_origin(hint) is list and isinstance(v, list):
+        (inner,) = typing.get_args(hint) or (Any,)
+        return [_check_type(e, inner, f"{key}[{i}]") for i, e in enumerate(v)]
+    return v
 
 
 def _coerce(v: Any, default: Any, key: str) -> Any:
@@ -203,7 +234,21 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
         raise ConfigError(f"logits_dtype must be 'float16' or 'float32', got {cfg.logits_dtype!r}")
     if any(not isinstance(e, int) or e < 1 for e in cfg.keep_checkpoints):
         raise ConfigError(f"keep_checkpoints must list epochs >= 1, got {cfg.keep_checkpoints}")
+    _check_ranges(cfg)
     return cfg
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    """Values that type-check but cannot work; refused before a run folder is written."""
+    checks = [("eval.n", cfg.eval.n, 0), ("eval.batch_size", cfg.eval.batch_size, 1), ("eval.attack_n",
+              cfg.eval.attack_n, 0), ("eval.eps", cfg.eval.eps, 0), ("eval.steps", cfg.eval.steps, 0),
+              ("logits_n", cfg.logits_n, 0), ("data.n_train", cfg.data.n_train, 0),
+              ("data.n_test", cfg.data.n_test, 0), ("data.crop_padding", cfg.data.crop_padding, 0),
+              ("optim.lr", cfg.optim.lr, 0), ("optim.momentum", cfg.optim.momentum, 0),
+              ("optim.weight_decay", cfg.optim.weight_decay, 0)]
+    for key, v, lo in checks:
+        if v < lo:
+            raise ConfigError(f"{key} must be >= {lo}, got {v!r}")
 
 
 # ------------------------------------------------------------------------------------ TOML output

@@ -24,7 +24,95 @@ from torch import Tensor
 from robustlab.config import dumps_toml
 from robustlab.io import atomic_write_text
 
-DEFAULT_ROOT = Path(os.environ.get("ROBUSTLAB_RUNS", "runs"))
+DEFAULT_ROOT = Path(os.environ.get("ROBUSTLAB_RUNS", "runs"))  # at import; default_root() reads it now
+LOCK_NAME = ".lock"
+
+
+def default_root() -> Path:
+    """The runs root: $ROBUSTLAB_RUNS when set (read at call time), else ./runs."""
+    return Path(os.environ.get("ROBUSTLAB_RUNS") or "runs")
+
+
+class RunLockedError(RuntimeError):
+    """Another live process holds the run folder's lock."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder: ``<run>/.lock`` holds the owner's PID and host.
+
+    A second process asking for the same folder gets RunLockedError naming the first's PID; a lock left
+    by a dead process (same host, PID gone) is taken over. Created with O_EXCL, so two processes racing
+    for a free folder cannot both win. Use as a context manager or call acquire()/release().
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / LOCK_NAME
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()})
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = _read_lock(self.path)
+                if owner is None or (owner.get("host") == socket.gethostname() and not _pid_alive(owner["pid"])):
+                    try:  # stale (dead PID) or unreadable (torn write): take it over
+                        self.path.unlink()
+                    except FileNotFoundError:
+                        pass
+                    continue
+                if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+                    raise RunLockedError(
+                        f"{self.path.parent} is already locked by this process (PID {os.getpid()})") from None
+                raise RunLockedError(f"{self.path.parent} is in use by another robustlab process (PID "
+                                     f"{owner.get('pid')} on {owner.get('host')}); wait for it to finish, or "
+                                     f"delete {self.path} if that process is gone") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            self.held = True
+            return self
+        raise RunLockedError(f"could not take the lock {self.path}")
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) and isinstance(d.get("pid"), int) else None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def write_config(run_dir: Path, cfg: dict[str, Any]) -> None:
@@ -46,10 +134,16 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 class RunIndex:
     """``index.sqlite`` under a runs root: one row per run folder."""
 
-    def __init__(self, root: str | Path = DEFAULT_ROOT):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, root: str | Path | None = None, *, create: bool = True):
+        """`root` None = default_root(). With ``create=False`` (listing, tables) nothing is created: a
+        missing index reads as empty."""
+        self.root = Path(root) if root is not None else default_root()
         self.path = self.root / "index.sqlite"
+        self.exists = self.path.is_file()
+        if not create:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.exists = True
         with self._connect() as con:
             con.execute(
                 "CREATE TABLE IF NOT EXISTS runs (path TEXT PRIMARY KEY, name TEXT, config_hash TEXT, "
@@ -75,7 +169,15 @@ class RunIndex:
                  now, now, json.dumps(cfg, sort_keys=True), json.dumps(metrics or {}, sort_keys=True)),
             )
 
+    def mark(self, run_dir: Path, status: str) -> None:
+        """Set a recorded run's status (e.g. "failed" when training crashed), keeping its config and metrics."""
+        with self._connect() as con:
+            con.execute("UPDATE runs SET status=?, updated=? WHERE path=?",
+                        (status, time.time(), str(Path(run_dir).resolve())))
+
     def list(self) -> list[dict[str, Any]]:
+        if not self.exists:
+            return []
         with self._connect() as con:
             rows = con.execute(
                 "SELECT path, name, config_hash, seed, status, updated, config, metrics FROM runs ORDER BY updated"
