@@ -111,7 +111,7 @@ def test_checklist_and_minnorm_successes_lower_the_reported_accuracy(mlp):
                                                                           "step_size": 0.01})],
                      checks=False, minnorm=["ddn"], minnorm_steps=30)
     for e in ("0.3", "0.6"):
-        assert mcard["robust_accuracy"][e] <= mcard["minnorm"]["combined"][e] + 1e-12
+        assert mcard["robust_accuracy"][e] <= mcard["minnorm"]["combined"][e] + 1e-6
         assert mcard["robust_accuracy"][e] <= mcard["ensemble_robust_accuracy"][e] + 1e-12
     assert any(p["broken_by"] == "minnorm:ddn" for p in mcard["per_sample"]["0.6"])
 
