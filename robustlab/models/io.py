@@ -119,8 +119,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     # the architecture is first built on the meta device (no memory): an edited spec ("hidden": 2000000)
     # is refused by comparing its tensors' shapes with the stored ones before anything is allocated
     try:
-        with torch.device("meta"):
-            skeleton = build_from_spec(meta["spec"])
+        with torch.device("meta"):  # without the Normalize layer: its C values are read on build
+            skeleton = build_from_spec({**meta["spec"], "normalize": None})
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{json_path} describes a model that cannot be built: {e}") from None
     except (RuntimeError, NotImplementedError) as e:
@@ -159,17 +159,20 @@ _ST_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", 
 def _check_shapes(skeleton: nn.Module, stored: dict[str, tuple[str, tuple[int, ...]]], json_path: Path,
                   weights_path: Path) -> None:
     expected = {k: (_ST_DTYPES.get(t.dtype, str(t.dtype)), tuple(t.shape)) for k, t in skeleton.state_dict().items()}
+    stored = {k: v for k, v in stored.items() if not k.startswith("normalize.")}  # checked after the real build
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"{weights_path} does not fit the architecture in {json_path}: "
+        raise CheckpointError(f"{weights_path} does not fit architecture {spec_of(skeleton)['name']!r} "
+                              f"({json_path.name}): "
                               f"missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
                               f"unexpected {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}")
+    names = {v: str(k) for k, v in _ST_DTYPES.items()}
     for k, (dt, shape) in expected.items():
         if stored[k] != (dt, shape):
-            raise CheckpointError(f"{json_path} does not fit its weights: tensor {k!r} is {stored[k][0]}"
-                                  f"{stored[k][1]} in {weights_path.name} but the spec builds {dt}{shape} "
-                                  "(was model.json edited?)")
+            have = f"{names.get(stored[k][0], stored[k][0])}{stored[k][1]}"
+            raise CheckpointError(f"{weights_path}: tensor {k!r} is {have} but the architecture in {json_path.name} "
+                                  f"expects {names.get(dt, dt)}{shape} (does not fit: was model.json edited?)")
 
 
 def _load_state_strictly(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
