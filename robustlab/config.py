@@ -240,15 +240,15 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
 
 def _check_ranges(cfg: TrainConfig) -> None:
     """Values that type-check but cannot work; refused before a run folder is written."""
-    checks = [("eval.n", cfg.eval.n, 0), ("eval.batch_size", cfg.eval.batch_size, 1), ("eval.attack_n",
-              cfg.eval.attack_n, 0), ("eval.eps", cfg.eval.eps, 0), ("eval.steps", cfg.eval.steps, 0),
-              ("logits_n", cfg.logits_n, 0), ("data.n_train", cfg.data.n_train, 0),
-              ("data.n_test", cfg.data.n_test, 0), ("data.crop_padding", cfg.data.crop_padding, 0),
-              ("optim.lr", cfg.optim.lr, 0), ("optim.momentum", cfg.optim.momentum, 0),
-              ("optim.weight_decay", cfg.optim.weight_decay, 0)]
-    for key, v, lo in checks:
-        if v < lo:
-            raise ConfigError(f"{key} must be >= {lo}, got {v!r}")
+    lows = {"eval.n": 0, "eval.batch_size": 1, "eval.attack_n": 0, "eval.eps": 0, "eval.steps": 0, "logits_n": 0,
+            "data.n_train": 0, "data.n_test": 0, "data.crop_padding": 0, "optim.lr": 0, "optim.momentum": 0,
+            "optim.weight_decay": 0}
+    for key, lo in lows.items():
+        node: Any = cfg
+        for part in key.split("."):
+            node = getattr(node, part, None)
+        if isinstance(node, int | float) and not isinstance(node, bool) and node < lo:
+            raise ConfigError(f"{key} must be >= {lo}, got {node!r}")
 
 
 # ------------------------------------------------------------------------------------ TOML output
