@@ -128,7 +128,11 @@ def resolve_plan(norm: str, version: str, custom: list[tuple[str, dict[str, Any]
         spec = attacks.get(name)  # InputError naming the known attacks
         if norm not in spec.norms:
             raise InputError(f"attack {name!r} does not support norm {norm!r}; it supports {list(spec.norms)}")
-        bad = set(kw) - set(spec.params) | ({"norm", "eps", "generator"} & set(kw))
+        esc = kw.get("escalate", {})
+        if not isinstance(esc, dict):
+            raise InputError(f"attack {name!r}: 'escalate' must be a dict of parameters, got {esc!r}")
+        keys = (set(kw) - {"escalate"}) | set(esc)  # escalate: the entry's settings for a second run
+        bad = (keys - set(spec.params)) | ({"norm", "eps", "generator", "escalate"} & keys)
         if bad:
             raise InputError(f"attack {name!r}: parameter(s) {sorted(bad)} cannot be set in an evaluation plan "
                              f"(norm, eps and generator come from the evaluation; it takes {sorted(spec.params)})")
