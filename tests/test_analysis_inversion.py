@@ -26,13 +26,15 @@ def test_invert_stays_in_the_box_and_raises_the_target_probability():
     m, _, _ = digits_mlp()
     t = torch.arange(10)
     start = I.shared_noise((1, 8, 8), 10, seed=0)
-    inv = I.invert(m, t, start, steps=40, step_size=0.02, record_every=10)
+    inv = I.invert(m, t, start, steps=40, step_size=0.02, record_every=10, keep_images=True)
     assert inv.images.min() >= 0 and inv.images.max() <= 1
     with torch.no_grad():
         p0 = torch.softmax(m(start), 1)[torch.arange(10), t]
     assert (inv.target_prob > p0).all() and float(inv.target_prob.mean()) > 0.9
     assert [s for s, _ in inv.trajectory] == [0, 10, 20, 30, 40] and inv.prob_by_step.shape == (5, 10)
-    assert torch.allclose(inv.prob_by_step[0], p0)
+    assert torch.allclose(inv.prob_by_step[0], p0) and inv.steps == [0, 10, 20, 30, 40]
+    assert inv.images_by_step.shape == (5, 10, 1, 8, 8) and torch.equal(inv.images_by_step[-1], inv.images)
+    assert torch.equal(inv.images_by_step[0], start)
     # unbounded: it moves farther from the start than any small ball would allow
     assert float((inv.images - start).abs().amax()) > 0.3
     with pytest.raises(InputError):

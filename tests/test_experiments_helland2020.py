@@ -34,9 +34,10 @@ def test_tiny_profile_end_to_end(cache):
         assert s["low"] <= s["score"] <= s["high"] and s["seeds"] == 2 and 0 <= s["floor"] <= 1
         assert s["ceiling"] == r["oracle"]["clean_acc"]
         assert len(m["budget_strip_target_prob"]) == len(p.strip_budgets)
+        assert [b["step"] for b in m["inversion"]["recognizability_by_step"]] == [2, 4, 6, 8, 10]
         assert m["gradients"]["grad_l1"] > 0
-    for f in ("robust_accuracy.png", "gradients.png", "inversions.png", "inversions_seeds_pgd_at.png",
-              "budget_strip.png", "interpolation.png"):
+    for f in ("robust_accuracy.png", "gradients.png", "recognizability_by_step.png", "inversions.png",
+              "inversions_seeds_pgd_at.png", "budget_strip.png", "interpolation.png"):
         assert (out / f).stat().st_size > 1000, f
     md = (out / "tables.md").read_text()
     assert "## Recognizability" in md and "| PGD-AT |" in md

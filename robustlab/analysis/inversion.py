@@ -55,6 +55,8 @@ class Inversion:
     target_prob: Tensor  # (N,) f(images)[target]
     trajectory: list[tuple[int, list[float]]] = field(default_factory=list)  # (step, mean target prob per target)
     prob_by_step: Tensor | None = None  # (records, N)
+    steps: list[int] = field(default_factory=list)  # the step of each record
+    images_by_step: Tensor | None = None  # (records, N, C, H, W) with keep_images=True
 
 
 def box_diameter(norm: str, x: Tensor) -> float:
@@ -75,12 +77,13 @@ def _target_prob(model: nn.Module, x: Tensor, t: Tensor, batch_size: int = 500) 
 
 
 def invert(model: nn.Module, targets: Tensor, start: Tensor, *, steps: int = 300, step_size: float = 0.01,
-           norm: str = "linf", record_every: int = 0, batch_size: int = 500) -> Inversion:
+           norm: str = "linf", record_every: int = 0, batch_size: int = 500, keep_images: bool = False) -> Inversion:
     """Unbounded targeted PGD (eps = inf: box [0, 1] only) from `start` toward `targets`.
 
     Returns the images of highest target probability along the way (robustlab's PGD keeps the best
     iterate) and, with `record_every`, the target probability every that many steps (the run is cut
-    into segments; with no ball, restarting from the last point is the same optimisation).
+    into segments; with no ball, restarting from the last point is the same optimisation), and with
+    `keep_images` the images at those steps too.
     """
     from robustlab.attacks import pgd
 
@@ -93,6 +96,7 @@ def invert(model: nn.Module, targets: Tensor, start: Tensor, *, steps: int = 300
     seg = record_every if record_every > 0 else steps
     x = start.clone()
     records = [_target_prob(model, x, targets, batch_size)]
+    kept = [x.clone()] if keep_images else []
     done_steps = [0]
     done = 0
     while done < steps:
@@ -106,12 +110,15 @@ def invert(model: nn.Module, targets: Tensor, start: Tensor, *, steps: int = 300
         x = torch.cat(parts).detach()
         done += k
         records.append(_target_prob(model, x, targets, batch_size))
+        if keep_images:
+            kept.append(x.clone())
         done_steps.append(done)
     probs = torch.stack(records)
     k_cls = int(targets.max()) + 1
     traj = [(s, [float(p[targets == c].mean()) if bool((targets == c).any()) else float("nan") for c in range(k_cls)])
             for s, p in zip(done_steps, probs)]
-    return Inversion(x, start, targets, probs[-1], traj, probs)
+    return Inversion(x, start, targets, probs[-1], traj, probs, done_steps,
+                     torch.stack(kept) if keep_images else None)
 
 
 def large_eps_examples(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float = 0.3,
