@@ -14,6 +14,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "tsipras2019": ("robustlab.experiments.tsipras2019", "run"),
     "spatial": ("robustlab.experiments.spatial", "run"),
     "helland2020": ("robustlab.experiments.helland2020", "run"),
+    "seguin2022": ("robustlab.experiments.seguin2022", "run"),
 }
 
 
