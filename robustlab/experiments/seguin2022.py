@@ -256,6 +256,8 @@ def run(out: str | Path = "runs/reproduce/seguin2022", profile: str = "quick", d
             st = read_logits(st_runs[s], "test", [p.epochs_st])
         else:
             st = read_logits(at_runs[s], "test", [p.teacher_epoch])
+        if not torch.equal(st.ids, torch.arange(len(st.ids))):  # the first test points, in order
+            raise RuntimeError(f"unexpected test ids in the logit store of seed {s}'s {kind} run")
         return st.logits[0], st.labels
 
     z = {(k, s): test_logits(k, s)[0] for k in ("ST", "AT") for s in p.seeds}
