@@ -243,6 +243,10 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                     meta={"model": str(label), "weights": a.weights,
                           "data": a.data or a.dataset or "from the run's config"}, progress=True,
                     minnorm=a.minnorm.split(",") if a.minnorm else None, restart=a.restart)
+    from robustlab.evaluate.shard import is_main
+
+    if not is_main(a.device):  # torchrun: rank 0 reports (every rank holds the same gathered card)
+        return 0
     print(summary(card))
     plot_curves({Path(label).name: card}, out.with_suffix(".png"))
     print(f"model card: {out}", file=sys.stderr)
@@ -511,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--step-size", dest="step_size", type=float, default=None)
     at.add_argument("--restarts", type=int, default=None)
     at.add_argument("--param", action="append", metavar="KEY=VALUE", help="other attack parameters")
-    at.add_argument("--n", type=int, default=1000, help="first N test points (0 = all)")
+    at.add_argument("--n", "--n-points", dest="n", type=int, default=1000,
+                    help="first N test points (0 = all)")
     at.add_argument("--batch-size", dest="batch_size", type=int, default=500)
     at.add_argument("--seed", type=int, default=0)
     at.add_argument("--device", default="cpu")
@@ -538,7 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="standard: AutoAttack's attacks with adaptive stopping (evaluate/ensemble.py); paper: "
                          "AutoAttack's standard version exactly")
     ev.add_argument("--attacks", default=None, help="with --version custom: comma-separated attack names")
-    ev.add_argument("--n", type=int, default=1000, help="first N test points (0 = all)")
+    ev.add_argument("--n", "--n-points", dest="n", type=int, default=1000,
+                    help="first N test points (0 = all)")
     ev.add_argument("--batch-size", dest="batch_size", type=int, default=500)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="cpu")

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustlab.evaluate import shard
 from robustlab.evaluate.ensemble import run_ensemble
 from robustlab.evaluate.sanity import sanity_checks
 from robustlab.io import atomic_write_json, strict_json
@@ -94,7 +95,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
                                    enumerate(zip(res.broken_by[e], res.adv_norms[e]))] for e in eps}
     card["seconds"]["total"] = time.perf_counter() - t0
     card = strict_json(card)
-    if out is not None:
+    if out is not None and shard.is_main(str(x.device)):  # under torchrun every rank holds the same card
         atomic_write_json(out, card)
     return card
 

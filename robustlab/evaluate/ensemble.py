@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from robustlab import attacks
 from robustlab.data.checks import InputError
+from robustlab.evaluate import shard
 from robustlab.evaluate.verify import NORM_TOL, verify
 from robustlab.io import atomic_write_json
 from robustlab.models.layout import channels_last
@@ -205,49 +206,81 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
         res.adv_norms = {float(k): [_unnull(v) for v in vs] for k, vs in state["adv_norms"].items()}
         res.unverified, res.seconds = state["unverified"], state["seconds"]
     start = len(res.broken_by[eps[0]])
-    batches = range(start, n, batch_size)
+    starts = list(range(start, n, batch_size))
+    rank, world = shard.world(str(x.device))
+    if world > 1:  # torchrun: this rank's batches only (same boundaries and seeds as one process)
+        starts = shard.my_share(starts, str(x.device))
+    batches: Any = starts
     if progress:
         from tqdm import tqdm
 
-        batches = tqdm(batches, desc=f"evaluate {norm}", unit="batch")
+        batches = tqdm(starts, desc=f"evaluate {norm}" + (f" (rank {rank}/{world})" if world > 1 else ""),
+                       unit="batch")
+    done: dict[int, dict[str, Any]] = {}
     for i in batches:
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        for e in eps:
-            robust = clean[i:i + batch_size].clone()
-            by = ["" if r else "clean" for r in robust.tolist()]
-            nrm = [0.0 if not r else float("inf") for r in robust.tolist()]
-            queue = list(runnable)
-            while queue:
-                name, kw = queue.pop(0)
-                idx = robust.nonzero().squeeze(1)
-                if idx.numel() == 0 or e == 0:
-                    break
-                spec = attacks.get(name)
-                gen = torch.Generator(device=x.device).manual_seed(seed + i)
-                params = dict(kw)
-                escalate = params.pop("escalate", None)
-                if "generator" in spec.params:
-                    params["generator"] = gen
-                if spec.family == "fixed" or "eps" in spec.params:  # min-norm FAB-T stops at eps
-                    params["eps"] = e
-                t0 = time.perf_counter()
-                r = spec(model, xb[idx], yb[idx], norm=norm, **params)
-                res.seconds[name] += time.perf_counter() - t0
-                ok = verify(model, xb[idx], yb[idx], r.x_adv, norm=norm, eps=e)
-                res.unverified[name] += int((r.success & ~ok).sum())
-                sizes = norm_of(r.x_adv - xb[idx], norm)
-                for j, (k, good) in enumerate(zip(idx.tolist(), ok.tolist())):
-                    if good:
-                        by[k] = name
-                        nrm[k] = float(sizes[j])
-                robust[idx[ok]] = False
-                if escalate is not None and bool(ok.any()):  # it found points: run its full setting on the rest
-                    queue.insert(0, (name, {**{k: v for k, v in kw.items() if k != "escalate"}, **escalate}))
-            res.broken_by[e] += by
-            res.adv_norms[e] += nrm
+        part = _attack_batch(model, x[i:i + batch_size], y[i:i + batch_size], clean[i:i + batch_size], eps,
+                             runnable, norm, seed + i)
+        if world > 1:
+            done[i] = part
+            continue
+        _merge(res, part)
         if state_path is not None:
             _save_state(state_path, res, key)
+    if world > 1:  # every rank gets every batch's results, merged in batch order: the one-process result
+        for _, part in sorted(shard.gather(done, str(x.device)).items()):
+            _merge(res, part)
+        if state_path is not None and rank == 0:
+            _save_state(state_path, res, key)
     return res
+
+
+def _attack_batch(model: nn.Module, xb: Tensor, yb: Tensor, clean: Tensor, eps: list[float],
+                  runnable: list[tuple[str, dict[str, Any]]], norm: str, seed: int) -> dict[str, Any]:
+    """One batch at every eps: which attack broke which point (verified) and the sizes it found."""
+    part: dict[str, Any] = {"by": {}, "norm": {}, "unverified": {a: 0 for a, _ in runnable},
+                            "seconds": {a: 0.0 for a, _ in runnable}}
+    for e in eps:
+        robust = clean.clone()
+        by = ["" if r else "clean" for r in robust.tolist()]
+        nrm = [0.0 if not r else float("inf") for r in robust.tolist()]
+        queue = list(runnable)
+        while queue:
+            name, kw = queue.pop(0)
+            idx = robust.nonzero().squeeze(1)
+            if idx.numel() == 0 or e == 0:
+                break
+            spec = attacks.get(name)
+            params = dict(kw)
+            escalate = params.pop("escalate", None)
+            if "generator" in spec.params:
+                params["generator"] = torch.Generator(device=xb.device).manual_seed(seed)
+            if spec.family == "fixed" or "eps" in spec.params:  # min-norm FAB-T stops at eps
+                params["eps"] = e
+            t0 = time.perf_counter()
+            r = spec(model, xb[idx], yb[idx], norm=norm, **params)
+            part["seconds"][name] += time.perf_counter() - t0
+            ok = verify(model, xb[idx], yb[idx], r.x_adv, norm=norm, eps=e)
+            part["unverified"][name] += int((r.success & ~ok).sum())
+            sizes = norm_of(r.x_adv - xb[idx], norm)
+            for j, (k, good) in enumerate(zip(idx.tolist(), ok.tolist())):
+                if good:
+                    by[k] = name
+                    nrm[k] = float(sizes[j])
+            robust[idx[ok]] = False
+            if escalate is not None and bool(ok.any()):  # it found points: run its full setting on the rest
+                queue.insert(0, (name, {**{k: v for k, v in kw.items() if k != "escalate"}, **escalate}))
+        part["by"][e], part["norm"][e] = by, nrm
+    return part
+
+
+def _merge(res: EnsembleResult, part: dict[str, Any]) -> None:
+    for e in res.eps:
+        res.broken_by[e] += part["by"][e]
+        res.adv_norms[e] += part["norm"][e]
+    for a, c in part["unverified"].items():
+        res.unverified[a] = res.unverified.get(a, 0) + c
+    for a, t in part["seconds"].items():
+        res.seconds[a] = res.seconds.get(a, 0.0) + t
 
 
 def correct_predictions(logits: Tensor, y: Tensor) -> Tensor:
