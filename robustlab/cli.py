@@ -248,6 +248,12 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if not is_main(a.device):  # torchrun: rank 0 reports (every rank holds the same gathered card)
         return 0
     print(summary(card))
+    if a.tensorboard:
+        from robustlab.sinks import write_card_scalars
+
+        tb = out.parent / "tensorboard" / out.stem
+        if write_card_scalars(card, tb):
+            print(f"tensorboard scalars: {tb}", file=sys.stderr)
     plot_curves({Path(label).name: card}, out.with_suffix(".png"))
     print(f"model card: {out}", file=sys.stderr)
     return 0
@@ -551,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--minnorm", nargs="?", const="minimum", default=None,
                     help="also the min-norm route: comma-separated min-norm attacks; the flag alone runs "
                          "'minimum' (the per-norm portfolio of attacks/minimum.py)")
+    ev.add_argument("--tensorboard", action="store_true",
+                    help="also write clean / robust accuracy per eps to CARD_FOLDER/tensorboard/CARD_NAME/ "
+                         "(optional extra tensorboard)")
     ev.add_argument("--no-checks", dest="no_checks", action="store_true", help="skip the sanity checklist")
     ev.add_argument("--out", default=None, help="model card JSON (default RUN/eval_NORM_VERSION_nN_epsE.json); resumes "
                     "an interrupted run of the same evaluation (same weights, data, attacks, seed, ...)")

@@ -80,6 +80,11 @@ class EvalConfig:
 
 
 @dataclass
+class LogConfig:
+    tensorboard: bool = False  # per-epoch metrics also to RUN/tensorboard/ (optional extra `tensorboard`)
+
+
+@dataclass
 class TrainConfig:
     name: str = "run"
     epochs: int = 2
@@ -97,6 +102,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -104,7 +110,7 @@ class TrainConfig:
     def hash(self) -> str:
         """Hash of everything that changes the trained weights (not the name or logging)."""
         d = self.to_dict()
-        for k in ("name", "save_logits", "logits_splits", "logits_dtype", "keep_checkpoints"):
+        for k in ("name", "save_logits", "logits_splits", "logits_dtype", "keep_checkpoints", "log"):
             d.pop(k)
         d["eval"] = None
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
