@@ -74,9 +74,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_runs_list(a: argparse.Namespace) -> int:
-    from robustlab.runs import RunIndex
+    from robustlab.runs import all_runs
 
-    for r in RunIndex(a.root, create=False).list():
+    for r in all_runs(a.root):
         m = r["metrics"]
         acc = f"test_acc={m['test_acc']:.4f}" if "test_acc" in m else ""
         print(f"{r['status']:8s} seed={r['seed']:<3d} {r['name']:20s} {acc}  {r['path']}")
@@ -84,9 +84,16 @@ def _cmd_runs_list(a: argparse.Namespace) -> int:
 
 
 def _cmd_runs_table(a: argparse.Namespace) -> int:
-    from robustlab.runs import RunIndex, format_table
+    from robustlab.runs import all_runs, default_root, format_table, table
 
-    print(format_table(RunIndex(a.root, create=False).table(a.group_by, a.metric), a.group_by, a.metric))
+    runs = all_runs(a.root)
+    if not any(r["status"] == "done" for r in runs):
+        print(f"no finished runs under {a.root or default_root()}", file=sys.stderr)
+    rows = table(runs, a.group_by, a.metric)
+    for r in rows:
+        if r["warning"]:
+            print(f"warning: {r['warning']}", file=sys.stderr)
+    print(format_table(rows, a.group_by, a.metric))
     return 0
 
 
@@ -248,6 +255,12 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if not is_main(a.device):  # torchrun: rank 0 reports (every rank holds the same gathered card)
         return 0
     print(summary(card))
+    if a.run:
+        from robustlab.runs import record_evaluation
+
+        if record_evaluation(a.run, card):  # runs table --metric robust_acc@EPS
+            print(f"indexed: robust_acc@{card['threat_model']['norm']}:EPS in {Path(a.run).parent / 'index.sqlite'}",
+                  file=sys.stderr)
     if a.tensorboard:
         from robustlab.sinks import write_card_scalars
 
@@ -506,8 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--root", default=None, help="runs root (default $ROBUSTLAB_RUNS or ./runs)")
     rl.set_defaults(fn=_cmd_runs_list)
     rt = r.add_parser("table", help="mean ± std of a metric grouped by a config key")
-    rt.add_argument("--group-by", required=True, help="dotted config key, e.g. objective.name")
-    rt.add_argument("--metric", required=True, help="final metric, e.g. test_acc")
+    rt.add_argument("--group-by", dest="group_by", default=None,
+                    help="dotted config key(s), e.g. objective.name or objective.name,optim.lr; default: the whole "
+                         "config minus the seed (warns when a key pools runs whose configs differ otherwise)")
+    rt.add_argument("--metric", required=True, help="final metric, e.g. test_acc, or an evaluation's robust accuracy: "
+                                                     "robust_acc@EPS or robust_acc@NORM:EPS, e.g. robust_acc@8/255")
     rt.add_argument("--root", default=None, help="runs root (default $ROBUSTLAB_RUNS or ./runs)")
     rt.set_defaults(fn=_cmd_runs_table)
 
