@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.attacks.base import (AttackResult, InputError, PassCounter, check_norm, num_classes_of, prepare,
-                                    register)
+from robustlab.attacks.base import AttackResult, InputError, PassCounter, check_norm, num_classes_of, prepare, register
 from robustlab.ops import norm as norm_of
 
 
@@ -64,8 +63,8 @@ def hc_perturb(model: nn.Module, x: Tensor, target: Tensor, confidence: Tensor |
     for _ in range(steps):
         if not create_graph:
             xh = xh.detach().requires_grad_(True)
-        elif not xh.requires_grad:
-            xh = xh.requires_grad_(True)
+        elif not xh.requires_grad:  # a leaf (the data): a fresh leaf that needs grad, the caller's x untouched
+            xh = xh.detach().requires_grad_(True)
         logp = F.log_softmax(model(xh), 1)[rows, target]
         gap = log_c - logp
         hard = (gap > 0).to(x.dtype)

@@ -11,6 +11,7 @@ from typing import Any
 EXPERIMENTS: dict[str, tuple[str, str]] = {
     "demo": ("robustlab.experiments.demo", "run"),
     "matyasko2020": ("robustlab.experiments.matyasko2020", "run_all"),
+    "matyasko2020-critic": ("robustlab.experiments.matyasko2020_critic", "run"),
     "matyasko2020-margin": ("robustlab.experiments.matyasko2020_margin", "run"),
     "matyasko2020-pdpgd": ("robustlab.experiments.matyasko2020", "run"),
     "tsipras2019": ("robustlab.experiments.tsipras2019", "run"),
