@@ -338,6 +338,7 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-pdpgd", profile: str = "q
         print("[matyasko2020] group-l0 vs elementwise-l0", file=sys.stderr, flush=True)
         results["group_l0"] = _group_l0(p, device)
     results["seconds"] = time.perf_counter() - t_start
+    results["checks"] = checks(results)
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "tables.md", tables(results))
     for norm in p.norms:
@@ -349,6 +350,40 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-pdpgd", profile: str = "q
     write_report(out / "report.html", "Matyasko 2020, ch. 5: PDPGD", [("PDPGD vs minimum-norm attacks", out)])
     print(tables(results))
     return results
+
+
+def checks(results: dict[str, Any]) -> dict[str, bool]:
+    """Spec section 6, checks 9-12, on whatever columns the profile ran (PDPGD-R = the most restarts)."""
+    s, out = results["settings"], {}
+    pd = f"pdpgd-{max(s['restarts'])}"
+
+    def med(rows: dict[str, Any], name: str) -> float | None:
+        r = rows.get(name, {})
+        return None if r.get("unavailable") or "median_norm" not in r or r.get("n_points", s["n"]) != s["n"] \
+            else r["median_norm"]
+
+    for key, m in results["models"].items():
+        ok9 = []
+        for norm, others in (("linf", ("fab", "deepfool")), ("l2", ("ddn", "deepfool")), ("l1", ("fab",))):
+            rows = m["norms"].get(norm)
+            if rows:
+                ok9 += [med(rows, pd) <= med(rows, o) for o in others if med(rows, o) is not None]
+        if ok9:
+            out[f"check9_{key}_pdpgd_median_le_fab_ddn_deepfool"] = all(ok9)
+        rows = m["norms"].get("linf")
+        if rows and "pgd" in rows:
+            out[f"check10_{key}_pdpgd_robust_acc_le_pgd_plus_1pt"] = all(
+                _acc(rows[pd]["robust_acc"], t) <= _acc(rows["pgd"]["robust_acc"], t) + 0.01
+                for t in THRESHOLDS["linf"])
+    ms = results["models"]
+    if "plain" in ms and "linf-AT" in ms and "linf" in s["norms"]:
+        out["check11_linf_at_mean_linf_above_plain"] = (ms["linf-AT"]["norms"]["linf"][pd]["mean_norm"] >
+                                                        ms["plain"]["norms"]["linf"][pd]["mean_norm"])
+    g = results.get("group_l0")
+    if g:
+        out["check12_group_l0_pixels_le_elementwise"] = (g["rows"]["pixel"]["median_pixels"] <=
+                                                         g["rows"]["l0"]["median_pixels"])
+    return out
 
 
 def _cell(r: dict[str, Any], t: float) -> str:
@@ -405,6 +440,8 @@ def tables(results: dict[str, Any]) -> str:
             lines.append(f"| {'group l0 (pixel)' if norm == 'pixel' else 'elementwise l0'} | {r['median_pixels']:g} "
                          f"| {r['median_values']:g} | {r['mean_pixels']:.2f} | {100 * r['success_rate']:.0f}% |")
         lines.append("")
+    if results.get("checks"):
+        lines += ["Checks (spec section 6): " + ", ".join(f"{k}: {v}" for k, v in results["checks"].items()), ""]
     return "\n".join(lines)
 
 
