@@ -210,7 +210,8 @@ def _cmd_attack(a: argparse.Namespace) -> int:
     summary = {
         "attack": a.attack, "params": {k: v for k, v in params.items() if k != "generator"}, "n": len(x),
         "clean_acc": float(clean.float().mean()),
-        "success_rate": float(verified.float().mean()),
+        "success_rate": float(verified.float().mean()),  # over all n points, misclassified ones included
+        "success_rate_over_correct": float((verified & clean).sum() / clean.sum()) if clean.any() else None,
         "robust_acc": float((clean & ~verified).float().mean()),
         "unverified": int((success & ~verified).sum()),
     }
@@ -527,7 +528,11 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--root", default=None, help="runs root (default $ROBUSTLAB_RUNS or ./runs)")
     rt.set_defaults(fn=_cmd_runs_table)
 
-    at = sub.add_parser("attack", help="attack a trained model; print success rate and robust accuracy")
+    at = sub.add_parser("attack", help="attack a trained model; print success rate and robust accuracy",
+                        description="Prints JSON: clean_acc, robust_acc, success_rate_over_correct (verified "
+                                    "adversarial examples among the correctly classified points: the usual attack "
+                                    "success rate) and success_rate (verified misclassified outputs among all n "
+                                    "points, already misclassified points included).")
     _add_model_args(at)
     at.add_argument("--attack", required=True)
     at.add_argument("--norm", default=None, type=_attack_norm,

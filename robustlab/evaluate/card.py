@@ -93,6 +93,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
     card["broken_by_attack"] = {str(e): c for e, c in res.per_attack().items()}
     card["per_sample"] = {str(e): [{"i": i, "broken_by": b, "norm": n} for i, (b, n) in
                                    enumerate(zip(res.broken_by[e], res.adv_norms[e]))] for e in eps}
+    card["model_info"] = {fraction_string(e): model_info(card, e) for e in eps}  # RobustBench's keys
     card["seconds"]["total"] = time.perf_counter() - t0
     card = strict_json(card)
     if out is not None and shard.is_main(str(x.device)):  # under torchrun every rank holds the same card
@@ -182,6 +183,54 @@ def _cat(parts: list) -> Any:
                           ("x_adv", "success", "norm", "forward_passes", "backward_passes", "logits")))
 
 
+def fraction_string(eps: float) -> str:
+    """RobustBench's spelling of eps: ``"8/255"`` when eps is k/255, else the number (``"0.5"``)."""
+    k = eps * 255
+    if eps > 0 and abs(k - round(k)) < 1e-6 * max(1.0, k):
+        return f"{round(k)}/255"
+    return f"{eps:g}"
+
+
+def model_info(card: dict[str, Any], eps: float) -> dict[str, Any]:
+    """The card at one eps in RobustBench's ``model_info`` format: ``clean_acc`` and ``autoattack_acc`` as
+    percent strings with two decimals (``"87.20"``), ``threat_model`` ``"Linf"``/``"L2"``/``"L1"``, ``eps`` as
+    ``fraction_string``. ``autoattack_acc`` is robustlab's verified robust accuracy (every attack that ran,
+    named in ``evaluated_with``), which is at most what AutoAttack's version would report for the same
+    attacks."""
+    key = next(k for k in card["robust_accuracy"] if abs(float(k) - eps) <= 1e-12 * max(1.0, eps))
+    norm = card["threat_model"]["norm"]
+    return {"clean_acc": f"{100 * card['clean_accuracy']:.2f}",
+            "autoattack_acc": f"{100 * card['robust_accuracy'][key]:.2f}",
+            "threat_model": {"linf": "Linf", "l2": "L2", "l1": "L1"}.get(norm, norm),
+            "eps": fraction_string(eps), **({"dataset": card["dataset"]} if "dataset" in card else {}),
+            "number_forward_passes": 1, "name": str(card.get("model", "")),
+            "evaluated_with": f"robustlab evaluate, version {card['version']}: "
+                              + ", ".join(a["name"] for a in card["attacks"])}
+
+
+def _autoattack_name(name: str, params: dict[str, Any]) -> str:
+    if name == "apgd":
+        return f"APGD-{str(params.get('loss', 'ce')).upper()}"
+    return name.replace("_", "-").upper()
+
+
+def accuracy_after_each_attack(card: dict[str, Any], eps: str) -> list[tuple[str, float]]:
+    """AutoAttack's log at one eps (a key of ``robust_accuracy``): (attack, robust accuracy after it and every
+    earlier one), in the order the attacks ran: the ensemble's plan, then the minimum-norm route's and the
+    sanity checklist's finds. The last value is ``robust_accuracy[eps]``."""
+    counts = dict(card["broken_by_attack"].get(eps, {}))
+    labels: dict[str, list[str]] = {}
+    for a in card["attacks"]:
+        labels.setdefault(a["name"], []).append(_autoattack_name(a["name"], a.get("params", {})))
+    order = list(labels) + [k for k in counts if k not in labels]
+    acc, out = card["clean_accuracy"], []
+    for name in order:
+        acc -= counts.get(name, 0) / card["n"]
+        label = "+".join(dict.fromkeys(labels[name])) if name in labels else name.upper()
+        out.append((label, max(acc, 0.0)))
+    return out
+
+
 def summary(card: dict[str, Any]) -> str:
     """Human-readable lines: accuracies, per-attack breakdown, failed checks as WARNING lines."""
     tm = card["threat_model"]
@@ -189,6 +238,8 @@ def summary(card: dict[str, Any]) -> str:
     for e, a in card["robust_accuracy"].items():
         br = ", ".join(f"{k}: {v}" for k, v in card["broken_by_attack"][e].items()) or "-"
         lines.append(f"  eps {float(e):<8g} robust accuracy {a:.4f}   broken by {br}")
+        lines += [f"    robust accuracy after {label}: {100 * acc:.2f} %"
+                  for label, acc in accuracy_after_each_attack(card, e)]
     if "logits" in card:
         ml, gp = card["logits"]["max_logit"], card["logits"]["gap"]
 
