@@ -197,7 +197,9 @@ def _cmd_attack(a: argparse.Namespace) -> int:
     results = []
     with torch.no_grad():
         clean = torch.cat([model(x[i:i + a.batch_size]).argmax(1) for i in range(0, len(x), a.batch_size)]) == y
-    for i in range(0, len(x), a.batch_size):
+    from robustlab import progress as bars
+
+    for i in bars.bar(range(0, len(x), a.batch_size), desc=f"attack {a.attack}", unit="batch"):  # a terminal only
         results.append(spec(model, x[i:i + a.batch_size], y[i:i + a.batch_size], **params))
     x_adv = torch.cat([r.x_adv for r in results])
     success = torch.cat([r.success for r in results])

@@ -79,10 +79,10 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
     }
     if minnorm:
         card["minnorm"] = minnorm_route(model, x, y, norm, eps, minnorm, minnorm_steps, ensemble_acc, batch_size,
-                                        res=res)
+                                        res=res, progress=progress)
     if checks:
         t1 = time.perf_counter()
-        card["sanity_checks"] = sanity_checks(model, x, y, res, seed=seed)
+        card["sanity_checks"] = sanity_checks(model, x, y, res, seed=seed, progress=progress)
         card["seconds"]["sanity_checks"] = time.perf_counter() - t1
         card["warnings"] = [c["detail"] for c in card["sanity_checks"] if not c["passed"]]
         if minnorm and card["minnorm"]["ensemble_weaker_at"]:
@@ -136,7 +136,8 @@ def _check_model_and_labels(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 
 
 def minnorm_route(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: list[float], names: list[str],
-                  steps: int, ensemble_acc: dict[float, float], batch_size: int, res: Any = None) -> dict[str, Any]:
+                  steps: int, ensemble_acc: dict[float, float], batch_size: int, res: Any = None,
+                  progress: bool = False) -> dict[str, Any]:
     """Robust accuracy at every eps from verified minimum-norm attacks, and where it beats the ensemble.
 
     With `res` (the EnsembleResult), every verified point is also counted there, named ``minnorm:<attack>``.
@@ -154,8 +155,11 @@ def minnorm_route(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: list[f
     for name in names:
         spec = attacks.get(name)
         kw = {"steps": steps} if "steps" in spec.params else {}
+        from robustlab import progress as bars
+
         parts = [spec(model, x[i:i + batch_size], y[i:i + batch_size], norm=norm, **kw)
-                 for i in range(0, len(x), batch_size)]
+                 for i in bars.bar(range(0, len(x), batch_size), desc=f"min-norm {name}", unit="batch",
+                                   wanted=progress)]  # a terminal only
         r = combine_minnorm([parts[0]]) if len(parts) == 1 else _cat(parts)
         ok = verify(model, x, y, r.x_adv, norm=norm, eps=None)  # re-check; unverified = not found
         size = norm_of(r.x_adv - x, norm)  # the returned tensor's size, not the attack's claim

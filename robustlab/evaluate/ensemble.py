@@ -210,12 +210,10 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
     rank, world = shard.world(str(x.device))
     if world > 1:  # torchrun: this rank's batches only (same boundaries and seeds as one process)
         starts = shard.my_share(starts, str(x.device))
-    batches: Any = starts
-    if progress:
-        from tqdm import tqdm
+    from robustlab import progress as bars
 
-        batches = tqdm(starts, desc=f"evaluate {norm}" + (f" (rank {rank}/{world})" if world > 1 else ""),
-                       unit="batch")
+    batches: Any = bars.bar(starts, desc=f"evaluate {norm}" + (f" (rank {rank}/{world})" if world > 1 else ""),
+                            unit="batch", wanted=progress)  # a terminal only
     done: dict[int, dict[str, Any]] = {}
     for i in batches:
         part = _attack_batch(model, x[i:i + batch_size], y[i:i + batch_size], clean[i:i + batch_size], eps,

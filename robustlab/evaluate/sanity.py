@@ -42,7 +42,7 @@ def _pgd_robust(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float, s
 
 
 def sanity_checks(model: nn.Module, x: Tensor, y: Tensor, res: EnsembleResult, *, seed: int = 0,
-                  n_check: int = 200) -> list[dict[str, Any]]:
+                  n_check: int = 200, progress: bool = False) -> list[dict[str, Any]]:
     """Run the checklist on the first `n_check` points (cheap attacks only); see module docstring.
 
     Every verified adversarial example the checklist's attacks find is counted in `res` (named
@@ -52,6 +52,9 @@ def sanity_checks(model: nn.Module, x: Tensor, y: Tensor, res: EnsembleResult, *
     if norm not in LARGE_EPS:
         return [_check("available", False, f"the sanity checklist has no attacks for norm {norm!r}; "
                        "nothing checked the evaluation for gradient masking")]
+    from robustlab import progress as bars
+
+    bar = bars.bar(desc="sanity checks", total=3, unit="attack", wanted=progress)  # a terminal only
     x, y = x[:n_check], y[:n_check]
     acc = res.robust_accuracy()
     out = []
@@ -61,14 +64,18 @@ def sanity_checks(model: nn.Module, x: Tensor, y: Tensor, res: EnsembleResult, *
                       + ", ".join(f"{e:g}: {acc[e]:.3f}" for e in eps_sorted)))
 
     large = LARGE_EPS[norm]
+    bar.set_postfix_str(f"PGD-100 at eps {large:g}")
     rob_large = float(_pgd_robust(model, x, y, norm, large, 100, 1, seed, res, name="sanity:pgd-100").float().mean())
+    bar.update(1)
     out.append(_check("zero_at_large_eps", rob_large <= 0.05,
                       f"PGD-100 robust accuracy at {norm} eps {large:g}: {rob_large:.3f} (expected about 0)"))
 
     unb = UNBOUNDED_EPS[norm]
     with torch.no_grad():
         correct = correct_predictions(model(x), y)
+    bar.set_postfix_str("unbounded PGD-200")
     rob_unb = _pgd_robust(model, x, y, norm, unb, 200, 1, seed, res, name="sanity:pgd-200-unbounded")
+    bar.update(1)
     frac = float(rob_unb.sum()) / max(int(correct.sum()), 1)
     out.append(_check("unbounded_attack_succeeds", frac == 0,
                       f"an unbounded PGD-200 left {int(rob_unb.sum())} of {int(correct.sum())} correct points "
@@ -89,6 +96,7 @@ def sanity_checks(model: nn.Module, x: Tensor, y: Tensor, res: EnsembleResult, *
         left = torch.tensor([b == "" for b in res.broken_by[e_mid][: len(x)]], device=x.device)
         extra = 0
         if bool(left.any()):
+            bar.set_postfix_str(f"PGD-100 x 5 restarts at eps {e_mid:g}")
             where = left.nonzero().squeeze(1)
             extra = int(_pgd_robust(model, x[left], y[left], norm, e_mid, 100, 5, seed + 1, res, where,
                                     name="sanity:pgd-100x5").logical_not().sum())
@@ -98,6 +106,8 @@ def sanity_checks(model: nn.Module, x: Tensor, y: Tensor, res: EnsembleResult, *
                           f"the evaluation left robust (accuracy -{drop:.3f}, counted in the reported robust "
                           "accuracy; a large drop means the attacks had not converged)"))
 
+    bar.update(1)
+    bar.close()
     xg = x.detach().clone().requires_grad_(True)
     loss = torch.nn.functional.cross_entropy(model(xg), y, reduction="sum")
     g, = torch.autograd.grad(loss, xg)

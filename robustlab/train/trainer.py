@@ -37,7 +37,9 @@ CHECKPOINT_VERSION = 2  # 2: all modules and optimizers of the method
 
 
 def progress_enabled() -> bool:
-    return not os.environ.get("ROBUSTLAB_NO_PROGRESS") and sys.stderr.isatty()
+    from robustlab import progress
+
+    return progress.enabled()
 
 
 @dataclass
