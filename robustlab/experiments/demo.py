@@ -190,7 +190,7 @@ def analysis_sections(models: dict[str, torch.nn.Module], x: torch.Tensor, y: to
     """What robust training changed: input-gradient maps (robust models' gradients look like the image's
     edges) and max-logit / logit-gap statistics (adversarial training shrinks and skews them)."""
     from robustlab.analysis import gradients, logits
-    from robustlab.report.figures import save
+    from robustlab.report.figures import gradient_grid, save
 
     res: dict[str, Any] = {}
     rows = {}
@@ -201,7 +201,7 @@ def analysis_sections(models: dict[str, torch.nn.Module], x: torch.Tensor, y: to
             z = torch.cat([model(x[i:i + 500]) for i in range(0, len(x), 500)])
         res[key] = {"gradients": gradients.gradient_summary(model, x[:64], y[:64]), "logits": logits.summary(z, y)}
         res[key]["_z"] = z
-    gradients.plot_gradient_grid(rows, out / "input_gradients.png")
+    save(gradient_grid(rows, title="inputs and loss gradients (robust models: edges)"), out / "input_gradients.png")
     import matplotlib
 
     matplotlib.use("Agg")

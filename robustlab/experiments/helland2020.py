@@ -197,38 +197,10 @@ def _grid_png(images: torch.Tensor, path: Path, **kw: Any) -> Path:
 
 def gradient_rows_png(rows: dict[str, tuple[torch.Tensor, torch.Tensor]], path: Path,
                       col_labels: list[str] | tuple[str, ...] = ()) -> Path:
-    """Images and their input-gradient maps, two rows per model (diverging map for grey images, +-3 sigma RGB)."""
-    from robustlab.analysis.gradients import gradient_map
+    """Images and their input-gradient maps, two rows per model (report.figures.gradient_grid)."""
+    from robustlab.report import figures
 
-    grid, labels = [], []
-    for name, (x, g) in rows.items():
-        m = gradient_map(g.detach().cpu())
-        grid += [x.detach().cpu(), m]
-        labels += [name, "grad"]
-    if next(iter(rows.values()))[0].shape[1] == 1:
-        # grey images: draw the maps with the diverging colour map (signed values in [-1, 1])
-        from robustlab.report import figures
-
-        plt = figures._plt()
-        k = len(grid)
-        cols = grid[0].shape[0]
-        fig, axes = plt.subplots(k, cols, figsize=(1.1 * cols + 0.8, 1.1 * k + 0.4), squeeze=False)
-        for i, t in enumerate(grid):
-            for j in range(cols):
-                ax = axes[i][j]
-                if i % 2:
-                    ax.imshow(t[j, 0].numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
-                else:
-                    ax.imshow(t[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if j == 0:
-                    ax.set_ylabel(labels[i], fontsize=7)
-                if i == 0 and j < len(col_labels):
-                    ax.set_title(col_labels[j], fontsize=7)
-        fig.tight_layout()
-        return figures.save(fig, path)
-    return _grid_png(torch.stack(grid), path, row_labels=labels, col_labels=col_labels)
+    return figures.save(figures.gradient_grid(rows, col_labels=col_labels), path)
 
 
 def run(out: str | Path = "runs/reproduce/helland2020", profile: str = "quick", device: str = "cpu") -> dict[str, Any]:
