@@ -78,3 +78,15 @@ def test_cli_attack_success_over_correct(tmp_path, capsys):
     assert s["success_rate_over_correct"] == pytest.approx(float((ok & clean).sum() / clean.sum()))
     assert s["success_rate"] == pytest.approx(float(ok.float().mean()))
     assert s["robust_acc"] == pytest.approx(s["clean_acc"] * (1 - s["success_rate_over_correct"]))
+
+
+def test_evaluate_takes_the_fields_norm_spellings():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    y = model(x).argmax(1)
+    kw = dict(eps=[0.5], version="custom", custom=[("pgd", {"steps": 3})], checks=False)
+    a = evaluate(model, x, y, norm="L2", **kw)
+    b = evaluate(model, x, y, norm="l2", **kw)
+    assert a["threat_model"]["norm"] == "l2" and a["robust_accuracy"] == b["robust_accuracy"]
+    assert a["model_info"]["0.5"]["threat_model"] == "L2"

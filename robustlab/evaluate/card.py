@@ -42,6 +42,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
     from robustlab.data.checks import check_images
     from robustlab.evaluate.ensemble import check_eps_list, resolve_plan
 
+    norm = _spelled_norm(norm)  # "Linf" / "L2" / "inf" as AutoAttack and RobustBench write them
     eps = check_eps_list(eps)
     resolve_plan(norm, version if custom is None else "custom", custom)  # InputError before any work
     if minnorm is not None:
@@ -99,6 +100,16 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
     if out is not None and shard.is_main(str(x.device)):  # under torchrun every rank holds the same card
         atomic_write_json(out, card)
     return card
+
+
+def _spelled_norm(norm: Any) -> Any:
+    from robustlab.data.checks import InputError
+    from robustlab.units import canonical_norm
+
+    try:
+        return canonical_norm(norm)
+    except InputError:  # not an Lp spelling: the plan check names the norms it supports
+        return norm
 
 
 def _check_minnorm(names: Any, norm: str, steps: Any) -> None:
