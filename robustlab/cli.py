@@ -42,28 +42,41 @@ def _cmd_attacks_list(a: argparse.Namespace) -> int:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
+    import os
+
     from robustlab.config import load_config
-    from robustlab.runs import DEFAULT_ROOT
+    from robustlab.runs import RunLock, default_root
     from robustlab.train.trainer import Trainer
 
     overrides = list(a.set or [])
     if a.device:
         overrides.append(f'device="{a.device}"')
-    cfg = load_config(a.config, overrides)
-    out = Path(a.out) if a.out else DEFAULT_ROOT / f"{cfg.name}-{cfg.hash()}"
-    t = Trainer(cfg, out)
-    if t.start_epoch:
-        print(f"resuming {out} from epoch {t.start_epoch}", file=sys.stderr)
-    metrics = t.fit()
+    cfg = load_config(a.config, overrides)  # every typed field checked before anything is written
+    out = Path(a.out) if a.out else default_root() / f"{cfg.name}-{cfg.hash()}"
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    lock = RunLock(out).acquire() if main_rank else None  # a second `train` on this folder refuses
+    try:
+        t = Trainer(cfg, out)  # the index row says "running" only once this succeeded
+        if t.start_epoch:
+            print(f"resuming {out} from epoch {t.start_epoch}", file=sys.stderr)
+        try:
+            metrics = t.fit()
+        except BaseException:
+            if t.index is not None:
+                t.index.mark(out, "failed")  # a crashed or killed run is never "running" forever
+            raise
+    finally:
+        if lock is not None:
+            lock.release()
     if t.is_main:
         print(json.dumps({"run": str(out), **metrics}, indent=2))
     return 0
 
 
 def _cmd_runs_list(a: argparse.Namespace) -> int:
-    from robustlab.runs import RunIndex
+    from robustlab.runs import all_runs
 
-    for r in RunIndex(a.root).list():
+    for r in all_runs(a.root):
         m = r["metrics"]
         acc = f"test_acc={m['test_acc']:.4f}" if "test_acc" in m else ""
         print(f"{r['status']:8s} seed={r['seed']:<3d} {r['name']:20s} {acc}  {r['path']}")
@@ -71,9 +84,16 @@ def _cmd_runs_list(a: argparse.Namespace) -> int:
 
 
 def _cmd_runs_table(a: argparse.Namespace) -> int:
-    from robustlab.runs import RunIndex, format_table
+    from robustlab.runs import all_runs, default_root, format_table, table
 
-    print(format_table(RunIndex(a.root).table(a.group_by, a.metric), a.group_by, a.metric))
+    runs = all_runs(a.root)
+    if not any(r["status"] == "done" for r in runs):
+        print(f"no finished runs under {a.root or default_root()}", file=sys.stderr)
+    rows = table(runs, a.group_by, a.metric)
+    for r in rows:
+        if r["warning"]:
+            print(f"warning: {r['warning']}", file=sys.stderr)
+    print(format_table(rows, a.group_by, a.metric))
     return 0
 
 
@@ -184,8 +204,10 @@ def _cmd_attack(a: argparse.Namespace) -> int:
     with torch.no_grad():
         clean = torch.cat([attacks.predict(model(x[i:i + a.batch_size]))
                            for i in range(0, len(x), a.batch_size)]) == y
+    from robustlab import progress as bars
+
     gen = torch.Generator(device=a.device).manual_seed(a.seed)
-    for i in range(0, len(x), a.batch_size):
+    for i in bars.bar(range(0, len(x), a.batch_size), desc=f"attack {a.attack}", unit="batch"):  # a terminal only
         yb = y[i:i + a.batch_size]
         tb = {"target": torch.full_like(yb, a.target)} if a.target is not None else {}
         results.append(spec(model, x[i:i + a.batch_size], yb, generator=gen, **params, **tb))
@@ -195,7 +217,8 @@ def _cmd_attack(a: argparse.Namespace) -> int:
     summary = {
         "attack": a.attack, "params": params, "target": a.target, "n": len(x),
         "clean_acc": float(clean.float().mean()),
-        "success_rate": float(success.float().mean()),
+        "success_rate": float(success.float().mean()),  # over all n points, misclassified ones included
+        "success_rate_over_correct": float((success & clean).sum() / clean.sum()) if clean.any() else None,
         "robust_acc": float((clean & ~success).float().mean()),
         "unverified": int(sum(int(r.unverified.sum()) for r in results)),
         "nan_logits": int(sum(int(r.flagged.sum()) for r in results)),
@@ -223,7 +246,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if a.version == "custom":
         if not a.attacks:
             raise InputError("--version custom needs --attacks NAME[,NAME...]")
-        custom = [(name, {}) for name in a.attacks.split(",")]
+        custom = [(name.strip(), {}) for name in a.attacks.split(",") if name.strip()]
     label = a.run or a.model
     if a.out:
         out = Path(a.out)
@@ -236,8 +259,24 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                     custom=custom, batch_size=a.batch_size, seed=a.seed, checks=not a.no_checks, out=out,
                     meta={"model": str(label), "weights": a.weights,
                           "data": a.data or a.dataset or "from the run's config"}, progress=True,
-                    minnorm=a.minnorm.split(",") if a.minnorm else None)
+                    minnorm=a.minnorm.split(",") if a.minnorm else None, restart=a.restart)
+    from robustlab.evaluate.shard import is_main
+
+    if not is_main(a.device):  # torchrun: rank 0 reports (every rank holds the same gathered card)
+        return 0
     print(summary(card))
+    if a.run:
+        from robustlab.runs import record_evaluation
+
+        if record_evaluation(a.run, card):  # runs table --metric robust_acc@EPS
+            print(f"indexed: robust_acc@{card['threat_model']['norm']}:EPS in {Path(a.run).parent / 'index.sqlite'}",
+                  file=sys.stderr)
+    if a.tensorboard:
+        from robustlab.sinks import write_card_scalars
+
+        tb = out.parent / "tensorboard" / out.stem
+        if write_card_scalars(card, tb):
+            print(f"tensorboard scalars: {tb}", file=sys.stderr)
     plot_curves({Path(label).name: card}, out.with_suffix(".png"))
     print(f"model card: {out}", file=sys.stderr)
     return 0
@@ -301,19 +340,20 @@ def _analysis_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
     import torch
 
     torch.manual_seed(a.seed)
-    model, x, y = _load_model_and_data(argparse.Namespace(run=a.run, model=None, data=a.data, n=a.n, device=a.device))
-    out = Path(a.out) if a.out else Path(a.run) / "analysis"
+    model, x, y = _load_model_and_data(a)
+    out = Path(a.out) if a.out else (Path(a.run) / "analysis" if a.run else Path("analysis"))
     out.mkdir(parents=True, exist_ok=True)
     return model, x, y, out
 
 
 def _cmd_analyze_gradients(a: argparse.Namespace) -> int:
     from robustlab.analysis import gradients as G
+    from robustlab.experiments.helland2020 import gradient_rows_png
     from robustlab.io import atomic_write_json
 
     model, x, y, out = _analysis_inputs(a)
     g, _ = G.loss_gradient(model, x, y)
-    path = G.plot_gradient_grid({Path(a.run).name: (x, g)}, out / "gradients.png", col_titles=[str(int(c)) for c in y])
+    path = gradient_rows_png({Path(a.run or a.model).name: (x, g)}, out / "gradients.png", [str(int(c)) for c in y])
     summary = G.gradient_summary(model, x, y)
     atomic_write_json(out / "gradients.json", summary)
     print(json.dumps(summary, indent=2))
@@ -402,9 +442,54 @@ def _cmd_analyze_logits(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_analyze_invert(a: argparse.Namespace) -> int:
+    import torch
+
+    from robustlab.analysis import inversion as inv
+    from robustlab.io import atomic_write_json
+    from robustlab.report import figures
+
+    model, x, _, out = _analysis_inputs(a)
+    with torch.no_grad():
+        k = model(x[:1]).shape[1]
+    t = torch.arange(k, device=x.device).repeat(a.seeds)
+    start = torch.cat([inv.shared_noise(tuple(x.shape[1:]), k, seed=a.seed + s, kind=a.noise,
+                                        mean=x.mean((0, 2, 3)).tolist(), std=x.std((0, 2, 3)).tolist())
+                       for s in range(a.seeds)]).to(x.device)
+    r = inv.invert(model, t, start, steps=a.steps, step_size=a.step_size, norm=a.norm)
+    grid = inv.minmax(torch.cat([start[:k], r.images]).cpu()).view(a.seeds + 1, k, *x.shape[1:])
+    figures.save(figures.image_grid(grid, row_labels=["noise"] + [f"seed {a.seed + s}" for s in range(a.seeds)],
+                                    col_labels=[str(c) for c in range(k)]), out / "inversions.png")
+    summary = {"steps": a.steps, "step_size": a.step_size, "norm": a.norm,
+               "target_prob": [float(v) for v in r.target_prob]}
+    atomic_write_json(out / "inversions.json", summary)
+    print(json.dumps({"mean_target_prob": float(r.target_prob.mean())}, indent=2))
+    print(f"inversion grid: {out / 'inversions.png'}", file=sys.stderr)
+    return 0
+
+
+def _cmd_analyze_large_eps(a: argparse.Namespace) -> int:
+    import torch
+
+    from robustlab.analysis import inversion as inv
+    from robustlab.report import figures
+
+    model, x, y, out = _analysis_inputs(a)
+    target = None
+    if a.mode == "targeted" and a.target is not None:
+        target = torch.full_like(y, a.target)
+    xa, pred = inv.large_eps_examples(model, x, y, norm=a.norm, eps=a.eps, mode=a.mode, target=target, steps=a.steps)
+    strips = inv.interpolate(x, xa, n=a.interpolate).cpu()
+    figures.save(figures.image_grid(strips, row_labels=[f"{int(c)} -> {int(p)}" for c, p in zip(y, pred)],
+                                    col_labels=[f"{v:.2f}" for v in torch.linspace(0, 1, a.interpolate).tolist()],
+                                    title=f"{a.mode} large-eps examples, {a.norm} eps {a.eps}"), out / "large_eps.png")
+    print(json.dumps({"changed_label": float((pred != y).float().mean()), "eps": a.eps, "norm": a.norm}, indent=2))
+    print(f"large-eps strips: {out / 'large_eps.png'}", file=sys.stderr)
+    return 0
+
+
 def _add_analyze_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="run folder or model folder")
-    p.add_argument("--data", default=None, help="dataset (default: the run's)")
+    _add_model_args(p)
     p.add_argument("--n", type=int, default=10, help="first N test points")
     p.add_argument("--out", default=None, help="output folder (default RUN/analysis)")
     p.add_argument("--seed", type=int, default=0)
@@ -441,15 +526,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("runs", help="the index of runs").add_subparsers(dest="runs_command", required=True)
     rl = r.add_parser("list", help="list runs")
-    rl.add_argument("--root", default="runs")
+    rl.add_argument("--root", default=None, help="runs root (default $ROBUSTLAB_RUNS or ./runs)")
     rl.set_defaults(fn=_cmd_runs_list)
     rt = r.add_parser("table", help="mean ± std of a metric grouped by a config key")
-    rt.add_argument("--group-by", required=True, help="dotted config key, e.g. objective.name")
-    rt.add_argument("--metric", required=True, help="final metric, e.g. test_acc")
-    rt.add_argument("--root", default="runs")
+    rt.add_argument("--group-by", dest="group_by", default=None,
+                    help="dotted config key(s), e.g. objective.name or objective.name,optim.lr; default: the whole "
+                         "config minus the seed (warns when a key pools runs whose configs differ otherwise)")
+    rt.add_argument("--metric", required=True, help="final metric, e.g. test_acc, or an evaluation's robust accuracy: "
+                                                     "robust_acc@EPS or robust_acc@NORM:EPS, e.g. robust_acc@8/255")
+    rt.add_argument("--root", default=None, help="runs root (default $ROBUSTLAB_RUNS or ./runs)")
     rt.set_defaults(fn=_cmd_runs_table)
 
-    at = sub.add_parser("attack", help="attack a trained model; print success rate and robust accuracy")
+    at = sub.add_parser("attack", help="attack a trained model; print success rate and robust accuracy",
+                        description="Prints JSON: clean_acc, robust_acc, success_rate_over_correct (verified "
+                                    "adversarial examples among the correctly classified points: the usual attack "
+                                    "success rate) and success_rate (verified misclassified outputs among all n "
+                                    "points, already misclassified points included).")
     _add_model_args(at)
     at.add_argument("--attack", required=True)
     at.add_argument("--norm", default=None, type=_attack_norm,
@@ -462,7 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--restarts", type=int, default=None)
     at.add_argument("--param", action="append", metavar="KEY=VALUE",
                     help="other attack parameters, typed from the attack's signature (e.g. alpha_final=0.001)")
-    at.add_argument("--n", type=int, default=1000, help="first N test points (0 = all)")
+    at.add_argument("--n", "--n-points", dest="n", type=int, default=1000,
+                    help="first N test points (0 = all)")
     at.add_argument("--batch-size", dest="batch_size", type=int, default=500)
     at.add_argument("--seed", type=int, default=0)
     at.add_argument("--device", default="cpu")
@@ -489,15 +582,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="standard: AutoAttack's attacks with adaptive stopping (evaluate/ensemble.py); paper: "
                          "AutoAttack's standard version exactly")
     ev.add_argument("--attacks", default=None, help="with --version custom: comma-separated attack names")
-    ev.add_argument("--n", type=int, default=1000, help="first N test points (0 = all)")
+    ev.add_argument("--n", "--n-points", dest="n", type=int, default=1000,
+                    help="first N test points (0 = all)")
     ev.add_argument("--batch-size", dest="batch_size", type=int, default=500)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--minnorm", nargs="?", const="minimum", default=None,
                     help="also the min-norm route: comma-separated min-norm attacks; the flag alone runs "
                          "'minimum' (the per-norm portfolio of attacks/minimum.py)")
+    ev.add_argument("--tensorboard", action="store_true",
+                    help="also write clean / robust accuracy per eps to CARD_FOLDER/tensorboard/CARD_NAME/ "
+                         "(optional extra tensorboard)")
     ev.add_argument("--no-checks", dest="no_checks", action="store_true", help="skip the sanity checklist")
-    ev.add_argument("--out", default=None, help="model card JSON (default RUN/eval_NORM_VERSION.json); resumes")
+    ev.add_argument("--out", default=None, help="model card JSON (default RUN/eval_NORM_VERSION_nN_epsE.json); resumes "
+                    "an interrupted run of the same evaluation (same weights, data, attacks, seed, ...)")
+    ev.add_argument("--restart", action="store_true",
+                    help="discard a saved state of a different evaluation at --out instead of refusing")
     ev.set_defaults(fn=_cmd_evaluate)
 
     de = sub.add_parser("demo", help="the main job: train standard and adversarially trained models, attack them")
@@ -539,6 +639,23 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--seed", type=int, default=0)
     al.add_argument("--device", default="cpu")
     al.set_defaults(fn=_cmd_analyze_logits)
+    ai = ans.add_parser("invert", help="model inversion: unbounded targeted PGD from shared noise, a column per class")
+    _add_analyze_common(ai)
+    ai.add_argument("--steps", type=int, default=300)
+    ai.add_argument("--step-size", type=float, default=0.01)
+    ai.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    ai.add_argument("--seeds", type=int, default=1, help="noise seeds (rows)")
+    ai.add_argument("--noise", default="grey", choices=["grey", "uniform"])
+    ai.set_defaults(fn=_cmd_analyze_invert)
+    ale = ans.add_parser("large-eps", help="large-eps adversarial examples with interpolation strips")
+    _add_analyze_common(ale)
+    ale.add_argument("--eps", type=float, default=0.3, help="Tsipras et al. Table 3: MNIST linf 0.3, l2 4")
+    ale.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    ale.add_argument("--mode", default="untargeted", choices=["untargeted", "targeted"])
+    ale.add_argument("--target", type=int, default=None, help="targeted: this class (default: label + 1)")
+    ale.add_argument("--steps", type=int, default=100)
+    ale.add_argument("--interpolate", type=int, default=8, help="images per interpolation strip")
+    ale.set_defaults(fn=_cmd_analyze_large_eps)
     return p
 
 
@@ -546,11 +663,12 @@ def main(argv: list[str] | None = None) -> int:
     from robustlab.config import ConfigError
     from robustlab.data.checks import InputError
     from robustlab.models.io import CheckpointError
+    from robustlab.runs import RunLockedError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
-    except (ConfigError, InputError, CheckpointError, OSError, ValueError) as e:
+    except (ConfigError, InputError, CheckpointError, RunLockedError, OSError, ValueError) as e:
         print(f"robustlab: error: {e}", file=sys.stderr)
         return 2
 

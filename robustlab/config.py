@@ -80,6 +80,11 @@ class EvalConfig:
 
 
 @dataclass
+class LogConfig:
+    tensorboard: bool = False  # per-epoch metrics also to RUN/tensorboard/ (optional extra `tensorboard`)
+
+
+@dataclass
 class TrainConfig:
     name: str = "run"
     epochs: int = 2
@@ -97,6 +102,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -104,7 +110,7 @@ class TrainConfig:
     def hash(self) -> str:
         """Hash of everything that changes the trained weights (not the name or logging)."""
         d = self.to_dict()
-        for k in ("name", "save_logits", "logits_splits", "logits_dtype", "keep_checkpoints"):
+        for k in ("name", "save_logits", "logits_splits", "logits_dtype", "keep_checkpoints", "log"):
             d.pop(k)
         d["eval"] = None
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
@@ -119,13 +125,44 @@ def _from_dict(cls: type, d: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"unknown key(s) {sorted(unknown)} in {where or 'config'}; known: {sorted(fields)}")
     kwargs = {}
     defaults = cls()
+    hints = _hints(cls)
     for k, v in d.items():
         default = getattr(defaults, k)
         if dataclasses.is_dataclass(default):
             kwargs[k] = _from_dict(type(default), v, f"[{k}]")
         else:
-            kwargs[k] = _coerce(v, default, f"{where + '.' if where else ''}{k}")
+            key = f"{where.strip('[]') + '.' if where else ''}{k}"
+            kwargs[k] = _check_type(_coerce(v, default, key), hints.get(k), key)
     return cls(**kwargs)
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    import typing
+
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation falls back to the default-based check
+        return {}
+
+
+def _check_type(v: Any, hint: Any, key: str) -> Any:
+    """Check a value against its field's annotation: int fields need integers (1.5 is not an epoch count),
+    float fields finite numbers (inf/NaN learning rates only fail later, mid-training), lists their element
+    type. Runs before anything is written."""
+    import math
+    import typing
+
+    if hint is int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{key} must be an integer, got {v!r}")
+    elif hint is float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ConfigError(f"{key} must be a finite number, got {v!r}")
+        return float(v)
+    elif typing.get_origin(hint) is list and isinstance(v, list):
+        (inner,) = typing.get_args(hint) or (Any,)
+        return [_check_type(e, inner, f"{key}[{i}]") for i, e in enumerate(v)]
+    return v
 
 
 def _coerce(v: Any, default: Any, key: str) -> Any:
@@ -203,7 +240,21 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
         raise ConfigError(f"logits_dtype must be 'float16' or 'float32', got {cfg.logits_dtype!r}")
     if any(not isinstance(e, int) or e < 1 for e in cfg.keep_checkpoints):
         raise ConfigError(f"keep_checkpoints must list epochs >= 1, got {cfg.keep_checkpoints}")
+    _check_ranges(cfg)
     return cfg
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    """Values that type-check but cannot work; refused before a run folder is written."""
+    lows = {"eval.n": 0, "eval.batch_size": 1, "eval.attack_n": 0, "eval.eps": 0, "eval.steps": 0, "logits_n": 0,
+            "data.n_train": 0, "data.n_test": 0, "data.crop_padding": 0, "optim.lr": 0, "optim.momentum": 0,
+            "optim.weight_decay": 0}
+    for key, lo in lows.items():
+        node: Any = cfg
+        for part in key.split("."):
+            node = getattr(node, part, None)
+        if isinstance(node, int | float) and not isinstance(node, bool) and node < lo:
+            raise ConfigError(f"{key} must be >= {lo}, got {node!r}")
 
 
 # ------------------------------------------------------------------------------------ TOML output

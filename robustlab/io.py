@@ -44,6 +44,23 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def strict_json(obj: Any) -> Any:
+    """A copy of `obj` that is strict JSON: non-finite floats (inf, NaN) become None (null), tuples lists,
+    tensors/arrays their lists, Paths strings. Writers of model cards and results use it, so every file is
+    readable by any JSON parser (Python's json writes the non-standard Infinity/NaN otherwise)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {str(k) if not isinstance(k, str) else k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return strict_json(obj.tolist())
+    return obj
+
+
 def _json_default(o: Any) -> Any:
     if hasattr(o, "tolist"):
         return o.tolist()

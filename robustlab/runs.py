@@ -4,7 +4,9 @@ A run folder holds ``config.toml``, ``model.safetensors`` + ``model.json``, ``ch
 ``metrics.jsonl`` (one JSON object per epoch), ``epochs/epoch_NNN/`` (kept checkpoints), ``logits/``
 (when asked; ``read_logits``) and ``figures/``.
 ``<root>/index.sqlite`` (WAL mode, safe for concurrent writers) indexes every run under ``root``
-with its config and final metrics, so "mean ± std over seeds" is one query.
+with its config and final metrics, so "mean ± std over seeds" is one query; ``robustlab evaluate RUN``
+adds the card's robust accuracies (``robust_acc@NORM:EPS``) to the run's row. ``all_runs`` reads the
+index of a root and those of its sub-folders (the demo trains under ``runs/cache/``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,95 @@ from torch import Tensor
 from robustlab.config import dumps_toml
 from robustlab.io import atomic_write_text
 
-DEFAULT_ROOT = Path(os.environ.get("ROBUSTLAB_RUNS", "runs"))
+DEFAULT_ROOT = Path(os.environ.get("ROBUSTLAB_RUNS", "runs"))  # at import; default_root() reads it now
+LOCK_NAME = ".lock"
+
+
+def default_root() -> Path:
+    """The runs root: $ROBUSTLAB_RUNS when set (read at call time), else ./runs."""
+    return Path(os.environ.get("ROBUSTLAB_RUNS") or "runs")
+
+
+class RunLockedError(RuntimeError):
+    """Another live process holds the run folder's lock."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder: ``<run>/.lock`` holds the owner's PID and host.
+
+    A second process asking for the same folder gets RunLockedError naming the first's PID; a lock left
+    by a dead process (same host, PID gone) is taken over. Created with O_EXCL, so two processes racing
+    for a free folder cannot both win. Use as a context manager or call acquire()/release().
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / LOCK_NAME
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()})
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = _read_lock(self.path)
+                if owner is None or (owner.get("host") == socket.gethostname() and not _pid_alive(owner["pid"])):
+                    try:  # stale (dead PID) or unreadable (torn write): take it over
+                        self.path.unlink()
+                    except FileNotFoundError:
+                        pass
+                    continue
+                if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+                    raise RunLockedError(
+                        f"{self.path.parent} is already locked by this process (PID {os.getpid()})") from None
+                raise RunLockedError(f"{self.path.parent} is in use by another robustlab process (PID "
+                                     f"{owner.get('pid')} on {owner.get('host')}); wait for it to finish, or "
+                                     f"delete {self.path} if that process is gone") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            self.held = True
+            return self
+        raise RunLockedError(f"could not take the lock {self.path}")
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) and isinstance(d.get("pid"), int) else None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def write_config(run_dir: Path, cfg: dict[str, Any]) -> None:
@@ -46,10 +136,16 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 class RunIndex:
     """``index.sqlite`` under a runs root: one row per run folder."""
 
-    def __init__(self, root: str | Path = DEFAULT_ROOT):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, root: str | Path | None = None, *, create: bool = True):
+        """`root` None = default_root(). With ``create=False`` (listing, tables) nothing is created: a
+        missing index reads as empty."""
+        self.root = Path(root) if root is not None else default_root()
         self.path = self.root / "index.sqlite"
+        self.exists = self.path.is_file()
+        if not create:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.exists = True
         with self._connect() as con:
             con.execute(
                 "CREATE TABLE IF NOT EXISTS runs (path TEXT PRIMARY KEY, name TEXT, config_hash TEXT, "
@@ -75,7 +171,15 @@ class RunIndex:
                  now, now, json.dumps(cfg, sort_keys=True), json.dumps(metrics or {}, sort_keys=True)),
             )
 
+    def mark(self, run_dir: Path, status: str) -> None:
+        """Set a recorded run's status (e.g. "failed" when training crashed), keeping its config and metrics."""
+        with self._connect() as con:
+            con.execute("UPDATE runs SET status=?, updated=? WHERE path=?",
+                        (status, time.time(), str(Path(run_dir).resolve())))
+
     def list(self) -> list[dict[str, Any]]:
+        if not self.exists:
+            return []
         with self._connect() as con:
             rows = con.execute(
                 "SELECT path, name, config_hash, seed, status, updated, config, metrics FROM runs ORDER BY updated"
@@ -86,20 +190,171 @@ class RunIndex:
             for r in rows
         ]
 
-    def table(self, group_by: str, metric: str) -> list[dict[str, Any]]:
-        """Mean ± sample std of `metric` per value of the dotted config key `group_by` (finished runs)."""
-        groups: dict[str, list[float]] = {}
-        for run in self.list():
-            if run["status"] != "done" or metric not in run["metrics"]:
-                continue
-            key = json.dumps(_get_dotted(run["config"], group_by))
-            groups.setdefault(key, []).append(float(run["metrics"][metric]))
-        out = []
-        for key, vals in sorted(groups.items()):
-            mean = sum(vals) / len(vals)
-            std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
-            out.append({group_by: json.loads(key), "n": len(vals), "mean": mean, "std": std})
-        return out
+    def table(self, group_by: str | None, metric: str) -> list[dict[str, Any]]:
+        """Mean ± sample std of `metric` over this index's finished runs; see ``runs.table``."""
+        return table(self.list(), group_by, metric)
+
+    def add_metrics(self, run_dir: Path, metrics: dict[str, Any]) -> bool:
+        """Merge `metrics` into a recorded run's metrics (e.g. an evaluation's robust accuracies); False when
+        the run is not in this index."""
+        if not self.exists:
+            return False
+        key = str(Path(run_dir).resolve())
+        with self._connect() as con:
+            row = con.execute("SELECT metrics FROM runs WHERE path=?", (key,)).fetchone()
+            if row is None:
+                return False
+            merged = {**json.loads(row[0]), **metrics}
+            con.execute("UPDATE runs SET metrics=?, updated=? WHERE path=?",
+                        (json.dumps(merged, sort_keys=True), time.time(), key))
+        return True
+
+
+# Keys that do not make two runs different experiments: seeds, names, paths, logging and storage options.
+POOLABLE_KEYS = ("seed", "name", "data.root", "data.val_seed", "device", "log", "save_logits", "logits_splits",
+                 "logits_dtype", "keep_checkpoints")
+
+
+def experiment_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config minus what may differ between repetitions of one experiment (``POOLABLE_KEYS``)."""
+    d = json.loads(json.dumps(cfg))
+    for key in POOLABLE_KEYS:
+        node, parts = d, key.split(".")
+        for p in parts[:-1]:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(parts[-1], None)
+    return d
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict) or not d:
+        return {prefix: d} if prefix else {}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}.{k}" if prefix else k))
+    return out
+
+
+def all_runs(root: str | Path | None = None, depth: int = 3) -> list[dict[str, Any]]:
+    """Every run of ``root/index.sqlite`` and of the indices in its sub-folders (e.g. the demo's
+    ``runs/cache/index.sqlite``), up to `depth` levels down; run folders themselves are not entered.
+    Creates nothing."""
+    root = Path(root) if root is not None else default_root()
+    found, stack = [], [(root, 0)]
+    while stack:
+        folder, level = stack.pop()
+        if (folder / "index.sqlite").is_file():
+            found.append(folder)
+        if level >= depth or (folder / "config.toml").is_file() or (folder / "model.json").is_file():
+            continue
+        try:
+            subs = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+        except OSError:
+            continue
+        stack += [(p, level + 1) for p in subs]
+    runs = [r for f in sorted(found) for r in RunIndex(f, create=False).list()]
+    return sorted(runs, key=lambda r: r["updated"])
+
+
+_EVAL_METRIC = "robust_acc@"
+
+
+def evaluation_metrics(card: dict[str, Any]) -> dict[str, float]:
+    """A model card's numbers as index metrics: ``robust_acc@NORM:EPS`` (every eps; EPS printed with %g)
+    and ``eval_clean_acc``; ``runs table --metric robust_acc@8/255`` (or ``robust_acc@linf:0.1``) reads them."""
+    norm = card["threat_model"]["norm"]
+    out = {f"{_EVAL_METRIC}{norm}:{float(e):g}": float(a) for e, a in card["robust_accuracy"].items()}
+    out["eval_clean_acc"] = float(card["clean_accuracy"])
+    return out
+
+
+def record_evaluation(run_dir: str | Path, card: dict[str, Any]) -> bool:
+    """Add an evaluation's robust accuracies to the run's row in the index of its root (the run folder's
+    parent, where the Trainer recorded it). False when the run is not indexed there."""
+    run_dir = Path(run_dir)
+    return RunIndex(run_dir.parent, create=False).add_metrics(run_dir, evaluation_metrics(card))
+
+
+def _metric_value(metrics: dict[str, Any], metric: str) -> float | None:
+    """`metric` in a run's metrics; ``robust_acc@EPS`` / ``robust_acc@NORM:EPS`` match any spelling of EPS
+    (8/255 or 0.0313725); without NORM, the one norm evaluated at that eps (None when several are)."""
+    if metric in metrics:
+        v = metrics[metric]
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    if not metric.startswith(_EVAL_METRIC):
+        return None
+    from robustlab.units import canonical_norm, parse_number
+
+    want = metric[len(_EVAL_METRIC):]
+    norm, _, eps_text = want.rpartition(":")
+    eps = parse_number(eps_text)
+    norm = canonical_norm(norm) if norm else None
+    hits = []
+    for k, v in metrics.items():
+        if not k.startswith(_EVAL_METRIC) or ":" not in k:
+            continue
+        n, _, e = k[len(_EVAL_METRIC):].partition(":")
+        if (norm is None or n == norm) and math.isclose(float(e), eps, rel_tol=1e-5, abs_tol=1e-9):
+            hits.append(float(v))
+    return hits[0] if len(hits) == 1 else None
+
+
+def table(runs: list[dict[str, Any]], group_by: str | None, metric: str) -> list[dict[str, Any]]:
+    """Mean ± sample std of `metric` over finished runs, one row per experiment.
+
+    Without `group_by`, runs are grouped by their whole config minus the seed, names, paths and logging
+    (``experiment_config``): a row is one experiment repeated over seeds. With `group_by` (a dotted config
+    key, or several separated by commas), rows are its values; a row pooling runs whose experiment configs
+    differ in anything else gets ``warning`` naming the keys that differ (``runs table`` prints it on stderr).
+    `metric`: a final metric (``test_acc``) or an evaluation's ``robust_acc@EPS`` / ``robust_acc@NORM:EPS``
+    (``record_evaluation``). A metric no finished run has raises InputError listing those that exist.
+    """
+    from robustlab.data.checks import InputError
+
+    done = [r for r in runs if r["status"] == "done"]
+    vals = [(r, _metric_value(r["metrics"], metric)) for r in done]
+    vals = [(r, v) for r, v in vals if v is not None]
+    if done and not vals:
+        known = sorted({k for r in done for k, v in r["metrics"].items()
+                        if isinstance(v, int | float) and not isinstance(v, bool)})
+        raise InputError(f"no finished run has the metric {metric!r}; known: {', '.join(known)} "
+                         f"(evaluations: robust_acc@EPS or robust_acc@NORM:EPS, e.g. robust_acc@8/255)")
+    keys = [k.strip() for k in group_by.split(",") if k.strip()] if group_by else []
+    groups: dict[str, list[tuple[dict[str, Any], float]]] = {}
+    for r, v in vals:
+        exp = experiment_config(r["config"])
+        gk = [_get_dotted(r["config"], k) for k in keys] if keys else [exp]
+        groups.setdefault(json.dumps(gk, sort_keys=True), []).append((r, v))
+    out = []
+    for gkey, members in sorted(groups.items()):
+        xs = [v for _, v in members]
+        mean = sum(xs) / len(xs)
+        std = math.sqrt(sum((v - mean) ** 2 for v in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+        exps = [_flatten(experiment_config(r["config"])) for r, _ in members]
+        configs = {json.dumps(e, sort_keys=True) for e in exps}
+        row: dict[str, Any] = {"n": len(xs), "mean": mean, "std": std, "configs": len(configs), "warning": None}
+        if keys:
+            row.update(zip(keys, json.loads(gkey)))
+            if len(keys) > 1:
+                row[group_by] = ", ".join(str(row[k]) for k in keys)
+        else:
+            names = sorted({r["name"] for r, _ in members})
+            row["experiment"] = f"{', '.join(names)} [{_short_hash(gkey)}]"
+        if len(configs) > 1:
+            differ = sorted(k for k in set().union(*exps) if len({json.dumps(e.get(k)) for e in exps}) > 1)
+            what = ", ".join(f"{k}={row[k]!r}" for k in keys)
+            row["warning"] = (f"{what} pools {len(xs)} runs of {len(configs)} different configs (they differ in "
+                              f"{', '.join(differ)}); add those keys to --group-by, or omit --group-by to group "
+                              "by the whole config minus the seed")
+        out.append(row)
+    return out
+
+
+def _short_hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def _get_dotted(d: dict[str, Any], key: str) -> Any:
@@ -111,10 +366,11 @@ def _get_dotted(d: dict[str, Any], key: str) -> Any:
     return node
 
 
-def format_table(rows: list[dict[str, Any]], group_by: str, metric: str) -> str:
-    """Markdown table of RunIndex.table rows."""
-    lines = [f"| {group_by} | n | {metric} (mean ± std) |", "|---|---|---|"]
-    lines += [f"| {r[group_by]} | {r['n']} | {r['mean']:.4f} ± {r['std']:.4f} |" for r in rows]
+def format_table(rows: list[dict[str, Any]], group_by: str | None, metric: str) -> str:
+    """Markdown table of ``table`` rows (column `group_by`, or the experiment when None)."""
+    col = group_by or "experiment"
+    lines = [f"| {col} | n | {metric} (mean ± std) |", "|---|---|---|"]
+    lines += [f"| {r[col]} | {r['n']} | {r['mean']:.4f} ± {r['std']:.4f} |" for r in rows]
     return "\n".join(lines)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from robustlab import attacks, ops
-from robustlab.attacks.portfolio import MIN_STEPS, PORTFOLIO, plan
+from robustlab.attacks.portfolio import MIN_SHARE, MIN_STEPS, PORTFOLIO, plan
 from robustlab.data.checks import InputError
 from tests.helpers import digits_mlp
 from tests.test_attacks_minnorm import closed_form, linear_case
@@ -20,10 +20,15 @@ def mlp():
 
 @pytest.mark.parametrize("p", sorted(PORTFOLIO))
 def test_plan_spends_the_budget_in_the_portfolio_shares(p):
-    runs = plan(p, 200)
+    runs = plan(p, 1000)
     assert [a for a, _ in runs] == [a for a, _, _ in PORTFOLIO[p]]
-    assert sum(kw["steps"] for _, kw in runs) <= 200
-    assert sum(kw["steps"] for _, kw in runs) >= 200 - len(runs)
+    assert [kw["steps"] for _, kw in runs] == [int(s * 1000) for _, s, _ in PORTFOLIO[p]]
+    for budget in (100, 200, 333):
+        runs = plan(p, budget)
+        assert budget - len(runs) <= sum(kw["steps"] for _, kw in runs) <= budget
+        assert all(kw["steps"] >= MIN_SHARE.get(a, MIN_STEPS) for a, kw in runs)
+        if budget < 200 and any(a == "pdpgd_r" for a, _, _ in PORTFOLIO[p]):
+            assert "pdpgd_r" not in [a for a, _ in runs]  # its dual needs ~100 iterations: left out
     small = plan(p, MIN_STEPS)  # too small to split: everything to the first attack
     assert small == [(PORTFOLIO[p][0][0], {**PORTFOLIO[p][0][2], "steps": MIN_STEPS})]
     with pytest.raises(InputError):

@@ -28,3 +28,18 @@ def test_analyze_gradients_writes_grid_and_norms(run_dir, tmp_path, capsys):
     assert (tmp_path / "gradients.png").stat().st_size > 1000
     assert json.loads((tmp_path / "gradients.json").read_text()) == s
     assert main(["analyze", "gradients", str(tmp_path / "nope")]) == 2
+
+
+def test_analyze_invert_and_large_eps(run_dir, tmp_path, capsys):
+    from robustlab.cli import main
+
+    capsys.readouterr()
+    assert main(["analyze", "invert", str(run_dir), "--steps", "20", "--step-size", "0.02", "--seeds", "2",
+                 "--out", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["mean_target_prob"] > 0.5
+    assert len(json.loads((tmp_path / "inversions.json").read_text())["target_prob"]) == 20
+    assert (tmp_path / "inversions.png").stat().st_size > 1000
+    assert main(["analyze", "large-eps", str(run_dir), "--n", "4", "--eps", "0.3", "--steps", "20",
+                 "--out", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["changed_label"] > 0.5
+    assert (tmp_path / "large_eps.png").stat().st_size > 1000

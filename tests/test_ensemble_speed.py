@@ -54,7 +54,8 @@ def test_square_escalates_only_after_a_success(monkeypatch):
             return spec
 
         class Wrapped:
-            params, family = spec.params, spec.family
+            def __getattr__(self, key):  # the spec's name, norms, params, family, ...
+                return getattr(spec, key)
 
             def __call__(self, model, xb, yb, **kw):
                 r = spec(model, xb, yb, **kw)

@@ -11,33 +11,70 @@ FMNIST = Path("/usr/share/datasets/fashion-mnist")
 needs_fmnist = pytest.mark.skipif(not FMNIST.exists(), reason="apt-get install -y dataset-fashion-mnist")
 
 
+def _tiny(m):
+    base = {k: ({**v, "steps": 10} if "steps" in v else v) for k, v in m._quick_baselines().items()}
+    base["jsma"] = {"theta": 1.0, "gamma": 0.1}
+    return m.Profile(n=12, steps=30, epochs=1, n_train=600, models=["plain", "linf-AT"], restarts=[1, 2],
+                     pgd_steps=5, pgd_grid=[1, 5], baselines=base, jsma_n=2, group_n=6, group_epochs=1, fig_n=3)
+
+
 @needs_fmnist
 def test_matyasko2020_pdpgd_tiny_profile(tmp_path, monkeypatch):
     from robustlab.experiments import matyasko2020 as m
 
-    monkeypatch.setitem(m.PROFILES, "tiny", m.Profile(n=12, steps=30, epochs=1, n_train=600))
+    monkeypatch.setitem(m.PROFILES, "tiny", _tiny(m))
     monkeypatch.setenv("ROBUSTLAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("robustlab.experiments.common.CACHE_ROOT", tmp_path / "cache")
     res = m.run(out=tmp_path / "out", profile="tiny")
-    assert set(res["models"]) == {"plain", "linf-AT", "l2-AT"}
-    assert res["models"]["plain"]["norms"]["l2"]["pdpgd"]["success_rate"] > 0.5
+    assert set(res["models"]) == {"plain", "linf-AT"}
+    assert res["models"]["plain"]["norms"]["l2"]["pdpgd-1"]["success_rate"] > 0.5
     for norm in ("l2", "linf", "l1", "l0"):
         rows = res["models"]["plain"]["norms"][norm]
-        assert {"median_norm", "mean_norm", "success_rate", "rho_adv", "robust_acc"} <= set(rows["pdpgd"])
+        assert {"median_norm", "mean_norm", "success_rate", "rho_adv", "robust_acc"} <= set(rows["pdpgd-1"])
         assert rows["bb"] == {"unavailable": True}
-        # robustlab's recipe row spends no more gradient evaluations than the thesis row it is set beside
-        assert 0 < rows["pdpgd-r"]["grad_evals_per_sample"] <= rows["pdpgd"]["grad_evals_per_sample"] + 1e-6
-        curve = list(rows["pdpgd"]["robust_acc"].values())
+        # PDPGD-2 keeps the best of PDPGD-1 and its own runs: never a larger norm, never a higher curve
+        assert rows["pdpgd-2"]["median_norm"] <= rows["pdpgd-1"]["median_norm"]
+        assert all(rows["pdpgd-2"]["robust_acc"][t] <= rows["pdpgd-1"]["robust_acc"][t] for t in m.THRESHOLDS[norm])
+        # robustlab's recipe row spends no more gradient evaluations than PDPGD-2 (its budget)
+        assert 0 < rows["pdpgd-r"]["grad_evals_per_sample"] <= 2 * 30 + 1e-6
+        curve = list(rows["pdpgd-1"]["robust_acc"].values())
         assert curve == sorted(curve, reverse=True)
         assert (tmp_path / "out" / f"robust_accuracy_{norm}.png").stat().st_size > 1000
+        if norm != "l0":  # the per-eps PGD column with its step grid
+            pgd = rows["pgd"]
+            assert set(pgd["per_step_size"]["0.5" if norm == "l2" else str(float(m.THRESHOLDS[norm][0]))]) \
+                == {"eps/1", "eps/5"}
+            assert all(pgd["robust_acc"][float(t)] == min(pgd["per_step_size"][str(float(t))].values())
+                       for t in m.THRESHOLDS[norm])
+    assert res["models"]["plain"]["norms"]["l0"]["jsma"]["n_points"] == 2
+    for col in ("deepfool", "cw", "ddn", "fab", "fmn"):
+        assert "robust_acc" in res["models"]["linf-AT"]["norms"]["l2"][col]
+    g = res["group_l0"]
+    assert g["data"] in ("cifar10", "fashion-mnist-gains3") and set(g["rows"]) == {"l0", "pixel"}
+    # a pixel count never exceeds the value count (3 values per pixel)
+    assert all(r["median_pixels"] <= r["median_values"] for r in g["rows"].values())
+    assert any("cw:" in d for d in res["deviations"]) and any("B&B" in d for d in res["deviations"])
     md = (tmp_path / "out" / "tables.md").read_text()
-    assert "## linf: mean / median perturbation norm" in md and "| l2-AT |" in md and "n/a" in md
+    assert "Table 5.1 analogue, linf" in md and "| linf-AT |" in md and "n/a" in md
+    assert "Tables 5.2-5.4 analogue: plain model" in md and "| pgd |" in md and "Group l0" in md
     assert json.loads((tmp_path / "out" / "results.json").read_text())["profile"] == "tiny"
+    assert (tmp_path / "out" / "fig5_1_examples.png").stat().st_size > 1000
     assert "data:image/png;base64" in (tmp_path / "out" / "report.html").read_text()
 
 
+def test_matyasko2020_deviations_and_cost():
+    from robustlab.experiments import matyasko2020 as m
+
+    full = m.deviations(m.PROFILES["full"])
+    assert not any(d.startswith(("cw:", "ead:", "ddn:", "PDPGD:", "PGD:")) for d in full)
+    cpu = m.deviations(m.PROFILES["cpu"])
+    assert any(d.startswith("cw:") for d in cpu) and any(d.startswith("PDPGD:") for d in cpu)
+    assert m.planned_cost(m.PROFILES["quick"])["total"] < m.planned_cost(m.PROFILES["cpu"])["total"] \
+        < m.planned_cost(m.PROFILES["full"])["total"]
+
+
 def test_registry_names():
-    assert {"demo", "matyasko2020-pdpgd"} <= set(EXPERIMENTS)
+    assert {"demo", "matyasko2020", "matyasko2020-pdpgd"} <= set(EXPERIMENTS)
     with pytest.raises(ValueError, match="unknown experiment"):
         get_experiment("nope")
 

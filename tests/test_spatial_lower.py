@@ -91,3 +91,18 @@ def test_multiclass_reduction():
     assert one.pair[0] == a
     with pytest.raises(InputError):
         L.lower_bound(m, 1.0, method="nope")
+
+
+def test_warm_start_makes_the_bound_monotone_in_eps():
+    """Spec check 10's monotonicity: warm-starting from the smaller eps never loses what it had."""
+    torch.manual_seed(4)
+    m = models.build("one_hidden", 1, 3, (5, 5), hidden=12, bias=False)
+    prev, vals = None, []
+    for eps in (0.2, 0.5, 1.0, 2.0):
+        lb = L.lower_bound(m, eps, target=1, n=3, max_iter=3, start=prev)
+        assert lb.m_norm <= eps * (1 + 1e-9)
+        vals.append(lb.delta_f)
+        prev = lb
+    assert vals == sorted(vals)
+    with pytest.raises(InputError):
+        L.algorithm1(L.binary_net(m, *prev.pair), 0.1, start=prev)

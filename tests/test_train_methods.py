@@ -213,3 +213,38 @@ def test_fgsm_rs_guard_uses_training_batch_and_previous_check(monkeypatch):
 def test_fgsm_rs_trains_with_guard(tmp_path):
     _, m = train(tiny_cfg(epochs=2, objective={"name": "fgsm_rs", "eps": 0.05}), out=tmp_path / "f")
     assert 0 <= m["guard_robust_acc"] <= 1 and m["test_acc"] > 0.5
+
+
+@pytest.mark.slow
+def test_two_network_method_under_torchrun_matches_one_process(tmp_path):
+    """Both networks run as DistributedDataParallel (double backprop through the classifier's attack):
+    2 gloo ranks end with one process's weights (measured: 1e-8 classifier, 1e-7 critic)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from robustlab.models.io import safe_torch_load
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this python")
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "game.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(root)!r})\n"
+        "from tests.test_train_methods import tiny_cfg\n"
+        "from robustlab.train.trainer import Trainer\n"
+        "cfg = tiny_cfg(epochs=1, objective={'name': 'toy_critic_game'}, data={'n_train': 256, 'n_test': 50},\n"
+        "               optim={'name': 'sgd', 'lr': 0.05, 'momentum': 0.9})\n"
+        "Trainer(cfg, sys.argv[1], index=False).fit()\n")
+    env = {**os.environ, "ROBUSTLAB_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1", "ROBUSTLAB_QUIET": "1"}
+    for cmd in ([str(torchrun), "--nproc-per-node", "2", "--master-port", "29553", str(script), str(tmp_path / "two")],
+                [sys.executable, str(script), str(tmp_path / "one")]):
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+    a, b = safe_torch_load(tmp_path / "one" / "checkpoint.pt"), safe_torch_load(tmp_path / "two" / "checkpoint.pt")
+    for name in ("model", "critic"):
+        for k, v in a["modules"][name].items():
+            assert torch.allclose(v, b["modules"][name][k], atol=1e-5), (name, k)

@@ -13,8 +13,6 @@ Units: x in [0, 1] (N, C, H, W); d = C*H*W; norms per sample over the flattened 
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -275,53 +273,6 @@ def gradient_map(grad: Tensor, clip_sigma: float = 3.0) -> Tensor:
         return (flat / flat.abs().amax(1, keepdim=True).clamp_min(1e-30)).view_as(grad)
     s = clip_sigma * flat.std(1, keepdim=True).clamp_min(1e-30)
     return ((flat.clamp(-s, s) / s + 1) / 2).view_as(grad)
-
-
-def plot_gradient_grid(rows: dict[str, tuple[Tensor, Tensor]], path: str | Path, *,
-                       col_titles: list[str] | None = None) -> Path:
-    """A grid: for each named row (images, gradients), the images on one line and their gradient maps
-    (diverging colour map for grey images) on the next. Writes a PNG at `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(rows)
-    ncol = max(len(v[0]) for v in rows.values())
-    fig, axes = plt.subplots(2 * len(names), ncol, figsize=(1.2 * ncol, 2.5 * len(names)), squeeze=False)
-    for r, name in enumerate(names):
-        imgs, grads = rows[name]
-        maps = gradient_map(grads.detach().float().cpu())
-        for j in range(ncol):
-            for k, ax in enumerate((axes[2 * r, j], axes[2 * r + 1, j])):
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if j >= len(imgs):
-                    ax.axis("off")
-                    continue
-                if k == 0:
-                    _imshow(ax, imgs[j].detach().float().cpu())
-                elif maps.shape[1] == 1:
-                    ax.imshow(maps[j, 0].numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
-                else:
-                    ax.imshow(maps[j].permute(1, 2, 0).numpy())
-            if r == 0 and col_titles and j < len(col_titles):
-                axes[0, j].set_title(col_titles[j], fontsize=7)
-        axes[2 * r, 0].set_ylabel(name, fontsize=7)
-        axes[2 * r + 1, 0].set_ylabel("grad", fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def _imshow(ax: Any, img: Tensor) -> None:
-    if img.shape[0] == 1:
-        ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
-    else:
-        ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())
 
 
 def gradient_summary(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:

@@ -29,6 +29,7 @@ from robustlab.attacks.decoupled_norm import ddn
 from robustlab.attacks.deep_fool import deepfool
 from robustlab.attacks.elastic_net import ead
 from robustlab.attacks.fast_minimum_norm import fmn
+from robustlab.attacks.high_confidence import high_confidence
 from robustlab.attacks.portfolio import minimum
 from robustlab.attacks.primal_dual import pdgd, pdpgd, pdpgd_r, recipe
 from robustlab.attacks.projected_gradient import fgsm, perturb, pgd
@@ -42,6 +43,6 @@ __all__ = [
     "REGISTRY", "AttackResult", "AttackSpec", "get", "register", "run_attack", "verify", "predict", "is_adversarial",
     "pgd", "fgsm", "perturb", "apgd", "apgd_t", "square",
     "cw", "ddn", "deepfool", "ead", "fab", "fab_t", "fmn", "jsma", "sparsefool", "pdpgd", "pdgd", "pdpgd_r",
-    "alma", "sigma_zero", "minimum", "spatial_pgd", "stadv",
+    "alma", "sigma_zero", "minimum", "spatial_pgd", "stadv", "high_confidence",
     "recipe", "primal_dual",
 ]

@@ -158,16 +158,25 @@ def _eq7(net: _Net, x: Tensor, r: Tensor, n: int, jac_mode: str, coeff: Tensor |
 
 
 def algorithm1(net: _Net, eps: float, *, n: int = 10, max_iter: int = 50, tol: float = 1e-6,
-               jac_mode: str = "autograd", x_init: str = "pinv", max_inner: int = 20) -> LowerBound:
+               jac_mode: str = "autograd", x_init: str = "pinv", max_inner: int = 20,
+               start: LowerBound | None = None) -> LowerBound:
     """Algorithm 1 (Algorithm 2 for a linear net): alternate x <- sign(alpha) (optimal over the box for
     the midpoint rule, linear in x) and r <- LMO(midpoint flow gradient), from Theorem 1's (x_*, r_*).
 
     Logs Eq. 7 and the exact delta_f per outer iteration in ``history``; returns the iterate with the
-    largest exact delta_f (so it is never below the starting point).
+    largest exact delta_f (so it is never below the starting point). ``start``: begin from another
+    construction instead (e.g. the result at a smaller eps, which is feasible here), so the returned
+    value is non-decreasing along an increasing eps grid.
     """
     if eps < 0:
         raise InputError("eps must be >= 0")
-    start = theorem1(net, eps, x_init=x_init) if net.W is not None else theorem2(net, eps)
+    thm = theorem1(net, eps, x_init=x_init) if net.W is not None else theorem2(net, eps)
+    if start is None:
+        start = thm
+    elif float(m_norm(start.r[None])) > eps * (1 + 1e-9):
+        raise InputError("the start flow is outside the budget ||M r|| <= eps")
+    else:
+        start = LowerBound(start.x, start.r, eps, _exact(net, start.x, start.r), thm.linearised, start.m_norm)
     x, r = start.x.clone(), start.r.clone()
     tv = tv_matrix(*net.hw)
     best = (start.delta_f, x.clone(), r.clone())
@@ -198,11 +207,12 @@ def algorithm1(net: _Net, eps: float, *, n: int = 10, max_iter: int = 50, tol: f
 
 
 def lower_bound(model: nn.Module, eps: float, *, method: str = "algorithm1", target: int | None = None,
-                **kw) -> LowerBound:
+                start: LowerBound | None = None, **kw) -> LowerBound:
     """Lower bound on the increase of logit_a - logit_b (multi-class reduction, 6.6) for a model.
 
     ``target`` is the class a pushed up; b = argmax_{y != a} is re-selected after each construction
     (at most 5 rounds). With ``target=None`` every a is tried and the largest exact delta_f is kept.
+    ``start`` (Algorithm 1 only): a previous construction (its pair is tried first, warm-started from it).
     Binary models (2 logits) use f = logit_1 - logit_0 for target 1.
     """
     if method not in ("algorithm1", "theorem1"):
@@ -210,6 +220,9 @@ def lower_bound(model: nn.Module, eps: float, *, method: str = "algorithm1", tar
     k = model.v.shape[0] if hasattr(model, "v") else model.weight.shape[0]
     targets = range(k) if target is None else [target]
     best: LowerBound | None = None
+    if start is not None and method == "algorithm1" and start.pair is not None and start.pair[0] in targets:
+        best = algorithm1(binary_net(model, *start.pair), eps, start=start, **kw)
+        best.pair = start.pair
     for a in targets:
         b = (a + 1) % k
         seen = set()

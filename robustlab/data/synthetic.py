@@ -140,3 +140,13 @@ def random_channel_gains(ds: Dataset, channels: int = 3, low: float = 0.5, high:
     gains = low + (high - low) * torch.rand(len(ds), channels, 1, 1, generator=g)
     meta = {**ds.meta, "channel_gains": {"channels": channels, "low": low, "high": high, "seed": seed}}
     return Dataset(ds.x * gains, ds.y.clone(), ds.num_classes, ds.class_names, f"{ds.name}-gains{channels}", meta)
+
+
+@register("fashion-mnist-gains3", "Fashion-MNIST as 3-channel colour stand-in: channel c of image k is "
+                                  "g[k, c] * x[k], g ~ U[0.5, 1] (random_channel_gains; seed 0 train, 1 test)")
+def load_fashion_gains3(split: str, root: str | os.PathLike | None = None, **kw: object) -> Dataset:
+    """Fashion-MNIST with random per-image channel gains (3 channels), for group-l0 contrasts without CIFAR-10."""
+    from robustlab.data.dataset import load
+
+    ds = random_channel_gains(load("fashion-mnist", split, root), 3, seed=int(split == "test"))
+    return Dataset(ds.x, ds.y, ds.num_classes, ds.class_names, "fashion-mnist-gains3", ds.meta)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from robustlab import attacks
-from robustlab.evaluate.verify import predict, verify
+from robustlab.data.checks import InputError
+from robustlab.evaluate import shard
+from robustlab.evaluate.verify import NORM_TOL, verify
 from robustlab.io import atomic_write_json
 from robustlab.models.layout import channels_last
 from robustlab.ops import norm as norm_of
@@ -51,9 +54,23 @@ class EnsembleResult:
     seconds: dict[str, float] = field(default_factory=dict)
     unavailable: list[str] = field(default_factory=list)
     adv_norms: dict[float, list[float]] = field(default_factory=dict)
+    key: dict[str, Any] = field(default_factory=dict)  # evaluation_key: what the numbers depend on
 
     def robust_accuracy(self) -> dict[float, float]:
         return {e: sum(b == "" for b in self.broken_by[e]) / self.n for e in self.eps}
+
+    def add_found(self, name: str, idx: list[int], sizes: list[float]) -> int:
+        """Count verified adversarial examples found outside the ensemble (the sanity checklist's attacks,
+        the minimum-norm route): point idx[j] of size sizes[j] is broken at every eps >= that size.
+        Returns how many (point, eps) pairs it newly broke."""
+        new = 0
+        for e in self.eps:
+            for i, s in zip(idx, sizes):
+                if self.broken_by[e][i] == "" and s <= e * (1 + NORM_TOL) + 1e-6:
+                    self.broken_by[e][i] = name
+                    self.adv_norms[e][i] = s
+                    new += 1
+        return new
 
     def per_attack(self) -> dict[float, dict[str, int]]:
         out: dict[float, dict[str, int]] = {}
@@ -67,103 +84,237 @@ class EnsembleResult:
 
 
 def input_hash(x: Tensor, y: Tensor) -> str:
-    h = hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes())
-    h.update(y.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    """SHA-256 of the inputs and labels (dtype, shape and values)."""
+    h = hashlib.sha256()
+    for t in (x, y):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def weights_hash(model: nn.Module) -> str:
+    """SHA-256 of the model's class name and every parameter and buffer (names, dtypes, shapes, values);
+    independent of device and memory layout (channels_last copies hash the same)."""
+    h = hashlib.sha256(type(model).__name__.encode())
+    for k, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{k}{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def resolve_plan(norm: str, version: str, custom: list[tuple[str, dict[str, Any]]] | None,
+                 ) -> list[tuple[str, dict[str, Any]]]:
+    """The attacks an evaluation runs, checked: a known version and norm, every attack registered,
+    supporting `norm`, with parameters it takes. Anything else is an InputError (never skipped)."""
+    if custom is None:
+        if version not in VERSIONS:
+            raise InputError(f"unknown version {version!r}; choose one of {sorted(VERSIONS)} or pass custom=[...]")
+        if norm not in VERSIONS[version]:
+            raise InputError(f"version {version!r} has no attacks for norm {norm!r}; it covers "
+                             f"{sorted(VERSIONS[version])}")
+        plan = VERSIONS[version][norm]
+    else:
+        if not isinstance(custom, list | tuple) or not custom:
+            raise InputError("custom must be a non-empty list of (attack name, parameters) pairs; with no attack "
+                             "the robust accuracy would equal the clean accuracy")
+        plan = list(custom)
+    out = []
+    for item in plan:
+        if not (isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], dict)):
+            raise InputError(f"each attack of an evaluation is a (name, parameters dict) pair, got {item!r}")
+        name, kw = item
+        spec = attacks.get(name)  # InputError naming the known attacks
+        if norm not in spec.norms:
+            raise InputError(f"attack {name!r} does not support norm {norm!r}; it supports {list(spec.norms)}")
+        esc = kw.get("escalate", {})
+        if not isinstance(esc, dict):
+            raise InputError(f"attack {name!r}: 'escalate' must be a dict of parameters, got {esc!r}")
+        keys = (set(kw) - {"escalate"}) | set(esc)  # escalate: the entry's settings for a second run
+        bad = (keys - set(spec.params)) | ({"norm", "eps", "generator", "escalate"} & keys)
+        if bad:
+            raise InputError(f"attack {name!r}: parameter(s) {sorted(bad)} cannot be set in an evaluation plan "
+                             f"(norm, eps and generator come from the evaluation; it takes {sorted(spec.params)})")
+        out.append((name, dict(kw)))
+    return out
+
+
+def check_eps_list(eps: Any) -> list[float]:
+    """eps of an evaluation: a non-empty list of numbers >= 0 (inf allowed), no NaN."""
+    if isinstance(eps, int | float):
+        eps = [eps]
+    try:
+        vals = [float(e) for e in eps]
+    except (TypeError, ValueError):
+        raise InputError(f"eps must be a list of numbers, got {eps!r}") from None
+    if not vals or any(math.isnan(e) or e < 0 for e in vals):
+        raise InputError(f"eps must be a non-empty list of numbers >= 0, got {vals}")
+    if len(set(vals)) != len(vals):
+        raise InputError(f"eps has repeated values: {vals}")
+    return vals
+
+
+def evaluation_key(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list[float],
+                   plan: list[tuple[str, dict[str, Any]]], seed: int, batch_size: int) -> dict[str, Any]:
+    """Everything the ensemble's numbers depend on; a saved state is reused only when all of it matches."""
+    import platform
+
+    import robustlab
+
+    return {"weights_sha256": weights_hash(model), "input_sha256": input_hash(x, y), "norm": norm,
+            "eps": list(eps), "attacks": [{"name": a, "params": _jsonable(kw)} for a, kw in plan],
+            "seed": int(seed), "batch_size": int(batch_size), "device": str(x.device),
+            "versions": {"robustlab": robustlab.__version__, "torch": torch.__version__,
+                         "python": platform.python_version()}}
+
+
+def _jsonable(kw: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(kw, sort_keys=True, default=repr))
 
 
 def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list[float],
                  version: str = "standard", custom: list[tuple[str, dict[str, Any]]] | None = None,
                  batch_size: int = 500, seed: int = 0, state_path: str | Path | None = None,
-                 progress: bool = False) -> EnsembleResult:
+                 progress: bool = False, restart: bool = False) -> EnsembleResult:
     """Worst case per sample over the version's attacks (or `custom`), for every eps.
 
-    With `state_path`, finished batches are saved there and a restarted evaluation resumes after them.
+    With `state_path`, finished batches are saved there and a restarted evaluation resumes after them,
+    but only when the saved state was written for the same evaluation: same weights, inputs, norm, eps,
+    attacks with all their parameters, seed, batch size, device and versions (`evaluation_key`). A state
+    of any other evaluation is refused with an InputError naming what differs, or discarded with
+    ``restart=True``; it is never reused. An unknown version, norm or attack is an InputError.
     """
+    eps = check_eps_list(eps)
+    plan = resolve_plan(norm, version, custom)
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    key = evaluation_key(model, x, y, norm=norm, eps=eps, plan=plan, seed=seed, batch_size=batch_size)
     model = channels_last(model, copy_model=True)  # a no-op for robustlab-built models (already NHWC)
-    plan = custom if custom is not None else VERSIONS[version][norm]
-    runnable = [(a, kw) for a, kw in plan if _try_get(a)]
-    unavailable = [a for a, _ in plan if not _try_get(a)]
+    runnable = plan
     n = len(x)
     with torch.no_grad():
-        clean = torch.cat([predict(model(x[i:i + batch_size])) for i in range(0, n, batch_size)]) == y
+        clean = torch.cat([correct_predictions(model(x[i:i + batch_size]), y[i:i + batch_size])
+                           for i in range(0, n, batch_size)])
     res = EnsembleResult(norm, list(eps), n, clean, {e: [] for e in eps}, {a: 0 for a, _ in runnable},
-                         {a: 0.0 for a, _ in runnable}, unavailable, {e: [] for e in eps})
-    state = _load_state(state_path, input_hash(x, y), norm, eps, [a for a, _ in runnable])
+                         {a: 0.0 for a, _ in runnable}, [], {e: [] for e in eps})
+    res.key = key
+    state = _load_state(state_path, key, restart)
     if state:
         res.broken_by = {float(k): v for k, v in state["broken_by"].items()}
-        res.adv_norms = {float(k): v for k, v in state["adv_norms"].items()}
+        res.adv_norms = {float(k): [_unnull(v) for v in vs] for k, vs in state["adv_norms"].items()}
         res.unverified, res.seconds = state["unverified"], state["seconds"]
     start = len(res.broken_by[eps[0]])
-    batches = range(start, n, batch_size)
-    if progress:
-        from tqdm import tqdm
+    starts = list(range(start, n, batch_size))
+    rank, world = shard.world(str(x.device))
+    if world > 1:  # torchrun: this rank's batches only (same boundaries and seeds as one process)
+        starts = shard.my_share(starts, str(x.device))
+    from robustlab import progress as bars
 
-        batches = tqdm(batches, desc=f"evaluate {norm}", unit="batch")
+    batches: Any = bars.bar(starts, desc=f"evaluate {norm}" + (f" (rank {rank}/{world})" if world > 1 else ""),
+                            unit="batch", wanted=progress)  # a terminal only
+    done: dict[int, dict[str, Any]] = {}
     for i in batches:
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        for e in eps:
-            robust = clean[i:i + batch_size].clone()
-            by = ["" if r else "clean" for r in robust.tolist()]
-            nrm = [0.0 if not r else float("inf") for r in robust.tolist()]
-            queue = list(runnable)
-            while queue:
-                name, kw = queue.pop(0)
-                idx = robust.nonzero().squeeze(1)
-                if idx.numel() == 0 or e == 0:
-                    break
-                spec = attacks.get(name)
-                gen = torch.Generator(device=x.device).manual_seed(seed + i)
-                params = dict(kw)
-                escalate = params.pop("escalate", None)
-                if "generator" in spec.params:
-                    params["generator"] = gen
-                if spec.family == "fixed":
-                    params["eps"] = e
-                else:  # a min-norm attack (e.g. FAB-T) may stop a sample once within eps
-                    params["stop_at"] = e
-                t0 = time.perf_counter()
-                r = spec(model, xb[idx], yb[idx], norm=norm, **params)
-                res.seconds[name] += time.perf_counter() - t0
-                ok = verify(model, xb[idx], yb[idx], r.x_adv, norm=r.threat or norm, eps=e, aux=r.aux)
-                claimed = r.success | r.unverified if r.unverified is not None else r.success
-                res.unverified[name] += int((claimed & ~ok).sum())
-                sizes = (r.threat.size(xb[idx], r.x_adv, r.aux) if r.threat is not None
-                         else norm_of(r.x_adv - xb[idx], norm))
-                for j, (k, good) in enumerate(zip(idx.tolist(), ok.tolist())):
-                    if good:
-                        by[k] = name
-                        nrm[k] = float(sizes[j])
-                robust[idx[ok]] = False
-                if escalate is not None and bool(ok.any()):  # it found points: run its full setting on the rest
-                    queue.insert(0, (name, {**{k: v for k, v in kw.items() if k != "escalate"}, **escalate}))
-            res.broken_by[e] += by
-            res.adv_norms[e] += nrm
+        part = _attack_batch(model, x[i:i + batch_size], y[i:i + batch_size], clean[i:i + batch_size], eps,
+                             runnable, norm, seed + i)
+        if world > 1:
+            done[i] = part
+            continue
+        _merge(res, part)
         if state_path is not None:
-            _save_state(state_path, res, input_hash(x, y), [a for a, _ in runnable])
+            _save_state(state_path, res, key)
+    if world > 1:  # every rank gets every batch's results, merged in batch order: the one-process result
+        for _, part in sorted(shard.gather(done, str(x.device)).items()):
+            _merge(res, part)
+        if state_path is not None and rank == 0:
+            _save_state(state_path, res, key)
     return res
 
 
-def _try_get(name: str) -> bool:
-    try:
-        attacks.get(name)
-        return True
-    except ValueError:
-        return False
+def _attack_batch(model: nn.Module, xb: Tensor, yb: Tensor, clean: Tensor, eps: list[float],
+                  runnable: list[tuple[str, dict[str, Any]]], norm: str, seed: int) -> dict[str, Any]:
+    """One batch at every eps: which attack broke which point (verified) and the sizes it found."""
+    part: dict[str, Any] = {"by": {}, "norm": {}, "unverified": {a: 0 for a, _ in runnable},
+                            "seconds": {a: 0.0 for a, _ in runnable}}
+    for e in eps:
+        robust = clean.clone()
+        by = ["" if r else "clean" for r in robust.tolist()]
+        nrm = [0.0 if not r else float("inf") for r in robust.tolist()]
+        queue = list(runnable)
+        while queue:
+            name, kw = queue.pop(0)
+            idx = robust.nonzero().squeeze(1)
+            if idx.numel() == 0 or e == 0:
+                break
+            spec = attacks.get(name)
+            params = dict(kw)
+            escalate = params.pop("escalate", None)
+            if "generator" in spec.params:
+                params["generator"] = torch.Generator(device=xb.device).manual_seed(seed)
+            if spec.family == "fixed":
+                params["eps"] = e
+            else:  # a min-norm attack (e.g. FAB-T) may stop a sample once within eps
+                params["stop_at"] = e
+            t0 = time.perf_counter()
+            r = spec(model, xb[idx], yb[idx], norm=norm, **params)
+            part["seconds"][name] += time.perf_counter() - t0
+            ok = verify(model, xb[idx], yb[idx], r.x_adv, norm=r.threat or norm, eps=e, aux=r.aux)
+            claimed = r.success | r.unverified if r.unverified is not None else r.success
+            part["unverified"][name] += int((claimed & ~ok).sum())
+            sizes = r.threat.size(xb[idx], r.x_adv, r.aux) if r.threat is not None else norm_of(r.x_adv - xb[idx], norm)
+            for j, (k, good) in enumerate(zip(idx.tolist(), ok.tolist())):
+                if good:
+                    by[k] = name
+                    nrm[k] = float(sizes[j])
+            robust[idx[ok]] = False
+            if escalate is not None and bool(ok.any()):  # it found points: run its full setting on the rest
+                queue.insert(0, (name, {**{k: v for k, v in kw.items() if k != "escalate"}, **escalate}))
+        part["by"][e], part["norm"][e] = by, nrm
+    return part
 
 
-def _save_state(path: str | Path, res: EnsembleResult, h: str, names: list[str]) -> None:
-    atomic_write_json(path, {"input_hash": h, "norm": res.norm, "eps": res.eps, "attacks": names,
+def _merge(res: EnsembleResult, part: dict[str, Any]) -> None:
+    for e in res.eps:
+        res.broken_by[e] += part["by"][e]
+        res.adv_norms[e] += part["norm"][e]
+    for a, c in part["unverified"].items():
+        res.unverified[a] = res.unverified.get(a, 0) + c
+    for a, t in part["seconds"].items():
+        res.seconds[a] = res.seconds.get(a, 0.0) + t
+
+
+def correct_predictions(logits: Tensor, y: Tensor) -> Tensor:
+    """Bool (N,): the model classifies correctly; non-finite logits are never a correct classification."""
+    return torch.isfinite(logits).all(1) & (logits.argmax(1) == y)
+
+
+def _unnull(v: float | None) -> float:
+    return float("inf") if v is None else float(v)
+
+
+def _save_state(path: str | Path, res: EnsembleResult, key: dict[str, Any]) -> None:
+    atomic_write_json(path, {"key": key,
                              "broken_by": {str(k): v for k, v in res.broken_by.items()},
-                             "adv_norms": {str(k): v for k, v in res.adv_norms.items()},
+                             "adv_norms": {str(k): [v if math.isfinite(v) else None for v in vs]
+                                           for k, vs in res.adv_norms.items()},
                              "unverified": res.unverified, "seconds": res.seconds})
 
 
-def _load_state(path: str | Path | None, h: str, norm: str, eps: list[float], names: list[str]) -> dict | None:
+def _load_state(path: str | Path | None, key: dict[str, Any], restart: bool) -> dict | None:
     if path is None or not Path(path).exists():
         return None
-    s = json.loads(Path(path).read_text())
-    if s.get("input_hash") != h or s.get("norm") != norm or s.get("eps") != eps or s.get("attacks") != names:
-        raise ValueError(f"{path} holds the state of a different evaluation (inputs, norm, eps or attacks differ); "
-                         "delete it or choose another output")
-    return s
+    try:
+        s = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path} is not a readable evaluation state ({e}); delete it or pass restart") from None
+    old = s.get("key") if isinstance(s, dict) else None
+    if old == key:
+        return s
+    if restart:
+        Path(path).unlink()
+        return None
+    differ = sorted(k for k in key if not isinstance(old, dict) or old.get(k) != key[k])
+    raise InputError(f"{path} holds the state of a different evaluation ({', '.join(differ) or 'format'} "
+                     "differ); its results are not reused: delete it, choose another output, or restart "
+                     "(--restart, restart=True)")

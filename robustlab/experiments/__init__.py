@@ -10,9 +10,14 @@ from typing import Any
 # experiment never breaks the others
 EXPERIMENTS: dict[str, tuple[str, str]] = {
     "demo": ("robustlab.experiments.demo", "run"),
+    "matyasko2020": ("robustlab.experiments.matyasko2020", "run_all"),
+    "matyasko2020-critic": ("robustlab.experiments.matyasko2020_critic", "run"),
+    "matyasko2020-margin": ("robustlab.experiments.matyasko2020_margin", "run"),
     "matyasko2020-pdpgd": ("robustlab.experiments.matyasko2020", "run"),
     "tsipras2019": ("robustlab.experiments.tsipras2019", "run"),
     "spatial": ("robustlab.experiments.spatial", "run"),
+    "helland2020": ("robustlab.experiments.helland2020", "run"),
+    "seguin2022": ("robustlab.experiments.seguin2022", "run"),
 }
 
 

@@ -174,11 +174,13 @@ def _e1(p: SpatialProfile, nets: dict[str, torch.nn.Module], out: Path) -> dict[
         k = m.v.shape[0] if hasattr(m, "v") else m.weight.shape[0]
         targets = p.lb_targets or list(range(k))
         rows = []
-        for eps in p.lb_eps:
+        prev: dict[int, Any] = {}  # per target: the construction at the previous (smaller) eps, a warm start
+        for eps in sorted(p.lb_eps):
             t = time.time()
             best_alg = best_thm = None
             for a in targets:
-                alg = L.lower_bound(m, eps, target=a, n=p.lb_n, max_iter=p.lb_iters)
+                alg = L.lower_bound(m, eps, target=a, n=p.lb_n, max_iter=p.lb_iters, start=prev.get(a))
+                prev[a] = alg
                 thm = L.lower_bound(m, eps, target=a, method="theorem1")
                 if best_alg is None or alg.delta_f > best_alg.delta_f:
                     best_alg = alg

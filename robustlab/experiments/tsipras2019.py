@@ -271,9 +271,9 @@ def _pgd_acc(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str
 
 def run_deep(p: Profile, out: Path, device: str) -> dict[str, Any]:
     from robustlab import attacks, data
-    from robustlab.analysis.gradients import edge_correlation, loss_gradient, plot_gradient_grid
+    from robustlab.analysis.gradients import edge_correlation, loss_gradient
     from robustlab.experiments.common import trained_model
-    from robustlab.report.figures import image_grid, line_plot, save
+    from robustlab.report.figures import gradient_grid, image_grid, line_plot, save
 
     te = data.load("fashion-mnist", "test")
     x, y = te.x[:p.eval_n].to(device), te.y[:p.eval_n].to(device)
@@ -314,7 +314,7 @@ def run_deep(p: Profile, out: Path, device: str) -> dict[str, Any]:
         g, _ = loss_gradient(models[k], x[:ns], y[:ns])
         res["gradient_sobel_corr"][k] = float(edge_correlation(g, x[:ns]).mean())
         rows[k] = (x[pick].cpu(), loss_gradient(models[k], x[pick], y[pick])[0].cpu())
-    plot_gradient_grid(rows, out / "fig5_gradients.png")
+    save(gradient_grid(rows), out / "fig5_gradients.png")
     # Figs. 3 / 4: large-eps examples (untargeted, the iterate of highest loss) and interpolation strips
     xl, yl = x[:p.n_large], y[:p.n_large]
     oracle = models["oracle"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from robustlab.models.layers import ImageClassifier, make_activation
@@ -117,3 +118,47 @@ def one_hidden(in_channels: int, num_classes: int, image_size: tuple[int, int], 
     """One ReLU hidden layer of width `hidden`, exposing W (hidden x d) and v (num_classes x hidden)."""
     (width,) = _check_widths(hidden, "one_hidden width")
     return OneHidden(in_channels * image_size[0] * image_size[1], num_classes, width, bool(bias))
+
+
+class GaussianNoise(nn.Module):
+    """Adds N(0, std^2) noise in training mode; the identity in eval mode."""
+
+    def __init__(self, std: float) -> None:
+        super().__init__()
+        self.std = float(std)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.std * torch.randn_like(x) if self.training and self.std > 0 else x
+
+
+class CriticMLP(ImageClassifier):
+    """The adversary critic of Matyasko's thesis ch. 4: [noise -> Linear -> leaky ReLU] * len(hidden) ->
+    noise -> Linear to K outputs; output k is the logit of "natural example of class k" (the label
+    enters only at the final layer: select output k)."""
+
+    def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int], negative_slope: float,
+                 noise: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden:
+            layers += [GaussianNoise(noise), nn.Linear(width, h), nn.LeakyReLU(negative_slope)]
+            width = h
+        layers.append(GaussianNoise(noise))
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Linear(width, num_classes)
+
+    def logits_of(self, z: Tensor) -> Tensor:
+        return self.fc(self.body(z.flatten(1)))
+
+
+@register("critic_mlp")
+def critic_mlp(in_channels: int, num_classes: int, image_size: tuple[int, int], hidden: Sequence[int] = (1200, 1200),
+               negative_slope: float = 0.2, noise: float = 0.1) -> CriticMLP:
+    """Class-conditional critic (thesis ch. 4): 2 x 1200 leaky-ReLU layers, Gaussian noise (std `noise`;
+    the thesis does not give it) at the input of each layer in training mode."""
+    widths = _check_widths(hidden, "critic_mlp hidden sizes")
+    if noise < 0:
+        raise ValueError(f"critic_mlp noise must be >= 0, got {noise}")
+    return CriticMLP(in_channels * image_size[0] * image_size[1], num_classes, widths, float(negative_slope),
+                     float(noise))

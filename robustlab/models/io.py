@@ -53,7 +53,9 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
         folder = folder.parent
     # clones: safetensors refuses tensors that share memory, and the file must not alias the live model
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    meta = {"format": "robustlab-model", "format_version": str(FORMAT_VERSION), "spec": json.dumps(spec)}
+    # one metadata key: safetensors writes the metadata map in a per-call random order, so several keys
+    # would make the same weights give different bytes (and SHA-256) from save to save
+    meta = {"robustlab-model": json.dumps({"format_version": FORMAT_VERSION, "spec": spec}, sort_keys=True)}
     weights = atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata=meta))
     atomic_write_json(folder / SPEC_NAME, {
         "format": "robustlab-model",
@@ -108,21 +110,69 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     """
     json_path, weights_path = _resolve(path)
     meta = _read_meta(json_path)
-    try:
-        model = build_from_spec(meta["spec"])
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{json_path} describes a model that cannot be built: {e}") from None
     if not weights_path.is_file():
         raise CheckpointError(f"no weights file {weights_path} next to {json_path}")
     if _sha256(weights_path) != meta["sha256"]:
         raise CheckpointError(f"{weights_path} does not match the SHA-256 recorded in {json_path}: the file is "
                               "corrupt, truncated, or from another save (interrupted or copied over)")
+    stored = _stored_shapes(weights_path)
+    # the architecture is first built on the meta device (no memory): an edited spec ("hidden": 2000000)
+    # is refused by comparing its tensors' shapes with the stored ones before anything is allocated
+    try:
+        with torch.device("meta"):  # without the Normalize layer: its C values are read on build
+            skeleton = build_from_spec({**meta["spec"], "normalize": None})
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{json_path} describes a model that cannot be built: {e}") from None
+    except (RuntimeError, NotImplementedError) as e:
+        raise CheckpointError(f"{json_path}: the model it describes could not be sized on the meta device "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    _check_shapes(skeleton, stored, json_path, weights_path)
+    del skeleton
+    try:
+        model = build_from_spec(meta["spec"])
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{json_path} describes a model that cannot be built: {e}") from None
     try:
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{weights_path} is not a readable safetensors file: {e}") from None
     _load_state_strictly(model, state, weights_path)
     return model.to(map_location).eval()
+
+
+def _stored_shapes(weights_path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """name -> (dtype, shape) of every tensor in a safetensors file, from its header only."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights_path), framework="pt", device="cpu") as f:
+            return {k: (str(f.get_slice(k).get_dtype()), tuple(f.get_slice(k).get_shape())) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{weights_path} is not a readable safetensors file: {e}") from None
+
+
+_ST_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
+              torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+              torch.bool: "BOOL"}
+
+
+def _check_shapes(skeleton: nn.Module, stored: dict[str, tuple[str, tuple[int, ...]]], json_path: Path,
+                  weights_path: Path) -> None:
+    expected = {k: (_ST_DTYPES.get(t.dtype, str(t.dtype)), tuple(t.shape)) for k, t in skeleton.state_dict().items()}
+    stored = {k: v for k, v in stored.items() if not k.startswith("normalize.")}  # checked after the real build
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{weights_path} does not fit architecture {spec_of(skeleton)['name']!r} "
+                              f"({json_path.name}): "
+                              f"missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
+                              f"unexpected {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}")
+    names = {v: str(k) for k, v in _ST_DTYPES.items()}
+    for k, (dt, shape) in expected.items():
+        if stored[k] != (dt, shape):
+            have = f"{names.get(stored[k][0], stored[k][0])}{stored[k][1]}"
+            raise CheckpointError(f"{weights_path}: tensor {k!r} is {have} but the architecture in {json_path.name} "
+                                  f"expects {names.get(dt, dt)}{shape} (does not fit: was model.json edited?)")
 
 
 def _load_state_strictly(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
@@ -157,5 +207,21 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - every failure of an untrusted file is the same user-facing error
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise CheckpointError(f"{p} is not a safe, readable torch checkpoint ({type(e).__name__}: {first})") from None
+        raise CheckpointError(f"{p} is not a safe, readable torch checkpoint ({_refusal(e)})") from None
+
+
+def _refusal(e: Exception) -> str:
+    """Why torch refused a file, without torch's advice to retry with weights_only=False: that would run
+    whatever code the file's pickle asks for, the one thing never to do with an untrusted file."""
+    import pickle
+    import re
+
+    text = str(e)
+    if isinstance(e, pickle.UnpicklingError) or "weights_only" in text or "Weights only load failed" in text:
+        found = re.search(r"GLOBAL [\w.]+|Unsupported operand \S+", text)
+        what = f" ({found.group(0).strip()})" if found else ""
+        return ("it asks to unpickle objects other than tensors and plain containers" + what
+                + ", which could execute code; robustlab refuses such files, so load it only if you made it "
+                "yourself and re-save it with robustlab.models.io.save_model")
+    lines = [ln for ln in text.strip().splitlines() if "weights_only" not in ln]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"

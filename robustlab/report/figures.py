@@ -119,3 +119,40 @@ def training_curves(history: Sequence[Mapping[str, Any]], title: str = "") -> An
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def gradient_grid(rows: Mapping[str, tuple[torch.Tensor, torch.Tensor]], *, col_labels: Sequence[str] = (),
+                  title: str = "") -> Any:
+    """Images and their input-gradient maps, two rows per model: rows = {label: (images, gradients)}.
+
+    Grey images: the maps in a diverging colour map centred at 0 (each map divided by its max |g|); RGB:
+    clipped at +-3 standard deviations with 0.5 = no gradient (`analysis.gradients.gradient_map`)."""
+    from robustlab.analysis.gradients import gradient_map
+
+    plt = _plt()
+    grid, labels = [], []
+    for name, (x, g) in rows.items():
+        grid += [(x.detach().float().cpu(), False), (gradient_map(g.detach().float().cpu()), True)]
+        labels += [name, "grad"]
+    cols = grid[0][0].shape[0]
+    fig, axes = plt.subplots(len(grid), cols, figsize=(1.1 * cols + 0.8, 1.1 * len(grid) + 0.4), squeeze=False)
+    for i, (t, is_map) in enumerate(grid):
+        for j in range(cols):
+            ax = axes[i][j]
+            im = t[j]
+            if is_map and im.shape[0] == 1:
+                ax.imshow(im[0].numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+            elif im.shape[0] == 1:
+                ax.imshow(im[0].numpy(), cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(im.permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(labels[i], fontsize=7)
+            if i == 0 and j < len(col_labels):
+                ax.set_title(col_labels[j], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

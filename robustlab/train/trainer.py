@@ -6,8 +6,9 @@ step, and the checkpoint holds every module and optimizer of the method, so a ru
 last per-epoch checkpoint ends with exactly the weights of an uninterrupted run (same seed, device).
 
 A run folder holds ``checkpoint.pt`` (resumable), ``model.safetensors`` (the classifier),
-``epochs/epoch_NNN/`` for the epochs in ``keep_checkpoints`` and ``logits/epoch_NNN.safetensors``
-when ``save_logits`` (read them with ``robustlab.runs.read_logits``).
+``epochs/epoch_NNN/`` for the epochs in ``keep_checkpoints``, ``logits/epoch_NNN.safetensors``
+when ``save_logits`` (read them with ``robustlab.runs.read_logits``) and ``tensorboard/`` when
+``[log] tensorboard = true`` (robustlab.sinks).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ CHECKPOINT_VERSION = 2  # 2: all modules and optimizers of the method
 
 
 def progress_enabled() -> bool:
-    return not os.environ.get("ROBUSTLAB_NO_PROGRESS") and sys.stderr.isatty()
+    from robustlab import progress
+
+    return progress.enabled()
 
 
 @dataclass
@@ -218,6 +221,11 @@ class Trainer:
         self.index = RunIndex(self.out.parent) if (self.out is not None and index and self.is_main) else None
         if self.out is not None:
             self._prepare_run_dir()
+        self.tensorboard = None
+        if cfg.log.tensorboard and self.out is not None and self.is_main:
+            from robustlab.sinks import TensorBoardSink
+
+            self.tensorboard = TensorBoardSink(self.out / "tensorboard")
 
     def _wrap_modules(self) -> dict[str, nn.Module]:
         if self.world <= 1:
@@ -350,9 +358,13 @@ class Trainer:
                 self._save_checkpoint(epoch)
                 if self.index:
                     self.index.record(self.out, cfg.to_dict(), cfg.hash(), "running", metrics)
+                if self.tensorboard is not None:
+                    self.tensorboard.scalars(metrics, epoch + 1)
             self._log(metrics)
             self._barrier()
         final = dict(self.history[-1]) if self.history else {}
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         if self.out is not None and self.index:
             self.index.record(self.out, cfg.to_dict(), cfg.hash(), "done", final)
         return final

@@ -8,6 +8,14 @@ loss="l1": mean_i ||z_S(x_i) - z_T(x_i)||_1 (sum over classes; the paper's loss)
 loss="kl": T^2 KL(softmax(z_T / T) || softmax(z_S / T)) (Hinton; ARD's T = 30 default).
 loss="defensive": CE(softmax(z_T / T), softmax(z_S)) with the student at temperature 1 (the Helland
 spec's reading of Papernot et al.); student_temperature=True trains the student at T instead.
+reduction: "sum" (over classes; the paper's L1 as written) or "mean" (over classes) for loss="l1".
+
+Manipulated targets (Seguin et al. 2022; robustlab.train.distill_targets), applied once to the fixed
+targets: target="fix_perm" / "fix_avg" keep each image's top-k values and permute / average the rest;
+"correct_fix_1" is fix-1 (perm) with the teacher's wrong predictions swapped to the label; "hybrid"
+puts the teacher's sorted values at the class ranks of `st_teacher`'s averaged logits. One seeded
+draw per image (`target_seed`). bn_mode="train" averages the teacher's logits under batch
+statistics (running statistics untouched) instead of eval mode.
 """
 
 from __future__ import annotations
@@ -58,18 +66,45 @@ class Distill(Objective):
     passes: int = 8
     crop_padding: int = 0
     hflip: bool = False
+    reduction: str = "sum"
+    target: str = "normal"  # normal | fix_perm | fix_avg | correct_fix_1 | hybrid
+    k: int = 0  # fix_perm / fix_avg: top-k values kept
+    st_teacher: str = ""  # hybrid: the model whose class ranking the teacher's values take
+    target_seed: int = 0
+    bn_mode: str = "eval"  # eval | train (batch statistics, running statistics untouched)
     targets: Tensor | None = field(default=None, init=False, repr=False)
 
     def setup(self, model: nn.Module, x_train: Tensor, y_train: Tensor) -> None:
-        from robustlab.models.io import load_model
+        from robustlab.train.distill_targets import manipulate
 
         if not self.teacher:
             raise ValueError('the distill objective needs a teacher: set objective.teacher = "RUN_DIR"')
-        teacher = load_model(self.teacher, map_location=next(model.parameters()).device).eval()
+        if self.target == "hybrid" and not self.st_teacher:
+            raise ValueError('target "hybrid" needs objective.st_teacher = "RUN_DIR" (the ST model)')
+        if self.reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
+        dev = next(model.parameters()).device
+        z = self._averaged(self.teacher, x_train, dev)
+        z_st = self._averaged(self.st_teacher, x_train, dev) if self.target == "hybrid" else None
+        gen = torch.Generator().manual_seed(self.target_seed)
+        self.targets = manipulate(z.cpu(), self.target, k=self.k or None, y=y_train.cpu(),
+                                  z_st=None if z_st is None else z_st.cpu(), generator=gen).to(z.device)
+
+    def _averaged(self, path: str, x: Tensor, dev: torch.device) -> Tensor:
+        from robustlab.models.io import load_model
+
+        if self.bn_mode not in ("eval", "train"):
+            raise ValueError(f"bn_mode must be 'eval' or 'train', got {self.bn_mode!r}")
+        teacher = load_model(path, map_location=dev).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-        self.targets = average_teacher_logits(teacher, x_train, passes=self.passes, crop_padding=self.crop_padding,
-                                              hflip=self.hflip)
+        if self.bn_mode == "train":
+            for m in teacher.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.train()
+                    m.momentum = 0.0  # batch statistics, the running ones untouched
+        return average_teacher_logits(teacher, x, passes=self.passes, crop_padding=self.crop_padding,
+                                      hflip=self.hflip, seed=self.target_seed)
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> ObjectiveOutput:
         if self.targets is None or ctx.index is None:
@@ -78,7 +113,8 @@ class Distill(Objective):
         zs = model(x)
         T = self.temperature
         if self.loss_type == "l1":
-            loss = (zs - zt).abs().sum(1).mean()
+            d = (zs - zt).abs()
+            loss = (d.sum(1) if self.reduction == "sum" else d.mean(1)).mean()
         elif self.loss_type == "kl":
             loss = T * T * F.kl_div(F.log_softmax(zs / T, 1), F.softmax(zt / T, 1), reduction="batchmean")
         elif self.loss_type == "defensive":

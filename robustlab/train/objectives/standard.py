@@ -13,8 +13,12 @@ from robustlab.train.objectives.base import Objective, ObjectiveOutput, StepCont
 @register_objective("standard")
 @dataclass
 class Standard(Objective):
+    """CE(logits / temperature, y); temperature > 1 trains a defensive-distillation teacher (Papernot et al.)."""
+
     label_smoothing: float = 0.0
+    temperature: float = 1.0
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> ObjectiveOutput:
         logits = model(x)
-        return ObjectiveOutput(F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits)
+        z = logits / self.temperature if self.temperature != 1.0 else logits
+        return ObjectiveOutput(F.cross_entropy(z, y, label_smoothing=self.label_smoothing), logits)
