@@ -70,7 +70,8 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
         "depends_on": res.key,
         "unavailable_attacks": res.unavailable,
         "clean_accuracy": float(res.clean.float().mean()),
-        "logits": logit_summary(z, y.cpu()),  # max logit / logit gap: mean, std, skewness (Seguin et al. 2022)
+        # max logit / logit gap: mean, std, skewness (Seguin et al. 2022); skewness needs two points
+        "logits": logit_summary(z, y.cpu()) if len(x) >= 2 else None,
         "ensemble_robust_accuracy": {str(e): a for e, a in ensemble_acc.items()},
         "unverified_claims": res.unverified,
         "seconds": {"attacks": res.seconds},
@@ -255,7 +256,7 @@ def summary(card: dict[str, Any]) -> str:
         lines.append(f"  eps {float(e):<8g} robust accuracy {a:.4f}   broken by {br}")
         lines += [f"    robust accuracy after {label}: {100 * acc:.2f} %"
                   for label, acc in accuracy_after_each_attack(card, e)]
-    if "logits" in card:
+    if card.get("logits"):
         ml, gp = card["logits"]["max_logit"], card["logits"]["gap"]
 
         def f(v: Any, spec: str = ".2f") -> str:  # null (non-finite logits) prints as n/a
