@@ -202,7 +202,7 @@ def _cat(parts: list) -> Any:
 def fraction_string(eps: float) -> str:
     """RobustBench's spelling of eps: ``"8/255"`` when eps is k/255, else the number (``"0.5"``)."""
     k = eps * 255
-    if eps > 0 and abs(k - round(k)) < 1e-6 * max(1.0, k):
+    if 0 < eps < float("inf") and abs(k - round(k)) < 1e-6 * max(1.0, k):  # inf (unbounded) stays "inf"
         return f"{round(k)}/255"
     return f"{eps:g}"
 
@@ -213,7 +213,8 @@ def model_info(card: dict[str, Any], eps: float) -> dict[str, Any]:
     ``fraction_string``. ``autoattack_acc`` is robustlab's verified robust accuracy (every attack that ran,
     named in ``evaluated_with``), which is at most what AutoAttack's version would report for the same
     attacks."""
-    key = next(k for k in card["robust_accuracy"] if abs(float(k) - eps) <= 1e-12 * max(1.0, eps))
+    key = next(k for k in card["robust_accuracy"]
+               if float(k) == eps or abs(float(k) - eps) <= 1e-12 * max(1.0, eps))  # == : eps may be inf
     norm = card["threat_model"]["norm"]
     return {"clean_acc": f"{100 * card['clean_accuracy']:.2f}",
             "autoattack_acc": f"{100 * card['robust_accuracy'][key]:.2f}",
