@@ -233,7 +233,7 @@ def _evaluate_case(kind, seed, pick, n):
     ekw: dict = {"norm": "linf", "eps": [0.1], "version": "cheap", "checks": False}
     if kind in ("norm_unknown", "attacks_unknown", "attacks_empty"):
         x, y, model_key = _images(n, seed), _labels(n, seed), ""
-        ekw.update({"norm_unknown": {"norm": ["l0", "foo", "L2"][pick % 3]},
+        ekw.update({"norm_unknown": {"norm": ["l0", "foo", "l3"][pick % 3]},
                     "attacks_unknown": {"version": "custom", "custom": [("pgdd", {})]},
                     "attacks_empty": {"version": "custom", "custom": []}}[kind])
         must_refuse = True
