@@ -71,7 +71,8 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
         "depends_on": res.key,
         "unavailable_attacks": res.unavailable,
         "clean_accuracy": float(res.clean.float().mean()),
-        "logits": logit_summary(z, y.cpu()),  # max logit / logit gap: mean, std, skewness (Seguin et al. 2022)
+        # max logit / logit gap: mean, std, skewness (Seguin et al. 2022); skewness needs two points
+        "logits": logit_summary(z, y.cpu()) if len(x) >= 2 else None,
         "ensemble_robust_accuracy": {str(e): a for e, a in ensemble_acc.items()},
         "unverified_claims": res.unverified,
         "seconds": {"attacks": res.seconds},
@@ -203,7 +204,7 @@ def _cat(parts: list) -> Any:
 def fraction_string(eps: float) -> str:
     """RobustBench's spelling of eps: ``"8/255"`` when eps is k/255, else the number (``"0.5"``)."""
     k = eps * 255
-    if eps > 0 and abs(k - round(k)) < 1e-6 * max(1.0, k):
+    if 0 < eps < float("inf") and abs(k - round(k)) < 1e-6 * max(1.0, k):  # inf (unbounded) stays "inf"
         return f"{round(k)}/255"
     return f"{eps:g}"
 
@@ -214,7 +215,8 @@ def model_info(card: dict[str, Any], eps: float) -> dict[str, Any]:
     ``fraction_string``. ``autoattack_acc`` is robustlab's verified robust accuracy (every attack that ran,
     named in ``evaluated_with``), which is at most what AutoAttack's version would report for the same
     attacks."""
-    key = next(k for k in card["robust_accuracy"] if abs(float(k) - eps) <= 1e-12 * max(1.0, eps))
+    key = next(k for k in card["robust_accuracy"]
+               if float(k) == eps or abs(float(k) - eps) <= 1e-12 * max(1.0, eps))  # == : eps may be inf
     norm = card["threat_model"]["norm"]
     return {"clean_acc": f"{100 * card['clean_accuracy']:.2f}",
             "autoattack_acc": f"{100 * card['robust_accuracy'][key]:.2f}",
@@ -257,7 +259,7 @@ def summary(card: dict[str, Any]) -> str:
         lines.append(f"  eps {float(e):<8g} robust accuracy {a:.4f}   broken by {br}")
         lines += [f"    robust accuracy after {label}: {100 * acc:.2f} %"
                   for label, acc in accuracy_after_each_attack(card, e)]
-    if "logits" in card:
+    if card.get("logits"):
         ml, gp = card["logits"]["max_logit"], card["logits"]["gap"]
 
         def f(v: Any, spec: str = ".2f") -> str:  # null (non-finite logits) prints as n/a
