@@ -39,6 +39,7 @@ CLOSED_FORM_BOUND = {
     "deepfool": 1.03,  # steps to the boundary scaled by 1 + overshoot (0.02): 1.02x plus the 1e-4 logit margin
     "jsma": 2.0,  # changes features in pairs: one feature suffices on the linear model, JSMA spends two
     "sparsefool": 3.2,  # lambda = 3 pushes each DeepFool boundary point 3x further (the paper's setting)
+    "high_confidence": 2.2,  # not a minimum-norm search: it stops at the clean confidence level C of the target
     # defaults that miss 2% today (measured worst of 3 seeds; robustlab's to fix, not the method's):
     "cw": 1.70,  # Adam lr 0.05 x 100 steps x 9 constants with abort_early stops before converging
     "ddn": 1.28,  # 100 steps; gamma = 0.05 leaves eps oscillating around the boundary

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from robustlab.attacks import high_confidence
-from robustlab.attacks.high_confidence import closest_target, hc_perturb
+from robustlab.attacks.confident_target import closest_target, hc_perturb
 from robustlab.data.checks import InputError
 
 

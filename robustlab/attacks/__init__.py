@@ -25,11 +25,11 @@ from robustlab.attacks.base import (
     verify,
 )
 from robustlab.attacks.carlini_wagner import cw
+from robustlab.attacks.confident_target import high_confidence
 from robustlab.attacks.decoupled_norm import ddn
 from robustlab.attacks.deep_fool import deepfool
 from robustlab.attacks.elastic_net import ead
 from robustlab.attacks.fast_minimum_norm import fmn
-from robustlab.attacks.high_confidence import high_confidence
 from robustlab.attacks.portfolio import minimum
 from robustlab.attacks.primal_dual import pdgd, pdpgd, pdpgd_r, recipe
 from robustlab.attacks.projected_gradient import fgsm, perturb, pgd

@@ -174,7 +174,8 @@ def verify(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, *, norm: str |
            target: Tensor | None = None, batch_size: int = 1000, return_logits: bool = False) -> Any:
     """Bool (N,): x_adv is finite and in [0, 1], within eps as the threat measures it (eps None or inf:
     no budget; the one tolerance of robustlab.threats), and fools the model on a fresh forward pass
-    (untargeted: a finite prediction != y; targeted: prediction == target). NaN/inf logits never count.
+    (untargeted: anything but a finite prediction of y, so NaN/inf logits count as fooled and no
+    robustness is claimed for them; targeted: a finite prediction == target).
     With return_logits, (ok, logits)."""
     threat = threat_of(norm, eps)
     if x_adv.shape != x.shape:
@@ -184,7 +185,10 @@ def verify(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, *, norm: str |
     ok &= (x_adv >= 0).flatten(1).all(1) & (x_adv <= 1).flatten(1).all(1)
     ok &= threat.within(x, x_adv, eps, aux)
     logits = torch.cat([model(x_adv[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-    ok &= is_adversarial(logits, target if targeted else y, targeted)
+    fooled = is_adversarial(logits, target if targeted else y, targeted)
+    if not targeted:  # NaN/inf logits are not the label: no robustness is ever claimed for such a point
+        fooled |= ~torch.isfinite(logits).all(1)
+    ok &= fooled
     return (ok, logits) if return_logits else ok
 
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.attacks.high_confidence import closest_target, hc_perturb, random_target
+from robustlab.attacks.confident_target import closest_target, hc_perturb, random_target
 from robustlab.train.method import Batch, BuildEnv, Method, StepContext, StepOutput, register_method
 
 

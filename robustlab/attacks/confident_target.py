@@ -45,13 +45,14 @@ def random_target(y: Tensor, k: int, generator: torch.Generator | None = None) -
 
 def hc_perturb(model: nn.Module, x: Tensor, target: Tensor, confidence: Tensor | float, *, steps: int = 5,
                max_step: float = 0.0, tau: float = 0.1, overshoot: float = 0.02, create_graph: bool = False,
-               box: bool = True) -> tuple[Tensor, Tensor]:
+               box: bool = True, passes: dict[str, int] | None = None) -> tuple[Tensor, Tensor]:
     """Algorithm 1 on a batch; returns (x_adv, steps_taken (N,)). With create_graph=True the result is
     a differentiable function of the model's parameters (and of x). confidence: C, a float or (N,)
     tensor in (0, 1). max_step > 0 clips each step's l2 norm (the thesis's evaluation mode: 0.1).
     overshoot scales each step by 1 + overshoot (robustlab's addition, as DeepFool's: log p_t is concave
     for a linear model, so the plain linearised step approaches the level set from below and never
-    quite reaches it; 0 = the thesis's printed step)."""
+    quite reaches it; 0 = the thesis's printed step). `passes`, when given, receives the number of
+    forward and backward passes every sample of the batch went through."""
     n = x.shape[0]
     rows = torch.arange(n, device=x.device)
     log_c = torch.log(torch.as_tensor(confidence, dtype=x.dtype, device=x.device).clamp(1e-6, 1 - 1e-6))
@@ -66,6 +67,8 @@ def hc_perturb(model: nn.Module, x: Tensor, target: Tensor, confidence: Tensor |
         elif not xh.requires_grad:  # a leaf (the data): a fresh leaf that needs grad, the caller's x untouched
             xh = xh.detach().requires_grad_(True)
         logp = F.log_softmax(model(xh), 1)[rows, target]
+        if passes is not None:
+            passes["forward"] = passes.get("forward", 0) + 1
         gap = log_c - logp
         hard = (gap > 0).to(x.dtype)
         soft = torch.sigmoid(gap / tau)
@@ -73,6 +76,8 @@ def hc_perturb(model: nn.Module, x: Tensor, target: Tensor, confidence: Tensor |
         if not bool((alive.detach() > 0).any()):
             break
         w, = torch.autograd.grad(logp.sum(), xh, create_graph=create_graph)
+        if passes is not None:
+            passes["backward"] = passes.get("backward", 0) + 1
         if not create_graph:
             gap, alive_step = gap.detach(), alive.detach()
         else:
@@ -129,8 +134,10 @@ def high_confidence(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2",
         if bool(((c <= 0) | (c >= 1)).any()):
             raise InputError(f"confidence must be in (0, 1), got {confidence}")
         c = c.expand(n).clone() if c.dim() == 0 else c
-    x_adv, taken = hc_perturb(model, x, t, c, steps=steps, max_step=max_step, tau=tau, overshoot=overshoot)
-    counter.add(None, forward=taken + 1, backward=taken)
+    passes: dict[str, int] = {}
+    x_adv, taken = hc_perturb(model, x, t, c, steps=steps, max_step=max_step, tau=tau, overshoot=overshoot,
+                              passes=passes)
+    counter.add(None, forward=passes.get("forward", 0) + 1, backward=passes.get("backward", 0))
     with torch.no_grad():
         logits = model(x_adv)
     p_t = F.softmax(logits, 1)[torch.arange(n, device=x.device), t]
