@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from robustlab.data.checks import InputError
-from robustlab.units import canonical_norm, parse_number, parse_numbers
+from robustlab.units import canonical_attack, canonical_norm, parse_number, parse_numbers
 
 
 def _cmd_data_info(a: argparse.Namespace) -> int:
@@ -178,13 +178,14 @@ def _cmd_attack(a: argparse.Namespace) -> int:
     from robustlab import attacks
     from robustlab.io import atomic_write
 
-    spec = attacks.get(a.attack)
+    real, preset = canonical_attack(a.attack)  # AutoAttack's names: "apgd-ce" -> apgd with loss "ce"
+    spec = attacks.get(real)
     if spec.family == "fixed" and a.eps is None:
         raise InputError(f"{a.attack} is a fixed-budget attack: give --eps (inf: no budget)")
     if spec.family == "minnorm" and a.eps is not None:
         raise InputError(f"{a.attack} is a minimum-norm attack: it takes no --eps (use --param stop_at=...)")
     norm = a.norm if a.norm is not None else ("linf" if "linf" in spec.norms else spec.norms[0])
-    params: dict[str, Any] = {"norm": norm}
+    params: dict[str, Any] = {**preset, "norm": norm}
     if spec.family == "fixed":
         params["eps"] = a.eps
     for key, val in (("steps", a.steps), ("step_size", a.step_size), ("restarts", a.restarts)):

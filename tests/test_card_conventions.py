@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from robustlab.data.checks import InputError
 from robustlab.evaluate import evaluate
 from robustlab.evaluate.card import accuracy_after_each_attack, fraction_string, summary
 
@@ -90,3 +91,27 @@ def test_evaluate_takes_the_fields_norm_spellings():
     b = evaluate(model, x, y, norm="l2", **kw)
     assert a["threat_model"]["norm"] == "l2" and a["robust_accuracy"] == b["robust_accuracy"]
     assert a["model_info"]["0.5"]["threat_model"] == "L2"
+
+
+def test_autoattack_names_in_evaluate_and_attack(tmp_path, capsys):
+    from robustlab.cli import main
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    y = model(x).argmax(1)
+    kw = dict(norm="Linf", eps=[0.1], version="custom", checks=False)
+    a = evaluate(model, x, y, custom=[("apgd-dlr", {"steps": 5}), ("APGD-T", {"steps": 5, "n_targets": 2})], **kw)
+    b = evaluate(model, x, y, custom=[("apgd", {"loss": "dlr", "steps": 5}),
+                                      ("apgd_t", {"steps": 5, "n_targets": 2})], **kw)
+    assert [t["name"] for t in a["attacks"]] == ["apgd", "apgd_t"]
+    assert a["attacks"][0]["params"]["loss"] == "dlr" and a["robust_accuracy"] == b["robust_accuracy"]
+    with pytest.raises(InputError):
+        evaluate(model, x, y, custom=[("apgd-xyz", {})], **kw)
+    run = tmp_path / "m"
+    from robustlab.models.io import save_model
+
+    save_model(__import__("robustlab").models.build("mlp", 1, 10, (8, 8)), run)
+    assert main(["attack", str(run), "--data", "digits", "--attack", "APGD-CE", "--eps", "8/255", "--steps", "3",
+                 "--n", "20"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"]["loss"] == "ce"

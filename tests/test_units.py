@@ -48,3 +48,16 @@ def test_cli_reads_the_fields_spellings(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and "robustlab " in capsys.readouterr().out
+
+
+def test_autoattack_attack_names():
+    from robustlab.units import canonical_attack
+
+    assert canonical_attack("apgd-ce") == ("apgd", {"loss": "ce"})
+    assert canonical_attack("APGD-DLR") == ("apgd", {"loss": "dlr"})
+    assert canonical_attack("apgd-t") == ("apgd_t", {}) and canonical_attack("fab-t") == ("fab_t", {})
+    assert canonical_attack("Square") == ("square", {}) and canonical_attack("pgd") == ("pgd", {})
+    from robustlab import attacks
+
+    for real, _ in __import__("robustlab.units").units.ATTACK_ALIASES.values():
+        assert attacks.get(real).name == real  # every alias names a registered attack

@@ -125,7 +125,10 @@ def resolve_plan(norm: str, version: str, custom: list[tuple[str, dict[str, Any]
         if not (isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], str)
                 and isinstance(item[1], dict)):
             raise InputError(f"each attack of an evaluation is a (name, parameters dict) pair, got {item!r}")
-        name, kw = item
+        from robustlab.units import canonical_attack
+
+        name, preset = canonical_attack(item[0])  # AutoAttack's names: "apgd-ce" -> apgd with loss "ce"
+        kw = {**preset, **item[1]}
         spec = attacks.get(name)  # InputError naming the known attacks
         if norm not in spec.norms:
             raise InputError(f"attack {name!r} does not support norm {norm!r}; it supports {list(spec.norms)}")
