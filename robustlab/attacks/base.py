@@ -331,9 +331,19 @@ def get(name: str) -> AttackSpec:
     """Look up an attack by name (importing robustlab.attacks fills the registry)."""
     import robustlab.attacks  # noqa: F401  (registers everything)
 
-    if name not in REGISTRY:
-        raise InputError(f"unknown attack {name!r}; known: {sorted(REGISTRY)}")
-    return REGISTRY[name]
+    if name in REGISTRY:
+        return REGISTRY[name]
+    from robustlab.units import ATTACK_ALIASES, canonical_attack
+
+    real, preset = canonical_attack(name)  # AutoAttack's names: "apgd-ce" = apgd with loss "ce"
+    if real not in REGISTRY:
+        raise InputError(f"unknown attack {name!r}; known: {sorted(REGISTRY)} (and AutoAttack's "
+                         f"{sorted(ATTACK_ALIASES)})")
+    spec = REGISTRY[real]
+    if not preset:
+        return spec
+    params = {k: (v.replace(default=preset[k]) if k in preset else v) for k, v in spec.params.items()}
+    return dataclasses.replace(spec, params=params)  # same attack, the alias's parameters as defaults
 
 
 # ----------------------------------------------------------------------------------- the entry point
@@ -418,6 +428,13 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
                          f"it takes {sorted(spec.params)}")
     p = {k: v.default for k, v in spec.params.items()}
     p.update(kwargs)
+    if isinstance(p["norm"], str) and p["norm"] not in spec.norms:
+        from robustlab.units import canonical_norm
+
+        try:  # the field's spellings: "Linf", "L2", "inf", ...
+            p["norm"] = canonical_norm(p["norm"])
+        except InputError:
+            pass  # check_norm below names the norms this attack supports
     norm, targeted, target = p["norm"], p["targeted"], p["target"]
     if not isinstance(norm, str):
         raise InputError(f"norm must be a string, one of {spec.norms}")
