@@ -136,11 +136,9 @@ _MISSING = {
     "logits_inf": "high_confidence returns x_adv holding NaN when the model's logits are inf",
 }
 _NEW = ("alma", "high_confidence", "minimum", "pdpgd_r", "sigma_zero", "spatial_pgd", "stadv")
-# what the attack entry point still lets through (labels/targets out of range and NaN/inf logits are checked
-# there since the contract landed)
-XFAIL = {(a, "x_float_dtype") for a in ("apgd", "apgd_t", "cw", "ddn", "deepfool", "ead", "fab", "fab_t", "fgsm",
-                                        "fmn", "jsma", "pdgd", "pdpgd", "pgd", "sparsefool", "square") + _NEW}
-XFAIL |= {("fab_t", "eps_extreme")}
+# what the attack entry point still lets through (labels/targets out of range, NaN/inf logits and x dtypes
+# are checked there since the contract landed)
+XFAIL: set[tuple[str, str]] = set()  # none left; add (attack, kind) pairs here with a reason in _MISSING
 
 
 def _param(a: str, k: str):

@@ -442,6 +442,11 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
     check_images(x)
     if not callable(model):
         raise InputError(f"model must be a torch.nn.Module mapping images to logits, got {type(model).__name__}")
+    weight = next((t for t in model.parameters() if t.is_floating_point()), None) if isinstance(model, nn.Module) \
+        else None
+    if weight is not None and x.dtype != weight.dtype:  # otherwise PyTorch's own dtype error, mid-attack
+        raise InputError(f"x is {x.dtype} but the model's parameters are {weight.dtype}: convert one of them "
+                         f"(e.g. x.to({weight.dtype}))")
     if not isinstance(targeted, bool):
         raise InputError(f"targeted must be True or False, got {targeted!r}")
     if targeted and not spec.targeted:
