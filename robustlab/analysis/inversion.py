@@ -59,17 +59,6 @@ class Inversion:
     images_by_step: Tensor | None = None  # (records, N, C, H, W) with keep_images=True
 
 
-def box_diameter(norm: str, x: Tensor) -> float:
-    """The [0, 1] box's diameter in `norm`: a ball of this radius around any point of the box contains the
-    whole box, so it is the unbounded threat (eps = inf) exactly."""
-    d = x[0].numel()
-    return {"linf": 1.0, "l2": float(d) ** 0.5, "l1": float(d)}[norm]
-
-
-def _eps(e: float, norm: str, x: Tensor) -> float:
-    return box_diameter(norm, x) if e == INF else e
-
-
 def _target_prob(model: nn.Module, x: Tensor, t: Tensor, batch_size: int = 500) -> Tensor:
     with torch.no_grad():
         p = torch.cat([F.softmax(model(x[i:i + batch_size]), 1) for i in range(0, len(x), batch_size)])
@@ -103,7 +92,7 @@ def invert(model: nn.Module, targets: Tensor, start: Tensor, *, steps: int = 300
         k = min(seg, steps - done)
         parts = []
         for i in range(0, len(x), batch_size):
-            r = pgd(model, x[i:i + batch_size], targets[i:i + batch_size], norm=norm, eps=_eps(INF, norm, x), steps=k,
+            r = pgd(model, x[i:i + batch_size], targets[i:i + batch_size], norm=norm, eps=INF, steps=k,
                     step_size=step_size, random_start=False, targeted=True, target=targets[i:i + batch_size],
                     early_stop=False)
             parts.append(r.x_adv)
@@ -140,7 +129,7 @@ def large_eps_examples(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l
         with torch.no_grad():
             k = model(x[:1]).shape[1]
         target = (y + 1) % k
-    r = pgd(model, x, y, norm=norm, eps=_eps(eps, norm, x), steps=steps, step_size=step_size, random_start=random_start,
+    r = pgd(model, x, y, norm=norm, eps=eps, steps=steps, step_size=step_size, random_start=random_start,
             targeted=targeted, target=target if targeted else None, early_stop=False, generator=generator)
     with torch.no_grad():
         pred = model(r.x_adv).argmax(1)
@@ -168,7 +157,7 @@ def budget_strip(model: nn.Module, x: Tensor, target: Tensor, budgets: list[floa
             xa = x.clone()
         else:
             a = inf_step_size if b == INF else 2.5 * b / steps
-            xa = pgd(model, x, target, norm=norm, eps=_eps(b, norm, x), steps=steps, step_size=a, random_start=False,
+            xa = pgd(model, x, target, norm=norm, eps=b, steps=steps, step_size=a, random_start=False,
                      targeted=True,
                      target=target, early_stop=False).x_adv
         cols.append(xa)
