@@ -28,6 +28,11 @@ from robustlab.ops import project_ball_box, random_in_ball
 
 REL_TOL = 1e-5  # relative float tolerance on a budget
 ABS_TOL = 1e-6  # absolute float tolerance on a budget (pixel units)
+
+
+def fits(size: Tensor | float, eps: Tensor | float) -> Tensor | bool:
+    """size <= eps with robustlab's one budget tolerance (inf eps: always)."""
+    return size <= eps * (1 + REL_TOL) + ABS_TOL
 LP_NORMS = ("linf", "l2", "l1", "l0", "pixel")
 
 
@@ -76,7 +81,7 @@ class Threat:
         if eps is None:
             return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         e = _per_sample(eps, x)
-        return (self.size(x, x_adv, aux) <= e * (1 + REL_TOL) + ABS_TOL) | torch.isinf(e)
+        return fits(self.size(x, x_adv, aux), e) | torch.isinf(e)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Threat) and type(other) is type(self) and other.name == self.name

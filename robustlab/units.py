@@ -13,7 +13,7 @@ import re
 from robustlab.data.checks import InputError
 
 NORMS = ("linf", "l2", "l1", "l0", "pixel")
-_NORM_ALIASES = {"inf": "linf", "linfty": "linf", "l_inf": "linf", "lin": "linf", "2": "l2", "1": "l1",
+_NORM_ALIASES = {"inf": "linf", "linfty": "linf", "l_inf": "linf", "2": "l2", "1": "l1",
                  "0": "l0", "l_2": "l2", "l_1": "l1", "l_0": "l0", "group-l0": "pixel", "groupl0": "pixel"}
 
 

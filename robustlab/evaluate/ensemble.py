@@ -21,10 +21,11 @@ from torch import Tensor, nn
 from robustlab import attacks
 from robustlab.data.checks import InputError
 from robustlab.evaluate import shard
-from robustlab.evaluate.verify import NORM_TOL, verify
+from robustlab.evaluate.verify import verify
 from robustlab.io import atomic_write_json
 from robustlab.models.layout import channels_last
 from robustlab.ops import norm as norm_of
+from robustlab.threats import fits
 
 # AutoAttack's standard version as in the paper (APGD-CE, APGD-T with 9 targets, FAB-T with 9 targets,
 # Square with 5000 queries; 100 iterations each)
@@ -66,7 +67,7 @@ class EnsembleResult:
         new = 0
         for e in self.eps:
             for i, s in zip(idx, sizes):
-                if self.broken_by[e][i] == "" and s <= e * (1 + NORM_TOL) + 1e-6:
+                if self.broken_by[e][i] == "" and fits(s, e):
                     self.broken_by[e][i] = name
                     self.adv_norms[e][i] = s
                     new += 1
@@ -265,7 +266,7 @@ def _attack_batch(model: nn.Module, xb: Tensor, yb: Tensor, clean: Tensor, eps: 
             ok = verify(model, xb[idx], yb[idx], r.x_adv, norm=r.threat or norm, eps=e, aux=r.aux)
             claimed = r.success | r.unverified if r.unverified is not None else r.success
             if spec.family == "minnorm":  # a minimum-norm success beyond eps is no claim about this eps
-                claimed = claimed & (r.norm <= e * (1 + NORM_TOL) + 1e-6)
+                claimed = claimed & fits(r.norm, e)
             part["unverified"][name] += int((claimed & ~ok).sum())
             sizes = r.threat.size(xb[idx], r.x_adv, r.aux) if r.threat is not None else norm_of(r.x_adv - xb[idx], norm)
             for j, (k, good) in enumerate(zip(idx.tolist(), ok.tolist())):

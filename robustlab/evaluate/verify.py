@@ -7,6 +7,4 @@ which every attack result already passed); the budget tolerance is robustlab.thr
 from robustlab.attacks.base import predict, verify
 from robustlab.threats import ABS_TOL, REL_TOL
 
-NORM_TOL = REL_TOL  # the name the ensemble used for the relative budget tolerance
-
-__all__ = ["verify", "predict", "REL_TOL", "ABS_TOL", "NORM_TOL"]
+__all__ = ["verify", "predict", "REL_TOL", "ABS_TOL"]

@@ -157,7 +157,7 @@ def run(out: str | Path = "runs/demo", profile: str = "quick", device: str = "cp
             "robust_accuracy": cards[key]["robust_accuracy"], "broken_by_attack": cards[key]["broken_by_attack"],
             "warnings": cards[key].get("warnings", [])}
         results["seconds"][f"ensemble_{key}"] = time.time() - t1
-    plot_curves({k: c for k, c in cards.items()}, out / "evaluation" / "ensemble_robust_accuracy.png")
+    plot_curves(cards, out / "evaluation" / "ensemble_robust_accuracy.png")
 
     for key, model in models.items():
         _say(f"{key}: minimum-norm medians per norm ({', '.join(sorted({a for v in MINNORM.values() for a in v}))}"
@@ -193,14 +193,14 @@ def analysis_sections(models: dict[str, torch.nn.Module], x: torch.Tensor, y: to
     from robustlab.report.figures import gradient_grid, save
 
     res: dict[str, Any] = {}
-    rows = {}
+    rows, zs = {}, {}
     for key, model in models.items():
         g, _ = gradients.loss_gradient(model, x[:8], y[:8])
         rows[key] = (x[:8], g)
         with torch.no_grad():
-            z = torch.cat([model(x[i:i + 500]) for i in range(0, len(x), 500)])
-        res[key] = {"gradients": gradients.gradient_summary(model, x[:64], y[:64]), "logits": logits.summary(z, y)}
-        res[key]["_z"] = z
+            zs[key] = torch.cat([model(x[i:i + 500]) for i in range(0, len(x), 500)])
+        res[key] = {"gradients": gradients.gradient_summary(model, x[:64], y[:64]),
+                    "logits": logits.summary(zs[key], y)}
     save(gradient_grid(rows, title="inputs and loss gradients (robust models: edges)"), out / "input_gradients.png")
     import matplotlib
 
@@ -210,7 +210,7 @@ def analysis_sections(models: dict[str, torch.nn.Module], x: torch.Tensor, y: to
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     for ax, (name, fn) in zip(axes, (("max logit", logits.max_logit), ("logit gap (top-1 minus top-2)",
                                                                          logits.logit_gap))):
-        vals = [fn(res[k]["_z"]) for k in models]
+        vals = [fn(zs[k]) for k in models]
         dens, edges = logits.histograms(vals, bins=40)
         for k, d in zip(models, dens):
             ax.step(edges[:-1].numpy(), d.numpy(), where="post", label=k)
@@ -220,8 +220,6 @@ def analysis_sections(models: dict[str, torch.nn.Module], x: torch.Tensor, y: to
         ax.grid(alpha=0.3)
     fig.tight_layout()
     save(fig, out / "logit_histograms.png")
-    for k in models:
-        del res[k]["_z"]
     lines = ["## What robust training changed", "",
              "| model | edge correlation of input gradients | mean max logit | skew | mean logit gap | skew |",
              "|---|---|---|---|---|---|"]
