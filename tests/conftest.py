@@ -12,3 +12,31 @@ os.environ.setdefault("ROBUSTLAB_NO_PROGRESS", "1")
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def cpu_profile_results(name: str, out: os.PathLike | str) -> dict:
+    """The results of `robustlab reproduce NAME --profile cpu` for the slow acceptance tests.
+
+    A finished cpu run is reused when ``$ROBUSTLAB_CPU_RUNS/NAME/results.json`` exists and says profile
+    "cpu" (each profile takes about an hour: run it once with `robustlab reproduce NAME --profile cpu
+    --out $ROBUSTLAB_CPU_RUNS/NAME`, then check it as often as needed; a thesis chapter such as
+    matyasko2020-pdpgd is also found in matyasko2020/pdpgd); otherwise the profile runs into `out`.
+    """
+    import json
+    from pathlib import Path
+
+    from robustlab.experiments import get_experiment
+
+    fmnist = Path("/usr/share/datasets/fashion-mnist")
+    if not fmnist.exists():
+        pytest.skip("apt-get install -y dataset-fashion-mnist")
+    root = os.environ.get("ROBUSTLAB_CPU_RUNS")
+    if root:
+        # a chapter of the whole thesis run (`reproduce matyasko2020`) lies in matyasko2020/<chapter>
+        for folder in (name, name.replace("-", "/", 1)):
+            done = Path(root) / folder / "results.json"
+            if done.exists():
+                res = json.loads(done.read_text())
+                if res.get("profile") == "cpu":
+                    return res
+    return get_experiment(name)(out=Path(out), profile="cpu")

@@ -8,6 +8,7 @@ import pytest
 
 from robustlab.experiments import EXPERIMENTS
 from robustlab.experiments import helland2020 as H
+from tests.conftest import cpu_profile_results
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -69,17 +70,8 @@ def test_quick_profile_runs_in_minutes(cache):
 
 
 @pytest.fixture(scope="module")
-def cpu_results():
-    """The `cpu` profile (about an hour on two cores), run once for all the checks below."""
-    import os
-
-    if not FMNIST.exists():
-        pytest.skip("apt-get install -y dataset-fashion-mnist")
-    out = Path(os.environ.get("HELLAND_CPU_OUT", "runs/reproduce/helland2020/cpu"))
-    done = out / "results.json"
-    if done.exists() and json.loads(done.read_text()).get("profile") == "cpu":
-        return json.loads(done.read_text())
-    return H.run(out=out, profile="cpu")
+def cpu_results(tmp_path_factory):
+    return cpu_profile_results("helland2020", tmp_path_factory.mktemp("helland2020-cpu"))
 
 
 @pytest.mark.slow

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import cpu_profile_results
+
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 needs_fmnist = pytest.mark.skipif(not FMNIST.exists(), reason="apt-get install -y dataset-fashion-mnist")
 
@@ -63,11 +65,7 @@ def test_seguin2022_quick_profile(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def cpu_results(tmp_path_factory):
-    if not FMNIST.exists():
-        pytest.skip("apt-get install -y dataset-fashion-mnist")
-    from robustlab.experiments import seguin2022 as s
-
-    return s.run(out=tmp_path_factory.mktemp("seguin2022-cpu"), profile="cpu")
+    return cpu_profile_results("seguin2022", tmp_path_factory.mktemp("seguin2022-cpu"))
 
 
 @pytest.mark.slow

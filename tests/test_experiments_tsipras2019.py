@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from robustlab.experiments import EXPERIMENTS, get_experiment
+from tests.conftest import cpu_profile_results
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 needs_fmnist = pytest.mark.skipif(not FMNIST.exists(), reason="apt-get install -y dataset-fashion-mnist")
@@ -82,9 +83,7 @@ def test_quick_profile(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def cpu_results(tmp_path_factory):
-    from robustlab.experiments import tsipras2019 as t
-
-    return t.run(out=tmp_path_factory.mktemp("tsipras_cpu"), profile="cpu")
+    return cpu_profile_results("tsipras2019", tmp_path_factory.mktemp("tsipras_cpu"))
 
 
 @pytest.mark.slow
