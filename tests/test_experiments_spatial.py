@@ -7,6 +7,7 @@ import pytest
 
 from robustlab.cli import main
 from robustlab.experiments import EXPERIMENTS
+from tests.conftest import cpu_profile_results
 
 
 def _tiny(m):
@@ -33,6 +34,8 @@ def test_spatial_tiny_profile_and_cli(tmp_path, monkeypatch, capsys):
             assert v["loss01"][0] == pytest.approx(1 - res["clean_accuracy"][name])
     for d in res["e2"]["soundness"].values():
         assert all(n == 0 for v in d.values() for n in v["certified_but_broken"].values())
+    assert res["checks"] == m.checks(res) and all(v for k, v in res["checks"].items() if k[:2] in ("8 ", "9 "))
+    assert any(k.startswith("12 ") for k in res["checks"])  # f_sdp and f_nt both ran
     st = res["stadv"]["f_nt"]
     assert st[-1]["tau"] == "inf" and st[-1]["success_rate"] == 0
     for f in ("fig2_lower_bounds.png", "fig4_convergence.png", "fig5_certified_loss.png", "fig6_stadv.png",
@@ -75,3 +78,17 @@ def test_spatial_quick_profile(tmp_path, monkeypatch):
     assert all(v["loss01"][-1] >= 0.5 for v in res["e2"]["bounds"]["f_nt"].values())
     for d in res["e2"]["soundness"].values():
         assert all(n == 0 for v in d.values() for n in v["certified_but_broken"].values())
+
+
+@pytest.fixture(scope="module")
+def cpu_results(tmp_path_factory):
+    return cpu_profile_results("spatial", tmp_path_factory.mktemp("spatial-cpu"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prefix", ["8 ", "9 ", "10 ", "11 ", "12 "])
+def test_cpu_profile_checks_8_to_12(cpu_results, prefix):
+    from robustlab.experiments import spatial as m
+
+    c = {k: v for k, v in m.checks(cpu_results).items() if k.startswith(prefix)}
+    assert c and all(c.values()), c

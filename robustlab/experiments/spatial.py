@@ -149,6 +149,7 @@ def run(out: str | Path = "runs/spatial", profile: str = "quick", device: str = 
     results["e1"] = _e1(p, {**nets, "linear": lin}, out)
     results["e2"] = _e2(p, nets, x, y, out)
     results["stadv"] = _stadv(p, nets, x, y, out)
+    results["checks"] = checks(results)
     results["wall_time_s"] = time.time() - t0
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "results.md", markdown(results))
@@ -291,6 +292,47 @@ def _stadv(p: SpatialProfile, nets: dict[str, torch.nn.Module], x: torch.Tensor,
     return res
 
 
+# ----------------------------------------------------------------------------------------- checks
+
+
+def checks(r: dict[str, Any]) -> dict[str, bool]:
+    """The spec's section-6 checks that the experiment's numbers decide (8: soundness; 9: curves; 10-12:
+    the experiment-scale claims), computed from a results dict (also one read back from results.json)."""
+    c: dict[str, bool] = {}
+    sound = r["e2"]["soundness"]
+    c["8 no certified point broken by spatial PGD"] = all(
+        n == 0 for d in sound.values() for v in d.values() for n in v["certified_but_broken"].values())
+    eps = r["settings"]["cert_eps"]
+    curves = [v["loss01"] for bs in r["e2"]["bounds"].values() for v in bs.values()]
+    c["9 certified 0/1 curves non-decreasing"] = all(
+        all(b >= a - 1e-12 for a, b in zip(cv, cv[1:])) for cv in curves)
+    if eps and eps[0] == 0:
+        c["9 certified 0/1 at eps 0 = clean error"] = all(
+            abs(v["loss01"][0] - (1 - r["clean_accuracy"][name])) < 1e-6
+            for name, bs in r["e2"]["bounds"].items() for v in bs.values())
+    rows = r["e1"].get("f_nt", [])
+    if rows:
+        alg = [row["algorithm1_delta_f"] for row in rows]
+        top = max(rows, key=lambda row: row["eps"])
+        c["10 f_nt Algorithm 1 non-decreasing in eps"] = all(b >= a - 1e-6 for a, b in zip(alg, alg[1:]))
+        c["10 f_nt Algorithm 1 above Theorem 1 at the largest eps"] = (
+            top["algorithm1_delta_f"] > max(top["theorem1_linearised"], top["theorem1_delta_f"]))
+        c["10 Algorithm 1 within 50 outer iterations"] = all(row["iterations"] <= 50 for row in rows)
+    if 0.1 in eps and "f_nt" in r["e2"]["bounds"]:
+        k = eps.index(0.1)
+        c["11 f_nt certified 0/1 loss at eps 0.1 >= 0.5 under every bound"] = all(
+            v["loss01"][k] >= 0.5 for v in r["e2"]["bounds"]["f_nt"].values())
+    st = r["stadv"]
+    if "f_sdp" in st and "f_nt" in st:
+        at = {name: next((row for row in rows if float(row["tau"]) == 0.05), None) for name, rows in st.items()}
+        if at["f_sdp"] is not None and at["f_nt"] is not None:
+            c["12 stAdv (tau 0.05) succeeds less on f_sdp than on f_nt"] = (
+                at["f_sdp"]["success_rate"] < at["f_nt"]["success_rate"])
+            c["12 f_sdp adversarial accuracy above f_nt's"] = (
+                at["f_sdp"]["adv_accuracy"] > at["f_nt"]["adv_accuracy"])
+    return c
+
+
 # ----------------------------------------------------------------------------------------- tables
 
 
@@ -338,6 +380,8 @@ def markdown(r: dict[str, Any]) -> str:
         for row in rows:
             lines.append(f"| {name} | {row['tau']} | {row['success_rate']:.3f} | {row['adv_accuracy']:.3f} | "
                          f"{row['median_l_flow']:.3g} |")
+    lines += ["", "### Acceptance checks (spec section 6)", "", "| check | passed |", "|---|---|"]
+    lines += [f"| {k} | {'yes' if v else '**NO**'} |" for k, v in checks(r).items()]
     lines.append("")
     lines.append(f"Wall time {r.get('wall_time_s', 0):.0f} s.")
     return "\n".join(lines) + "\n"
