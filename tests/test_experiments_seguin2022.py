@@ -16,6 +16,7 @@ needs_fmnist = pytest.mark.skipif(not FMNIST.exists(), reason="apt-get install -
 FIGURES = ["fig1_max_logit_per_epoch.png", "figB1_gap_per_epoch.png", "fig2a_gap_histograms.png",
            "fig2b_adv_accuracy_by_gap.png", "fig3a_rank_scatter.png", "fig3b_far_rank_fraction.png",
            "fig3c_error_rank.png", "fig3d_average_overlap.png", "figB3_logit_neighbours.png", "figC1_logit_model.png",
+           "figB2_confidence_quadrants.png", "fig4a_manipulations.png",
            "figC2_C3_surfaces.png"]
 
 

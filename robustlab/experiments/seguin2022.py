@@ -215,6 +215,7 @@ def run(out: str | Path = "runs/reproduce/seguin2022", profile: str = "quick", d
     from robustlab.models.io import load_model
     from robustlab.report import logit_figures as F
     from robustlab.runs import read_logits
+    from robustlab.train import distill_targets as DT
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known: {sorted(PROFILES)}")
@@ -340,6 +341,25 @@ def run(out: str | Path = "runs/reproduce/seguin2022", profile: str = "quick", d
     F.neighbour_grid(te.x[:len(y_test)], seeds_img, nbrs, out / "figB3_logit_neighbours.png", labels=y_test)
     nb_same = {kind: float((y_test[v] == y_test[torch.tensor(seeds_img)][:, None]).float().mean())
                for kind, v in nbrs.items()}
+
+    # Fig. B.2: images of class c0 by (AT, ST) confidence quadrant: the top / bottom quarter of the class's ranks
+    ra, rb = rd["rank_a"][m], rd["rank_b"][m]  # within-class ranks (0 = most confident), AT and ST
+    top = max(1, int(m.sum()) // 4)
+    ids_c0 = m.nonzero()[:, 0]
+    quads = {}
+    for name, qa, qb in (("AT high, ST high", True, True), ("AT high, ST low", True, False),
+                         ("AT low, ST high", False, True), ("AT low, ST low", False, False)):
+        sel = ((ra < top) if qa else (ra >= len(ra) - top)) & ((rb < top) if qb else (rb >= len(rb) - top))
+        quads[name] = ids_c0[sel][:4].tolist()
+    F.quadrant_grid(te.x[:len(y_test)], quads, out / "figB2_confidence_quadrants.png")
+
+    # Fig. 4A: what each manipulation does to one image's AT teacher logits
+    z0, y0 = z[("AT", s0)][:1], y_test[:1]
+    g4 = torch.Generator().manual_seed(0)
+    panels = {"normal": z0[0], "fix-3 (perm)": DT.fix_k(z0, 3, "perm", g4)[0],
+              "fix-3 (avg)": DT.fix_k(z0, 3, "avg")[0], "correct-fix-1": DT.correct_fix_1(z0, y0, g4)[0],
+              "hybrid ST-AT": DT.hybrid(z0, z[("ST", s0)][:1])[0]}
+    F.manipulation_diagram(panels, int(y0[0]), out / "fig4a_manipulations.png")
 
     # ---- distillation (Table 2, Fig. 4, A.6, A.7)
     students: dict[str, dict[str, list[float]]] = {}

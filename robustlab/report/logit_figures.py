@@ -216,3 +216,51 @@ def theory_surfaces(path: str | Path, n: int = 10, eps_err: float = 0.2, eps: fl
 
 __all__ = ["epoch_heatmaps", "overlaid_histograms", "accuracy_by_gap", "rank_scatter", "bars", "lines",
            "neighbour_grid", "theory_c1", "theory_surfaces"]
+
+
+def manipulation_diagram(panels: dict[str, Any], label: int, path: str | Path) -> Path:
+    """Fig. 4A: one image's teacher logits as bars, once per manipulation (normal, fix-k perm/avg, ...).
+
+    The ground-truth class is blue; values the manipulation changed are orange; the others grey."""
+    plt = _plt()
+    names = list(panels)
+    ref = np.asarray(panels[names[0]], dtype=float).ravel()
+    fig, axes = plt.subplots(1, len(names), figsize=(2.3 * len(names), 2.4), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        v = np.asarray(panels[name], dtype=float).ravel()
+        colours = ["tab:blue" if c == label else ("tab:orange" if abs(v[c] - ref[c]) > 1e-6 else "0.6")
+                   for c in range(len(v))]
+        ax.bar(np.arange(len(v)), v, color=colours)
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks(np.arange(len(v)))
+        ax.tick_params(labelsize=6)
+        ax.set_xlabel("class", fontsize=7)
+    axes[0][0].set_ylabel("teacher logit", fontsize=8)
+    return _save(fig, path)
+
+
+def quadrant_grid(images: Any, quadrants: dict[str, list[int]], path: str | Path, per: int = 4) -> Path:
+    """Fig. B.2: images of one class in the four quadrants of (AT confidence, ST confidence), a row each."""
+    plt = _plt()
+    imgs = images.detach().float().cpu() if hasattr(images, "detach") else images
+    names = list(quadrants)
+    fig, axes = plt.subplots(len(names), per, figsize=(1.2 * per + 1.6, 1.25 * len(names)), squeeze=False)
+    for i, name in enumerate(names):
+        for j in range(per):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(quadrants[name]):
+                im = imgs[quadrants[name][j]]
+                if im.shape[0] == 1:
+                    ax.imshow(im[0].numpy(), cmap="gray", vmin=0, vmax=1)
+                else:
+                    ax.imshow(im.permute(1, 2, 0).clamp(0, 1).numpy())
+            else:  # fewer images in this quadrant: an empty cell (the row keeps its label)
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+                if j == 0:
+                    ax.text(0.5, 0.5, "(none)", ha="center", va="center", fontsize=7, transform=ax.transAxes)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=7)
+    return _save(fig, path)
