@@ -34,6 +34,15 @@ def test_bootstrap_interval_is_close_to_t_for_large_samples_and_degenerate_cases
         R.mean_interval([1.0, 2.0], method="nope")
 
 
+def test_a_rate_interval_stays_inside_0_1():
+    rates = [1.0, 1.0, 0.9]  # the t interval's upper end is above 1
+    m, lo, hi = R.mean_interval(rates)
+    assert hi > 1
+    m, lo, hi = R.mean_interval(rates, bounds=(0.0, 1.0))
+    assert hi == 1.0 and lo == R.mean_interval(rates)[1] and lo < m < hi
+    assert R.mean_interval([0.0, 0.0, 0.1], bounds=(0.0, 1.0))[1] == 0.0
+
+
 class Oracle(nn.Module):
     """Predicts class = round(mean pixel * 9): a known labelling for tests."""
 

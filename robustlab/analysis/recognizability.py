@@ -24,12 +24,21 @@ from robustlab.data.checks import InputError
 
 
 def mean_interval(values: Tensor | list[float], *, level: float = 0.95, method: str = "t", n_boot: int = 2000,
-                  seed: int = 0) -> tuple[float, float, float]:
+                  seed: int = 0, bounds: tuple[float, float] | None = None) -> tuple[float, float, float]:
     """(mean, low, high): a two-sided `level` interval for the mean of i.i.d. `values`.
 
     method "t": mean -+ t_{(1+level)/2, n-1} * s / sqrt(n) (exact coverage for normal data); "bootstrap":
-    percentile interval of `n_boot` resampled means. One value gives a zero-width interval.
+    percentile interval of `n_boot` resampled means. One value gives a zero-width interval. `bounds`
+    (lo, hi): the range the mean cannot leave (a rate: (0, 1)); the interval is clipped to it.
     """
+    m, lo, hi = _mean_interval(values, level=level, method=method, n_boot=n_boot, seed=seed)
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return m, lo, hi
+
+
+def _mean_interval(values: Tensor | list[float], *, level: float, method: str, n_boot: int,
+                   seed: int) -> tuple[float, float, float]:
     v = torch.as_tensor(values, dtype=torch.float64).flatten()
     if v.numel() == 0:
         raise InputError("mean_interval needs at least one value")
@@ -95,7 +104,7 @@ def recognizability(oracle: nn.Module, images: Tensor, targets: Tensor, *, seeds
     floor = target_rate(oracle, noise, targets)
     seeds = seeds.cpu()
     per_seed = [float(hit[seeds == s].mean()) for s in torch.unique(seeds)]
-    m, lo, hi = mean_interval(per_seed, level=level, method=method)
+    m, lo, hi = mean_interval(per_seed, level=level, method=method, bounds=(0.0, 1.0))
     span = ceiling - floor
     if span <= 0:
         raise InputError(f"the oracle's clean accuracy ({ceiling:.3f}) must exceed its rate on noise ({floor:.3f})")
