@@ -373,6 +373,13 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(f"| {row['pair']} | {row['D']} | {row['sdp_primal']:.4g} | {row['sdp_sound']:.4g} | "
                          f"{row['dual']:.4g} | {row['spectral']:.4g} | {row['frobenius']:.4g} | "
                          f"{row['sdp_seconds']:.2f} | {row['dual_opt_seconds']:.2f} |")
+        lines += ["", "Why the sound spectral bound can be tighter than the SDP here (the paper ranks the SDP "
+                  "tightest, "
+                  "against the printed spectral/Frobenius formulas, which are not sound): the SDP's variable t comes "
+                  "from Prop. 2's box |r_i| <= eps lambda_i, which relaxes the flow ellipsoid ||M r|| <= eps "
+                  "coordinate by coordinate, so for a dense direction u it bounds u^T r by eps ||diag(lambda) u||_1 "
+                  "(up to sqrt(d) lambda ||u||_2), while the spectral route keeps the ellipsoid's l2 geometry: "
+                  "eps ||M^-1||_2 ||u||_2. Both are sound; neither dominates in general."]
     lines += ["", "### stAdv success rate (among correctly classified) and adversarial accuracy vs tau (Fig. 6)", "",
               "| network | tau | success rate | adversarial accuracy | median L_flow (flipped points) |",
               "|---|---|---|---|---|"]
