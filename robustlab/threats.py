@@ -8,8 +8,8 @@ field, measured on the flow carried in the result's ``aux``) plugs in without to
 - ``Lp(norm)``: the additive perturbation ``x_adv - x`` measured in linf, l2, l1, l0 (values
   changed) or pixel (pixels with any channel changed), intersected with the [0, 1] box.
 - ``Unbounded(norm)``: eps = inf, only the box; sizes are still reported in `norm`.
-- ``Flow`` (spatial attacks, added by robustlab's spatial module): subclass `Threat`, measure the
-  flow field ``aux["flow"]`` in `size`, and act on the flow in `project` / `random_init` / `apply`.
+- ``Flow``: a spatial flow field carried in ``aux["flow"]``; `size` is recomputed from it (||M r|| for a
+  tied flow, L_flow for a two-channel one) and x_adv must be the warp of x by it.
 
 Budgets are checked with one tolerance everywhere (`within`): ``size <= eps * (1 + REL_TOL) + ABS_TOL``.
 """
@@ -52,7 +52,9 @@ class Threat:
     - ``project(x, z, eps) -> z``: the parameter moved into {size <= eps} with ``apply(x, z)`` in the box;
     - ``random_init(x, eps, generator) -> z``: a random start inside the budget;
     - ``apply(x, z) -> x_adv``: the input the parameter produces (default: ``clamp(x + z, 0, 1)``);
-    - ``aux_of(z) -> dict``: what `size` needs besides x and x_adv (default: nothing).
+    - ``aux_of(z) -> dict``: what `size` needs besides x and x_adv (default: nothing);
+    - ``consistent(x, x_adv, aux) -> (N,)``: x_adv is what aux's parameter produces (default: always);
+      `within` (and so verification) refuses a point that is not.
 
     `within` and `name` come for free. Threats are small immutable values: equal when their
     `name` is equal.
@@ -75,13 +77,19 @@ class Threat:
     def aux_of(self, z: Tensor) -> dict[str, Any]:
         return {}
 
+    def consistent(self, x: Tensor, x_adv: Tensor, aux: dict[str, Any] | None = None) -> Tensor:
+        """Bool (N,): x_adv is what the perturbation parameter in aux produces (Lp: always)."""
+        return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+
     def within(self, x: Tensor, x_adv: Tensor, eps: float | Tensor | None,
                aux: dict[str, Any] | None = None) -> Tensor:
-        """Bool (N,): the perturbation's size is within eps (None or inf: always), with one tolerance."""
+        """Bool (N,): x_adv is `consistent` with aux and the perturbation's size is within eps (None or
+        inf: no budget), with one tolerance."""
+        ok = self.consistent(x, x_adv, aux)
         if eps is None:
-            return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+            return ok
         e = _per_sample(eps, x)
-        return fits(self.size(x, x_adv, aux), e) | torch.isinf(e)
+        return ok & (fits(self.size(x, x_adv, aux), e) | torch.isinf(e))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Threat) and type(other) is type(self) and other.name == self.name
@@ -155,15 +163,41 @@ class Unbounded(Lp):
 
 class Flow(Threat):
     """A flow field that moves pixels (robustlab.attacks.spatial). Its size is measured on the flow, not on
-    x_adv - x: the attack carries the flow in ``aux["flow"]`` and its measure in ``aux["size"]`` (||M r||
-    for spatial_pgd, L_flow for stadv). Projection and random starts live with the spatial attacks."""
+    x_adv - x: the result's ``aux["flow"]`` carries the flow (zero for a point not attacked) and
+    ``aux["padding"]`` the warp's padding ("zeros" by default). The size is recomputed from the flow,
+    never read from the attack: ||M r|| for a tied (N, H, W) flow (spatial_pgd, the certificates' budget),
+    L_flow for a two-channel (N, 2, H, W) flow (stadv). A point whose x_adv is not the warp of x by its
+    flow (within WARP_TOL) is not `consistent`, so never within a budget nor verified. Projection and
+    random starts live with the spatial attacks."""
 
     name = "flow"
+    WARP_TOL = 1e-5  # max |x_adv - warp(x, flow)| (pixel units): float rounding of the same warp
+
+    @staticmethod
+    def _flow(x: Tensor, aux: dict[str, Any] | None) -> Tensor:
+        if not aux or not isinstance(aux.get("flow"), Tensor):
+            raise InputError("a flow threat measures the flow field: the result's aux must carry 'flow'")
+        r = aux["flow"]
+        if x.dim() != 4 or r.shape[0] != x.shape[0] or tuple(r.shape[-2:]) != tuple(x.shape[-2:]) \
+                or not (r.dim() == 3 or (r.dim() == 4 and r.shape[1] == 2)):
+            raise InputError(f"aux['flow'] of shape {tuple(r.shape)} is no flow for x of shape {tuple(x.shape)}: "
+                             "it must be (N, H, W) (tied) or (N, 2, H, W) (two-channel)")
+        return r
 
     def size(self, x: Tensor, x_adv: Tensor, aux: dict[str, Any] | None = None) -> Tensor:
-        if not aux or "size" not in aux:
-            raise InputError("a flow threat measures the flow field: the result's aux must carry 'size'")
-        return aux["size"]
+        from robustlab.ops.flow import flow_size
+
+        return flow_size(self._flow(x, aux).to(x.dtype))
+
+    def consistent(self, x: Tensor, x_adv: Tensor, aux: dict[str, Any] | None = None) -> Tensor:
+        from robustlab.ops.flow import warp_image
+
+        r = self._flow(x, aux).to(x.dtype)
+        ref = warp_image(x, r, padding=(aux or {}).get("padding", "zeros"))
+        if x_adv.shape != ref.shape:
+            return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        gap = (x_adv.to(ref.dtype) - ref).abs().flatten(1).amax(1)
+        return (gap <= self.WARP_TOL) & torch.isfinite(r.flatten(1)).all(1)
 
 
 def threat_of(norm: str | Threat, eps: float | Tensor | None = None) -> Threat:

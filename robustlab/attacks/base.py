@@ -500,9 +500,9 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
         success = done & ~flagged
         bwd = torch.zeros(n, dtype=torch.long, device=x.device)
         x_adv, logits = x.clone(), logits0.clone()
-        # points not attacked carry no perturbation: a flow threat reads their size 0 from aux
-        aux: dict[str, Any] = {"size": torch.zeros(n, dtype=x.dtype, device=x.device)} if isinstance(threat, Flow) \
-            else {}
+        # points not attacked carry no perturbation: a flow threat reads their zero flow from aux
+        aux: dict[str, Any] = {"flow": x.new_zeros((n,) + tuple(x.shape[-2:]))} \
+            if isinstance(threat, Flow) and x.dim() == 4 else {}
         info: dict[str, Any] = {}
         claimed = torch.zeros(n, dtype=torch.bool, device=x.device)
         if bool(active.any()):
@@ -522,8 +522,12 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
             fwd[active] += r.forward_passes.to(x.device)
             bwd[active] += r.backward_passes.to(x.device)
             sub = dict(r.aux)
-            if isinstance(threat, Flow) and "size" not in sub:  # the flow attack's own measure of its flow
-                sub = {"size": r.norm, **({"flow": r.info["flow"]} if "flow" in r.info else {})}
+            if isinstance(threat, Flow):  # the size is recomputed from the flow, never taken from the attack
+                sub.pop("size", None)
+                if "flow" not in sub and "flow" in r.info:
+                    sub["flow"] = r.info["flow"]
+                if not isinstance(sub.get("flow"), Tensor):
+                    raise RuntimeError(f"attack {spec.name!r} must return its flow field in aux['flow']")
             aux = {key: _scatter(v, active, n, zero=True) for key, v in sub.items()}
             info = {key: _scatter(v, active, n) for key, v in r.info.items()}
             sub_aux = {key: v[active] if isinstance(v, Tensor) and v.dim() and v.shape[0] == n else v

@@ -18,14 +18,7 @@ from torch import Tensor, nn
 from robustlab.attacks.base import AttackResult, PassCounter, as_eps, check_positive, is_adversarial, prepare, register
 from robustlab.data.checks import InputError
 from robustlab.ops import attack_loss, cw_loss
-from robustlab.ops.flow import l_diff, l_flow, m_norm, tv_matrix, warp
-
-
-def _apply(x: Tensor, r: Tensor, padding: str) -> Tensor:
-    """warp(x, r) in [0, 1], and exactly x where the flow is zero (grid_sample rounds in float32)."""
-    moved = r.flatten(1).abs().amax(1) > 0
-    out = warp(x, r, padding=padding).detach().clamp(0, 1)
-    return torch.where(moved.view(-1, 1, 1, 1), out, x)
+from robustlab.ops.flow import l_diff, l_flow, m_norm, tv_matrix, warp, warp_image
 
 
 def _flow_norms(r: Tensor) -> tuple[Tensor, Tensor]:
@@ -97,14 +90,15 @@ def spatial_pgd(
             s_new = s + step
             s_new = s_new * (ee[:, None] / s_new.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1)
             s = torch.where(live[:, None], s_new, s)
-    x_adv = _apply(x, best_r, padding)
+    x_adv = warp_image(x, best_r, padding=padding)
     with torch.no_grad():
         logits = model(x_adv)
     counter.add(None, forward=1)
     success = is_adversarial(logits, labels, targeted)
     mn, ld = _flow_norms(best_r)
     return AttackResult(x_adv, success, mn, counter.forward, counter.backward, logits,
-                        {"flow": best_r, "m_norm": mn, "l_diff": ld, "threat": "flow"})
+                        {"flow": best_r, "m_norm": mn, "l_diff": ld, "threat": "flow"},
+                        aux={"flow": best_r, "padding": padding})
 
 
 @register("stadv", family="minnorm", norms=("flow",))
@@ -170,7 +164,7 @@ def stadv(
                 return val
 
             opt.step(closure)
-    x_adv = _apply(x, best_r, padding)
+    x_adv = warp_image(x, best_r, padding=padding)
     with torch.no_grad():
         logits = model(x_adv)
     counter.add(None, forward=1)
@@ -178,4 +172,5 @@ def stadv(
     size = torch.where(success, l_flow(best_r), torch.full_like(best_size, float("inf")))
     mn, ld = _flow_norms(best_r)
     return AttackResult(x_adv, success, size, counter.forward, counter.backward, logits,
-                        {"flow": best_r, "m_norm": mn, "l_diff": ld, "l_flow": size, "tau": tau, "threat": "flow"})
+                        {"flow": best_r, "m_norm": mn, "l_diff": ld, "l_flow": size, "tau": tau, "threat": "flow"},
+                        aux={"flow": best_r, "padding": padding})

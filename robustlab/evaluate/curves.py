@@ -33,11 +33,19 @@ def combine_minnorm(results: list[AttackResult]) -> AttackResult:
     x_adv, nr = best.x_adv.clone(), best.norm.clone()
     logits, success = best.logits.clone(), best.success.clone()
     fwd, bwd = best.forward_passes.clone(), best.backward_passes.clone()
+    n = len(nr)
+    aux = {k: v.clone() if isinstance(v, Tensor) else v for k, v in best.aux.items()}
     for r in results[1:]:
         b = r.norm < nr
         x_adv[b], nr[b], logits[b], success[b] = r.x_adv[b], r.norm[b], r.logits[b], r.success[b]
         fwd, bwd = fwd + r.forward_passes, bwd + r.backward_passes
-    return AttackResult(x_adv, success, nr, fwd, bwd, logits, threat=best.threat, aux=best.aux)
+        for k, v in aux.items():  # per-sample aux (a flow) follows its x_adv
+            w = r.aux.get(k)
+            if isinstance(v, Tensor) and v.dim() and v.shape[0] == n and bool(b.any()):
+                if not isinstance(w, Tensor) or w.shape != v.shape:
+                    raise ValueError(f"combine_minnorm: the results' aux[{k!r}] differ in kind")
+                v[b] = w[b]
+    return AttackResult(x_adv, success, nr, fwd, bwd, logits, threat=best.threat, aux=aux)
 
 
 def minnorm_summary(result: AttackResult, x: Tensor, correct: Tensor, norm: str) -> dict[str, Any]:

@@ -70,6 +70,25 @@ def warp(x: Tensor, r: Tensor, *, padding: str = "zeros") -> Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=True)
 
 
+def warp_image(x: Tensor, r: Tensor, *, padding: str = "zeros") -> Tensor:
+    """The image a flow attack returns: warp(x, r) clamped to [0, 1], and exactly x for a sample whose flow
+    is zero (grid_sample rounds in float32). Not differentiable (the flow threat's reference)."""
+    with torch.no_grad():
+        moved = r.flatten(1).abs().amax(1) > 0
+        out = warp(x, r, padding=padding).clamp(0, 1)
+        return torch.where(moved.view(-1, *([1] * (x.dim() - 1))), out, x)
+
+
+def flow_size(r: Tensor) -> Tensor:
+    """The budget measure of a flow, per sample: ||M r||_2 (Eq. 3, computed in float64) for a tied
+    (N, H, W) flow, stAdv's L_flow for a two-channel (N, 2, H, W) one."""
+    if r.dim() == 3:
+        return m_norm(r.double()).to(r.dtype)
+    if r.dim() == 4 and r.shape[1] == 2:
+        return l_flow(r)
+    raise InputError(f"a flow must have shape (N, H, W) (tied) or (N, 2, H, W) (two-channel), got {tuple(r.shape)}")
+
+
 def _gather(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     """x[n, c, rows[n, i, j], cols[n, i, j]] with zeros outside the image; rows/cols (N, H, W) long."""
     n, c, h, w = x.shape
