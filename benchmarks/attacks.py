@@ -5,7 +5,8 @@
 
 The floor is 40 forward+backward passes (gradient w.r.t. the input) of the same model over the same
 batches. Every attack runs without random start at the same absolute step size, so the robust
-accuracies are comparable; robustlab runs with early stopping off (same work as the floor) and on.
+accuracies are comparable; robustlab runs with keep="best" (every step on every point: the same work as the
+floor) and keep="first" (a point stops at its first adversarial iterate, as the peers that stop early).
 The model is the demo's standard small_cnn (trained once and cached under runs/cache/), or with
 --plain-cnn a model robustlab did not build: PyTorch's MNIST example network (two 3x3 convolutions, max
 pooling, 9216 -> 128 -> 10; 1.2M parameters) in plain NCHW, trained for 200 steps here.
@@ -111,10 +112,10 @@ def main() -> None:
 
     runs: dict[str, Callable] = {
         "floor": floor,
-        "robustlab (early stop off)": lambda xb, yb: attacks.pgd(model, xb, yb, eps=eps, steps=steps, step_size=a,
-                                                                 random_start=False, early_stop=False).x_adv,
-        "robustlab (early stop on)": lambda xb, yb: attacks.pgd(model, xb, yb, eps=eps, steps=steps, step_size=a,
-                                                                random_start=False).x_adv,
+        "robustlab (keep best)": lambda xb, yb: attacks.pgd(model, xb, yb, eps=eps, steps=steps, step_size=a,
+                                                                 random_start=False, keep="best").x_adv,
+        "robustlab (keep first)": lambda xb, yb: attacks.pgd(model, xb, yb, eps=eps, steps=steps, step_size=a,
+                                                             random_start=False, keep="first").x_adv,
     }
     peers = import_peers()
     if "torchattacks" in peers:

@@ -41,7 +41,7 @@ def main() -> None:
     res = {"n": args.n, "eps": eps, "clean": float(correct.float().mean())}
 
     t0 = time.perf_counter()
-    r = attacks.pgd(model, x, y, eps=eps, steps=40, generator=torch.Generator().manual_seed(0))
+    r = attacks.pgd(model, x, y, eps=eps, steps=40, keep="first", generator=torch.Generator().manual_seed(0))
     ok = verify(model, x, y, r.x_adv, norm="linf", eps=eps)
     res["pgd40"] = {"robust_acc": float((correct & ~ok).float().mean()), "seconds": time.perf_counter() - t0}
 

@@ -36,9 +36,9 @@ def main() -> None:
     x, y, correct = eval_points(model, args.n)
     x, y, eps = x[correct], y[correct], args.eps
     ta = import_peers().get("torchattacks")
-    ours = {"apgd": lambda: attacks.get("apgd")(model, x, y, norm="linf", eps=eps, loss="ce",
+    ours = {"apgd": lambda: attacks.get("apgd")(model, x, y, norm="linf", eps=eps, loss="ce", keep="first",
                                                  generator=torch.Generator().manual_seed(0)).x_adv,
-            "apgd_t": lambda: attacks.get("apgd_t")(model, x, y, norm="linf", eps=eps, n_targets=9,
+            "apgd_t": lambda: attacks.get("apgd_t")(model, x, y, norm="linf", eps=eps, n_targets=9, keep="first",
                                                      generator=torch.Generator().manual_seed(0)).x_adv,
             "fab_t": lambda: attacks.get("fab_t")(model, x, y, norm="linf", eps=eps).x_adv,
             "square": lambda: attacks.get("square")(model, x, y, norm="linf", eps=eps, queries=5000,

@@ -125,7 +125,7 @@ def main() -> None:
     if not chosen or "pdpgd" in chosen:
         # per-iteration time of PDPGD against PGD on the same (last) model and points
         t0 = time.perf_counter()
-        attacks.pgd(model, x, y, eps=0.1, steps=T, early_stop=False)
+        attacks.pgd(model, x, y, eps=0.1, steps=T, keep="best")
         t_pgd = time.perf_counter() - t0
         t0 = time.perf_counter()
         attacks.pdpgd(model, x, y, norm="linf", steps=T)

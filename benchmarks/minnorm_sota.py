@@ -78,7 +78,7 @@ def plain_model(key: str, cache: str = "runs/cache") -> nn.Module:
                 xb, yb = tr.x[idx], tr.y[idx]
                 if key == "pgd_at":
                     m.eval()
-                    xb = attacks.pgd(m, xb, yb, eps=0.1, steps=5, step_size=0.025, early_stop=False,
+                    xb = attacks.pgd(m, xb, yb, eps=0.1, steps=5, step_size=0.025, keep="best",
                                      generator=g).x_adv
                     m.train()
                 loss = nn.functional.cross_entropy(m(xb), yb)

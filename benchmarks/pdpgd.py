@@ -70,7 +70,7 @@ def main() -> None:
     eps = {"linf": 0.1, "l2": 1.5, "l1": 10.0}
     for p in args.norms.split(","):
         pgd_norm = p if p in eps else "linf"
-        t_pgd = best_time(lambda q=pgd_norm: attacks.pgd(model, x, y, norm=q, eps=eps[q], steps=T, early_stop=False),
+        t_pgd = best_time(lambda q=pgd_norm: attacks.pgd(model, x, y, norm=q, eps=eps[q], steps=T, keep="best"),
                           args.repeats) / T
         t_pd = best_time(lambda q=p: attacks.pdpgd(model, x, y, norm=q, steps=T), args.repeats) / T
         row = {"pdpgd_ms": round(1e3 * t_pd, 3), f"pgd_{pgd_norm}_ms": round(1e3 * t_pgd, 3),

@@ -107,7 +107,7 @@ def test_check7_pgd100_reaches_the_exact_worst_case_loss(norm):
     model = _Binary(w, b)
     # l2 from a random start turns toward w only geometrically (about 2.5% of the angle per step at the default
     # step size), so the l2 check starts at x; l_inf steps are exact corners and keep the random start
-    res = pgd(model, x, (y + 1) // 2, norm=norm, eps=eps, steps=100, early_stop=False, generator=g,
+    res = pgd(model, x, (y + 1) // 2, norm=norm, eps=eps, steps=100, keep="best", generator=g,
               random_start=norm == "linf")
     assert float((res.x_adv - x).flatten(1).norm(p=float("inf") if norm == "linf" else 2, dim=1).max()) <= eps + 1e-5
     assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1

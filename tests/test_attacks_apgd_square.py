@@ -42,7 +42,7 @@ def test_budget_box_and_flags(n, norm, eps, seed, name):
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_apgd_reaches_linear_optimum(norm):
-    """Binary linear model, untargeted with early_stop=False: the highest-loss point is x + eps * direction."""
+    """Binary linear model, untargeted, never adversarial: the highest-loss point is x + eps * direction."""
     model = binary_linear(d=6)
     x = torch.full((1, 1, 2, 3), 0.5)
     with torch.no_grad():
@@ -50,7 +50,7 @@ def test_apgd_reaches_linear_optimum(norm):
     wd = (model.w[1 - y] - model.w[y]).detach().flatten()
     eps = 0.05  # small enough that the point stays correctly classified, so the loss keeps rising
     opt = eps * (wd.sign() if norm == "linf" else wd / wd.norm())
-    r = attacks.apgd(model, x, y, norm=norm, eps=eps, steps=50, early_stop=False)
+    r = attacks.apgd(model, x, y, norm=norm, eps=eps, steps=50, keep="best")
     assert not r.success.any()
     assert float((r.x_adv - x).flatten(1) @ wd) == pytest.approx(float(opt @ wd), rel=1e-3)
 
@@ -70,12 +70,40 @@ def test_apgd_ensemble_at_least_as_strong_as_pgd():
 
 def test_apgd_t_targets_and_restarts_only_on_robust_points():
     m, x, y = digits_mlp()
-    r = attacks.apgd_t(m, x, y, eps=0.1, steps=10, n_targets=2)
+    r = attacks.apgd_t(m, x, y, eps=0.1, steps=10, n_targets=2, keep="first")
     # a point broken by the first target costs no passes of the second
     assert r.forward_passes.max() <= 2 + 1 + 2 * 11  # entry's clean + verification, apgd_t's clean, 2 x 11
-    once = attacks.apgd(m, x, y, eps=0.05, steps=10, generator=torch.Generator().manual_seed(3))
-    twice = attacks.apgd(m, x, y, eps=0.05, steps=10, restarts=3, generator=torch.Generator().manual_seed(3))
-    assert (twice.success | ~once.success).all()
+    assert r.forward_passes.min() < 2 + 1 + 11
+    for keep in ("first", "best"):
+        once = attacks.apgd(m, x, y, eps=0.05, steps=10, keep=keep, generator=torch.Generator().manual_seed(3))
+        twice = attacks.apgd(m, x, y, eps=0.05, steps=10, restarts=3, keep=keep,
+                             generator=torch.Generator().manual_seed(3))
+        assert (twice.success | ~once.success).all()
+
+
+@pytest.mark.parametrize("name,kw", [("apgd", {"loss": "ce", "restarts": 2}), ("apgd", {"loss": "dlr"}),
+                                     ("apgd_t", {"n_targets": 3})])
+def test_apgd_keep_first_same_successes_cheaper_best_higher_loss(name, kw):
+    """keep="best" tracks the highest-loss adversarial point (APGD used to keep the first one always)."""
+    from robustlab.attacks.auto_pgd import _loss
+
+    m, x, y = digits_mlp()
+    with torch.no_grad():
+        correct = m(x).argmax(1) == y
+    x, y = x[correct][:120], y[correct][:120]  # the same points attacked by both (see the PGD test)
+    run = lambda keep: attacks.get(name)(m, x, y, eps=0.08, steps=15, keep=keep,  # noqa: E731
+                                         generator=torch.Generator().manual_seed(0), **kw)
+    a, b = run("first"), run("best")
+    assert torch.equal(a.success, b.success) and a.success.any() and not a.success.all()
+    assert a.backward_passes.sum() < b.backward_passes.sum()
+    both = a.success
+    if name == "apgd":  # the attack's own loss on the returned points
+        la, lb = _loss(kw["loss"], a.logits, y, None), _loss(kw["loss"], b.logits, y, None)
+        assert (lb[both] >= la[both] - 1e-5).all() and (lb[both] > la[both] + 1e-3).float().mean() > 0.5
+    else:  # over several targets: more confidently misclassified (a larger margin) on most points
+        def margin(z):
+            return z.scatter(1, y[:, None], float("-inf")).amax(1) - z.gather(1, y[:, None])[:, 0]
+        assert (margin(b.logits)[both] > margin(a.logits)[both]).float().mean() > 0.5
 
 
 def test_square_finds_adversarials_on_a_trained_model_and_is_deterministic():

@@ -12,15 +12,15 @@ from tests.helpers import binary_linear, digits_mlp
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(1, 12), st.sampled_from(["linf", "l2", "l1"]), st.floats(0.0, 1.5), st.integers(0, 1000),
-       st.booleans(), st.sampled_from(["ce", "margin", "dlr", "cw"]))
-def test_budget_box_and_flags(n, norm, eps, seed, early, loss):
+       st.sampled_from(["best", "first"]), st.sampled_from(["ce", "margin", "dlr", "cw"]))
+def test_budget_box_and_flags(n, norm, eps, seed, keep, loss):
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 16), torch.nn.ReLU(),
                                 torch.nn.Linear(16, 4)).eval()
     x = torch.rand(n, 1, 3, 4)
     y = torch.randint(0, 4, (n,))
     eps_t = torch.rand(n) * eps
-    r = attacks.pgd(model, x, y, norm=norm, eps=eps_t, steps=5, loss=loss, early_stop=early,
+    r = attacks.pgd(model, x, y, norm=norm, eps=eps_t, steps=5, loss=loss, keep=keep,
                     generator=torch.Generator().manual_seed(seed))
     assert (ops.norm(r.x_adv - x, norm) <= eps_t * (1 + 1e-5) + 1e-6).all()
     assert (r.x_adv >= 0).all() and (r.x_adv <= 1).all()
@@ -43,7 +43,7 @@ def test_linear_model_reaches_closed_form_optimum(norm):
     wd = (model.w[1] - model.w[0]).detach()
     opt = eps * (wd.sign() if norm == "linf" else wd / wd.norm())
     best = float((x.flatten(1) + opt) @ wd)
-    r = attacks.pgd(model, x, y, norm=norm, eps=eps, steps=50, loss="margin", early_stop=False, random_start=False)
+    r = attacks.pgd(model, x, y, norm=norm, eps=eps, steps=50, loss="margin", keep="best", random_start=False)
     got = float(r.x_adv.flatten(1) @ wd)
     assert got == pytest.approx(best, rel=1e-4)
     assert torch.allclose((r.x_adv - x).flatten(1), opt[None], atol=1e-4)
@@ -53,20 +53,54 @@ def test_linear_model_box_binds():
     model = binary_linear(d=6)
     x = torch.zeros(1, 1, 2, 3)  # at the corner: only increases are feasible
     wd = (model.w[1] - model.w[0]).detach()
-    r = attacks.pgd(model, x, torch.tensor([0]), eps=0.3, steps=30, loss="margin", early_stop=False)
+    r = attacks.pgd(model, x, torch.tensor([0]), eps=0.3, steps=30, loss="margin", keep="best")
     expect = torch.where(wd > 0, torch.full_like(wd, 0.3), torch.zeros_like(wd))
     assert torch.allclose(r.x_adv.flatten(1)[0], expect, atol=1e-5)
 
 
-def test_trained_model_early_stop_matches_full_run_and_is_cheaper():
+def _ce(logits, y):
+    return torch.nn.functional.cross_entropy(logits, y, reduction="none")
+
+
+@pytest.mark.parametrize("restarts", [1, 3])
+def test_keep_first_finds_the_same_points_cheaper_and_best_returns_higher_loss(restarts):
     m, x, y = digits_mlp()
-    a = attacks.pgd(m, x, y, eps=0.1, steps=20, generator=torch.Generator().manual_seed(0))
-    b = attacks.pgd(m, x, y, eps=0.1, steps=20, early_stop=False, generator=torch.Generator().manual_seed(0))
-    # early stopping drops samples once adversarial: cheaper, and it never loses a success
-    assert a.forward_passes.sum() < b.forward_passes.sum()
-    assert a.success.sum() >= b.success.sum() - 2
-    # + the verification pass; early_stop=False checks the labels' range on one sample's clean pass
-    assert (b.forward_passes[1:] == 22).all() and int(b.forward_passes[0]) == 23 and (b.backward_passes == 20).all()
+    with torch.no_grad():
+        correct = m(x).argmax(1) == y
+    # correctly classified points: "best" also attacks misclassified ones, which "first" returns at once,
+    # and the random start is drawn for the points attacked
+    x, y = x[correct][:150], y[correct][:150]
+    a = attacks.pgd(m, x, y, eps=0.1, steps=20, restarts=restarts, keep="first",
+                    generator=torch.Generator().manual_seed(0))
+    b = attacks.pgd(m, x, y, eps=0.1, steps=20, restarts=restarts, keep="best",
+                    generator=torch.Generator().manual_seed(0))
+    # same random numbers, same trajectories: the same successes; "first" stops early, so is cheaper
+    assert torch.equal(a.success, b.success) and a.success.any() and not a.success.all()
+    assert a.forward_passes.sum() < b.forward_passes.sum() and a.backward_passes.sum() < b.backward_passes.sum()
+    # "best" keeps the most confidently adversarial iterate: at least the loss of the first one, per sample
+    la, lb = _ce(a.logits, y), _ce(b.logits, y)
+    s = a.success
+    assert (lb[s] >= la[s] - 1e-5).all() and (lb[s] > la[s] + 0.1).float().mean() > 0.5
+    # the losses are those of the returned tensors (verification's logits)
+    assert torch.allclose(b.logits, m(b.x_adv), atol=1e-5)
+    # + the verification pass; keep="best" checks the labels' range on one sample's clean pass
+    full = restarts * 21 + 1
+    assert (b.forward_passes[1:] == full).all() and int(b.forward_passes[0]) == full + 1
+    assert (b.backward_passes == 20 * restarts).all()
+
+
+def test_keep_is_checked_and_typed_from_text():
+    m, x, y = digits_mlp()
+    for bad in ("last", True, None):
+        with pytest.raises(InputError, match="keep"):
+            attacks.pgd(m, x[:3], y[:3], eps=0.1, steps=2, keep=bad)
+        with pytest.raises(InputError, match="keep"):
+            attacks.apgd(m, x[:3], y[:3], eps=0.1, steps=2, keep=bad)
+    assert attacks.get("apgd").coerce("keep", "first") == "first"
+
+
+def test_budget_zero_changes_nothing():
+    m, x, y = digits_mlp()
     # a budget-0 attack changes nothing
     z = attacks.pgd(m, x, y, eps=0.0, steps=3)
     assert torch.equal(z.x_adv, x)

@@ -48,7 +48,7 @@ def test_resume_refuses_state_of_other_weights_seed_or_params(mlp, tmp_path):
     a = evaluate(m, x, y, norm="linf", eps=[0.1], custom=plan, out=out, checks=False, batch_size=20)
     dep = a["depends_on"]
     assert dep["weights_sha256"] and dep["input_sha256"] and dep["seed"] == 0
-    assert dep["attacks"] == [{"name": "pgd", "params": {"steps": 5}}] and "torch" in dep["versions"]
+    assert dep["attacks"] == [{"name": "pgd", "params": {"steps": 5, "keep": "first"}}] and "torch" in dep["versions"]
     other = _other(m)
     for kw, what in [({"model": other}, "weights_sha256"), ({"seed": 1}, "seed"),
                      ({"custom": [("pgd", {"steps": 6})]}, "attacks"), ({"batch_size": 10}, "batch_size")]:

@@ -94,7 +94,7 @@ def invert(model: nn.Module, targets: Tensor, start: Tensor, *, steps: int = 300
         for i in range(0, len(x), batch_size):
             r = pgd(model, x[i:i + batch_size], targets[i:i + batch_size], norm=norm, eps=INF, steps=k,
                     step_size=step_size, random_start=False, targeted=True, target=targets[i:i + batch_size],
-                    early_stop=False)
+                    keep="best")
             parts.append(r.x_adv)
         x = torch.cat(parts).detach()
         done += k
@@ -130,7 +130,7 @@ def large_eps_examples(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l
             k = model(x[:1]).shape[1]
         target = (y + 1) % k
     r = pgd(model, x, y, norm=norm, eps=eps, steps=steps, step_size=step_size, random_start=random_start,
-            targeted=targeted, target=target if targeted else None, early_stop=False, generator=generator)
+            targeted=targeted, target=target if targeted else None, keep="best", generator=generator)
     with torch.no_grad():
         pred = model(r.x_adv).argmax(1)
     return r.x_adv, pred
@@ -159,7 +159,7 @@ def budget_strip(model: nn.Module, x: Tensor, target: Tensor, budgets: list[floa
             a = inf_step_size if b == INF else 2.5 * b / steps
             xa = pgd(model, x, target, norm=norm, eps=b, steps=steps, step_size=a, random_start=False,
                      targeted=True,
-                     target=target, early_stop=False).x_adv
+                     target=target, keep="best").x_adv
         cols.append(xa)
         probs.append(_target_prob(model, xa, target))
     return torch.stack(cols, 1), torch.stack(probs, 1)

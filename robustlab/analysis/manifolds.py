@@ -113,10 +113,10 @@ def simulated_capacity(manifolds: Sequence[np.ndarray | Tensor], n_dichotomies: 
 def perturbation_manifolds(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, m: int, steps: int = 5,
                            generator: torch.Generator | None = None) -> Tensor:
     """(P, M, C, H, W): M linf-PGD perturbations of each of the P images, from M independent random
-    starts (untargeted, no early stop), each within eps of its image and in [0, 1]."""
+    starts (untargeted, keep="best": every step on every point), each within eps of its image and in [0, 1]."""
     from robustlab.attacks import pgd
 
-    outs = [pgd(model, x, y, norm="linf", eps=eps, steps=steps, random_start=True, early_stop=False,
+    outs = [pgd(model, x, y, norm="linf", eps=eps, steps=steps, random_start=True, keep="best",
                 generator=generator).x_adv.detach() for _ in range(m)]
     return torch.stack(outs, 1)
 

@@ -5,8 +5,10 @@ The step size starts at 2 eps and is halved at checkpoints w_j = ceil(p_j * step
 p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), when (1) fewer than rho = 0.75 of the
 steps since the last checkpoint increased the loss, or (2) the step was not halved at the last
 checkpoint and the best loss has not improved since; on halving, the iterate restarts from the best
-point. Updates use momentum alpha = 0.75. All state is per sample, and samples leave the batch once
-adversarial (unless early_stop=False).
+point. Updates use momentum alpha = 0.75. All state is per sample. keep="best" (default) runs every step,
+restart and target on every sample and returns its adversarial point of highest loss; keep="first" drops a
+sample once adversarial and runs later restarts/targets only on samples still robust (AutoAttack's way:
+what robust accuracy needs).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.base import AttackResult, PassCounter, as_eps, check_norm, is_adversarial, prepare, register
+from robustlab.attacks.projected_gradient import check_keep
 from robustlab.data.checks import InputError
 from robustlab.ops import dlr_loss, dlr_targeted_loss, project_ball_box, random_in_ball, steepest_ascent
 from robustlab.ops import norm as norm_of
@@ -44,10 +47,12 @@ def _loss(name: str, logits: Tensor, y: Tensor, t: Tensor | None) -> Tensor:
 
 
 def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str, eps: Tensor, steps: int, loss: str,
-         rho: float, alpha: float, sparsity: float, early_stop: bool, generator: torch.Generator | None,
+         rho: float, alpha: float, sparsity: float, keep: str, generator: torch.Generator | None,
          counter: PassCounter, idx: Tensor, best_x: Tensor, success: Tensor, best_logits: Tensor,
-         targeted: bool = False) -> None:
-    """One APGD run on the samples `idx` (global indices); updates best_x/success/best_logits in place.
+         best_loss: Tensor, targeted: bool = False) -> None:
+    """One APGD run on the samples `idx` (global indices); updates best_x/success/best_logits/best_loss in
+    place: an adversarial point beats every non-adversarial one; among equals the higher loss wins, except
+    that with keep="first" a sample's first adversarial point is final.
 
     Success is misclassification of y (the true label), or with `targeted`, being classified as t; without
     `targeted`, t (the targeted losses' class) only shapes the loss.
@@ -57,6 +62,8 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str,
     tt = t[idx] if t is not None else None
     n = len(idx)
 
+    first = keep == "first"
+
     def evaluate(xa: Tensor, ids: Tensor, lab: Tensor, tt: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         xa = xa.detach().requires_grad_(True)
         logits = model(xa)
@@ -65,22 +72,27 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str,
         counter.add(ids, forward=1, backward=1)
         return grad, values.detach(), logits.detach()
 
-    def record(ids: Tensor, xa: Tensor, logits: Tensor, lab: Tensor, tt: Tensor | None) -> Tensor:
+    def record(ids: Tensor, xa: Tensor, logits: Tensor, values: Tensor, lab: Tensor, tt: Tensor | None) -> Tensor:
         adv = is_adversarial(logits, tt, True) if targeted and tt is not None else is_adversarial(logits, lab, False)
-        new = adv & ~success[ids]
-        if bool(new.any()):
-            b = ids[new]
-            best_x[b] = xa[new].detach()
-            best_logits[b] = logits[new]
-            success[b] = True
+        prev = success[ids]
+        better = (adv & ~prev) | ((adv == prev) & (values > best_loss[ids]))
+        if first:
+            better &= ~prev  # the first adversarial point is kept
+        if bool(better.any()):
+            b = ids[better]
+            best_x[b] = xa[better].detach()
+            best_logits[b] = logits[better]
+            best_loss[b] = values[better]
+            success[b] |= adv[better]
         return adv
 
     def step(d: Tensor, grad: Tensor, eta: Tensor, x0: Tensor, e: Tensor) -> Tensor:
         return project_ball_box(d + eta.view(shape) * steepest_ascent(grad, norm, sparsity=sparsity), x0, norm, e)
 
-    delta = project_ball_box(random_in_ball(x0, norm, e, generator), x0, norm, e)
+    # drawn for every sample, so keep="first" and keep="best" see the same random numbers
+    delta = project_ball_box(random_in_ball(x, norm, eps, generator)[idx], x0, norm, e)
     grad, f, logits = evaluate(x0 + delta, idx, lab, tt)
-    adv = record(idx, x0 + delta, logits, lab, tt)
+    adv = record(idx, x0 + delta, logits, f, lab, tt)
     # per-sample state
     eta = 2 * e.clone()
     f_best, d_best, g_best = f.clone(), delta.clone(), grad.clone()
@@ -94,7 +106,7 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str,
     ids = idx
 
     for k in range(steps):
-        if early_stop and bool(adv.any()):
+        if first and bool(adv.any()):
             keep = ~adv
             (ids, x0, lab, e, delta, d_prev, grad, eta, f_best, d_best, g_best, f_prev, increases, f_best_ckpt,
              reduced_ckpt) = (v[keep] for v in (ids, x0, lab, e, delta, d_prev, grad, eta, f_best, d_best, g_best,
@@ -111,7 +123,7 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str,
             new = project_ball_box(delta + a * (z - delta) + (1 - a) * (delta - d_prev), x0, norm, e)
         d_prev, delta = delta, new
         grad, f, logits = evaluate(x0 + delta, ids, lab, tt)
-        adv = record(ids, x0 + delta, logits, lab, tt)
+        adv = record(ids, x0 + delta, logits, f, lab, tt)
         increases += (f > f_prev).float()
         f_prev = f
         better = f > f_best
@@ -130,11 +142,6 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str,
             f_best_ckpt = f_best.clone()
             increases.zero_()
             last_ckpt = k + 1
-    # samples never adversarial keep their highest-loss point (useful when early_stop=False / for inspection)
-    rest = ~success[ids]
-    if bool(rest.any()):
-        b = ids[rest]
-        best_x[b] = (x0 + d_best)[rest].detach()
 
 
 def _setup(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float | Tensor, steps: int,
@@ -151,47 +158,59 @@ def _result(x: Tensor, best_x: Tensor, success: Tensor, best_logits: Tensor, nor
     return AttackResult(best_x, success, norm_of(best_x - x, norm), counter.forward, counter.backward, best_logits)
 
 
-def _start(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None) -> tuple[PassCounter, Tensor, Tensor, Tensor]:
+def _start(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None,
+           ) -> tuple[PassCounter, Tensor, Tensor, Tensor, Tensor]:
+    """Pass counter, clean logits, clean success, best points (x) and their losses (-inf: x is no iterate,
+    so with keep="best" an already adversarial x is replaced by the first adversarial iterate)."""
     n = x.shape[0]
     counter = PassCounter(n, x.device)
     with torch.no_grad():
         clean_logits = model(x)
     counter.add(None, forward=1)
     success = is_adversarial(clean_logits, t, True) if t is not None else is_adversarial(clean_logits, y, False)
-    return counter, clean_logits, success, x.clone()
+    return counter, clean_logits, success, x.clone(), torch.full((n,), float("-inf"), device=x.device, dtype=x.dtype)
 
 
-@register("apgd", family="fixed", norms=("linf", "l2", "l1"), stochastic=True)
+def _todo(success: Tensor, keep: str) -> Tensor:
+    """The samples a (re)start runs on: those still robust with keep="first", every sample with "best"."""
+    return (~success).nonzero().squeeze(1) if keep == "first" else torch.arange(len(success), device=success.device)
+
+
+@register("apgd", family="fixed", norms=("linf", "l2", "l1"), stochastic=True, check=check_keep)
 def apgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1, steps: int = 100,
          loss: str = "ce", restarts: int = 1, rho: float = 0.75, alpha: float = 0.75, sparsity: float = 0.05,
-         early_stop: bool = True, targeted: bool = False, target: Tensor | None = None,
+         keep: str = "best", targeted: bool = False, target: Tensor | None = None,
          generator: torch.Generator | None = None) -> AttackResult:
-    """APGD with the CE or DLR loss. Restarts run only on samples still robust. targeted=True: the loss
-    is minus the CE to the target ("ce") or the targeted DLR loss ("dlr"), and success means being
-    classified as the target.
+    """APGD with the CE or DLR loss. targeted=True: the loss is minus the CE to the target ("ce") or the
+    targeted DLR loss ("dlr"), and success means being classified as the target.
+
+    keep="best": every restart runs every step on every sample; each returns its adversarial point of
+    highest loss (else its non-adversarial point of highest loss). keep="first": a sample stops at its
+    first adversarial point and restarts run only on samples still robust (cheapest; robust accuracy).
 
     For norm="l1" the step is the SLIDE-style top-`sparsity` direction with the exact box-aware L1
     projection (the adaptive sparsity of Croce & Hein 2021's APGD-L1 is not implemented).
     """
     if loss not in ("ce", "dlr"):
         raise InputError(f"apgd loss must be 'ce' or 'dlr' (apgd_t is AutoAttack's APGD-T), got {loss!r}")
+    check_keep(x, keep=keep)
     e, y, t = _setup(model, x, y, norm, eps, steps, restarts, targeted, target)
-    counter, best_logits, success, best_x = _start(model, x, y, t)
+    counter, best_logits, success, best_x, best_loss = _start(model, x, y, t)
     run_loss = f"{loss}_targeted" if targeted else loss
     for _ in range(restarts):
-        idx = (~success).nonzero().squeeze(1)
+        idx = _todo(success, keep)
         if idx.numel() == 0:
             break
         _run(model, x, y, t, norm=norm, eps=e, steps=steps, loss=run_loss, rho=rho, alpha=alpha, sparsity=sparsity,
-             early_stop=early_stop, generator=generator, counter=counter, idx=idx, best_x=best_x, success=success,
-             best_logits=best_logits, targeted=targeted)
+             keep=keep, generator=generator, counter=counter, idx=idx, best_x=best_x, success=success,
+             best_logits=best_logits, best_loss=best_loss, targeted=targeted)
     return _result(x, best_x, success, best_logits, norm, counter)
 
 
-@register("apgd_t", family="fixed", norms=("linf", "l2", "l1"), stochastic=True)
+@register("apgd_t", family="fixed", norms=("linf", "l2", "l1"), stochastic=True, check=check_keep)
 def apgd_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1,
            steps: int = 100, n_targets: int = 9, restarts: int = 1, rho: float = 0.75, alpha: float = 0.75,
-           sparsity: float = 0.05, early_stop: bool = True, patience: int = 0, targeted: bool = False,
+           sparsity: float = 0.05, keep: str = "best", patience: int = 0, targeted: bool = False,
            target: Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
     """APGD-T with the targeted DLR loss. Untargeted (AutoAttack's APGD-T, the "top-k" mode): the loss
     aims at each of the `n_targets` highest-scoring wrong classes in turn, only on points still robust,
@@ -200,9 +219,14 @@ def apgd_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: f
 
     patience > 0: stop before the next target once `patience` targets in a row broke no new point of
     the batch (the later, lower-scoring targets rarely succeed where the first ones all failed); 0 tries
-    every target, as in the paper."""
+    every target, as in the paper.
+
+    keep="best": every target and restart runs on every sample, which returns its adversarial point of
+    highest targeted-DLR loss (over all targets); keep="first": a sample stops at its first adversarial
+    point and later targets run only on samples still robust (AutoAttack's way)."""
+    check_keep(x, keep=keep)
     e, y, t = _setup(model, x, y, norm, eps, steps, restarts, targeted, target)
-    counter, clean_logits, success, best_x = _start(model, x, y, t)
+    counter, clean_logits, success, best_x, best_loss = _start(model, x, y, t)
     best_logits = clean_logits.clone()
     if clean_logits.shape[1] < 4:
         raise InputError("apgd_t's targeted DLR loss needs at least 4 classes")
@@ -222,12 +246,12 @@ def apgd_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: f
             break
         before = int(success.sum())
         for _ in range(restarts):
-            idx = (~success).nonzero().squeeze(1)
+            idx = _todo(success, keep)
             if idx.numel() == 0:
                 break
             _run(model, x, y, tj, norm=norm, eps=e, steps=steps, loss="dlr_targeted", rho=rho, alpha=alpha,
-                 sparsity=sparsity, early_stop=early_stop, generator=generator, counter=counter, idx=idx,
-                 best_x=best_x, success=success, best_logits=best_logits, targeted=targeted)
+                 sparsity=sparsity, keep=keep, generator=generator, counter=counter, idx=idx, best_x=best_x,
+                 success=success, best_logits=best_logits, best_loss=best_loss, targeted=targeted)
         idle = idle + 1 if int(success.sum()) == before else 0
         tried = j + 1
     res = _result(x, best_x, success, best_logits, norm, counter)

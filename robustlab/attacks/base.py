@@ -412,9 +412,9 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
        the model's K classes, read from one clean forward pass; targets too).
     2. Points already adversarial (misclassified, or classified as the target) are returned at once
        with size 0, and points whose clean logits are NaN/inf are flagged and never attacked: NaN is no
-       class, so they are neither correct nor adversarial. With early_stop=False (adversarial training's
-       use: every point attacked for every step) the clean pass runs on one sample only, for the
-       number of classes, and every point is attacked; NaN logits are then flagged at verification.
+       class, so they are neither correct nor adversarial. With keep="best" (every point attacked for
+       every step, for its most confidently adversarial example) the clean pass runs on one sample only,
+       for the number of classes, and every point is attacked; NaN logits are then flagged at verification.
     3. The implementation runs on the rest, with parameter gradients off (no parameter's .grad is
        written) and the caller's module modes restored afterwards.
     4. Every returned example is verified on a fresh forward pass (finite, box, budget with the
@@ -476,9 +476,9 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
         # a plain NCHW convolutional model runs as a channels_last copy (same values, faster CPU kernels:
         # models/layout.py); robustlab-built models already are, and other models are used as they are
         model = channels_last(model, copy_model=True) if isinstance(model, nn.Module) else model
-        # early_stop=False attacks every point: one sample tells the number of classes, the verification
+        # keep="best" attacks every point: one sample tells the number of classes, the verification
         # pass does the rest (a point with NaN logits is flagged there)
-        every = p.get("early_stop", True) is False
+        every = p.get("keep") == "best"
         with torch.no_grad():
             logits0 = model(x[:1] if every else x)
         if not isinstance(logits0, Tensor) or logits0.dim() != 2 or logits0.shape[0] != (1 if every else n):

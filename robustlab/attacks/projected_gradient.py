@@ -1,8 +1,10 @@
 """Projected gradient descent (Madry et al.; BIM; MI-FGSM with momentum; SLIDE-style L1) and FGSM.
 
-One forward + one input-gradient backward per step; samples that become adversarial leave the
-batch at once (early stopping with compaction) unless ``early_stop=False`` (adversarial training,
-which wants the loss maximised on every sample for every step).
+One forward + one input-gradient backward per step. What a
+sample returns is chosen by ``keep``: "best" (default) runs every step on every sample and keeps its
+adversarial iterate of highest loss, the most confidently adversarial one (what one saves for transfer or
+pictures); "first" drops a sample from the batch at its first adversarial iterate, which is all a
+robust-accuracy evaluation needs and much cheaper.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ from robustlab.data.checks import InputError
 from robustlab.ops import attack_loss, project_ball_box, random_in_ball, steepest_ascent
 from robustlab.ops import norm as norm_of
 
+KEEP = ("best", "first")
+
+
+def check_keep(x: Tensor, *, keep: str = "best", **_: object) -> None:
+    """The registry's check of `keep` (InputError before any point is looked at)."""
+    if keep not in KEEP:
+        raise InputError(f"keep must be 'best' (every step on every sample, the highest-loss adversarial iterate) "
+                         f"or 'first' (a sample stops at its first adversarial iterate), got {keep!r}")
+
 
 def _grad_and_loss(model: nn.Module, xa: Tensor, labels: Tensor, loss: str, targeted: bool,
                    kappa: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -37,8 +48,9 @@ def _grad_and_loss(model: nn.Module, xa: Tensor, labels: Tensor, loss: str, targ
 
 def run_pgd(model: nn.Module, x: Tensor, labels: Tensor, *, norm: str, eps: Tensor, steps: int, step_size: Tensor,
             random_start: bool, restarts: int, loss: str, kappa: float, momentum: float, sparsity: float | None,
-            targeted: bool, early_stop: bool, generator: torch.Generator | None) -> AttackResult:
+            targeted: bool, keep: str, generator: torch.Generator | None) -> AttackResult:
     """The PGD engine on validated inputs (labels are targets when targeted); see `pgd`."""
+    first = keep == "first"
     n = x.shape[0]
     counter = PassCounter(n, x.device)
     best_x = x.clone()
@@ -47,11 +59,13 @@ def run_pgd(model: nn.Module, x: Tensor, labels: Tensor, *, norm: str, eps: Tens
     best_logits: Tensor | None = None
 
     for _ in range(restarts):
-        idx = (~success).nonzero().squeeze(1) if early_stop else torch.arange(n, device=x.device)
+        # the start is drawn for every sample either way, so "first" and "best" see the same random numbers
+        start = random_in_ball(x, norm, eps, generator) if random_start else None
+        idx = (~success).nonzero().squeeze(1) if first else torch.arange(n, device=x.device)
         if idx.numel() == 0:
             break
         x0, lab, e, a = x[idx], labels[idx], eps[idx], step_size[idx]
-        delta = random_in_ball(x0, norm, e, generator) if random_start else torch.zeros_like(x0)
+        delta = start[idx] if start is not None else torch.zeros_like(x0)
         delta = project_ball_box(delta, x0, norm, e)
         buf = torch.zeros_like(x0) if momentum else None
         for t in range(steps + 1):
@@ -71,7 +85,7 @@ def run_pgd(model: nn.Module, x: Tensor, labels: Tensor, *, norm: str, eps: Tens
             # best so far: any adversarial iterate beats every non-adversarial one; among equals, higher loss
             prev_succ = success[idx]
             better = (adv & ~prev_succ) | ((adv == prev_succ) & (values > best_loss[idx]))
-            if early_stop:
+            if first:
                 better = better & ~prev_succ  # keep the first adversarial found
             if bool(better.any()):
                 b = idx[better]
@@ -81,12 +95,12 @@ def run_pgd(model: nn.Module, x: Tensor, labels: Tensor, *, norm: str, eps: Tens
                 success[b] |= adv[better]
             if last:
                 break
-            if early_stop and bool(adv.any()):
-                keep = ~adv
-                idx, x0, lab, e, a = idx[keep], x0[keep], lab[keep], e[keep], a[keep]
-                delta, grad = delta[keep], grad[keep]
+            if first and bool(adv.any()):
+                rest = ~adv
+                idx, x0, lab, e, a = idx[rest], x0[rest], lab[rest], e[rest], a[rest]
+                delta, grad = delta[rest], grad[rest]
                 if buf is not None:
-                    buf = buf[keep]
+                    buf = buf[rest]
                 if idx.numel() == 0:
                     break
             if buf is not None:  # MI-FGSM: accumulate L1-normalised gradients
@@ -130,11 +144,11 @@ def _checked(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float | Ten
     return as_eps(eps, x.shape[0], x, norm), labels
 
 
-@register("pgd", family="fixed", norms=("linf", "l2", "l1"), stochastic=True)
+@register("pgd", family="fixed", norms=("linf", "l2", "l1"), stochastic=True, check=check_keep)
 def pgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1, steps: int = 40,
         step_size: float | None = None, random_start: bool = True, restarts: int = 1, loss: str = "ce",
         kappa: float = 0.0, momentum: float = 0.0, sparsity: float = 0.01, targeted: bool = False,
-        target: Tensor | None = None, early_stop: bool = True,
+        target: Tensor | None = None, keep: str = "best",
         generator: torch.Generator | None = None) -> AttackResult:
     """PGD in the `norm` ball of radius `eps` (pixel units; inf: only the box) intersected with the [0, 1] box.
 
@@ -143,15 +157,19 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: floa
     for linf, normalised gradient for l2, the top-`sparsity` SLIDE step for l1.
     loss: "ce", "margin", "cw" (with kappa) or "dlr". restarts: later restarts run
     only on samples still unsolved, and each sample keeps its worst case. momentum > 0 gives MI-FGSM.
-    Returns the first adversarial iterate found per sample (or, with early_stop=False, the iterate of
-    highest loss among the adversarial ones), else the iterate of highest loss.
+    keep="best": every sample runs every step (and every restart) and returns its adversarial iterate of
+    highest loss, the most confidently adversarial one; keep="first": a sample stops at its first
+    adversarial iterate (barely across the boundary; cheapest, and all robust accuracy needs). Either
+    way a sample never adversarial returns its iterate of highest loss, and with the same generator both
+    find the same successes on the same points.
     """
+    check_keep(x, keep=keep)
     e, labels = _checked(model, x, y, norm, eps, steps, restarts, loss, targeted, target)
     a = as_eps(2.5 * e / steps if step_size is None else step_size, x.shape[0], x)
     check_positive(steps=steps)
     return run_pgd(model, x, labels, norm=norm, eps=e, steps=steps, step_size=a, random_start=random_start,
                    restarts=restarts, loss=loss, kappa=kappa, momentum=momentum, sparsity=sparsity,
-                   targeted=targeted, early_stop=early_stop, generator=generator)
+                   targeted=targeted, keep=keep, generator=generator)
 
 
 @register("fgsm", family="fixed", norms=("linf", "l2", "l1"), stochastic=True)
@@ -166,5 +184,5 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: flo
     e, labels = _checked(model, x, y, norm, eps, 1, 1, loss, targeted, target)
     a = as_eps((1.25 if random_start else 1.0) * e if step_size is None else step_size, x.shape[0], x)
     return run_pgd(model, x, labels, norm=norm, eps=e, steps=1, step_size=a, random_start=random_start, restarts=1,
-                   loss=loss, kappa=0.0, momentum=0.0, sparsity=sparsity, targeted=targeted, early_stop=False,
+                   loss=loss, kappa=0.0, momentum=0.0, sparsity=sparsity, targeted=targeted, keep="best",
                    generator=generator)

@@ -29,7 +29,7 @@ def _pgd_robust(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float, s
     """Bool (N,): correctly classified and not broken by a verified PGD example. With `res`, every verified
     example is also counted in the evaluation (at each eps >= its size) under `name`; `where` maps the
     rows of x to the evaluation's indices."""
-    r = attacks.pgd(model, x, y, norm=norm, eps=eps, steps=steps, restarts=restarts, loss="ce",
+    r = attacks.pgd(model, x, y, norm=norm, eps=eps, steps=steps, restarts=restarts, loss="ce", keep="first",
                     generator=torch.Generator(device=x.device).manual_seed(seed))
     ok = verify(model, x, y, r.x_adv, norm=norm, eps=eps)
     with torch.no_grad():

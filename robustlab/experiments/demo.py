@@ -80,7 +80,7 @@ def robust_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ep
         if eps == 0:
             robust += int(correct.sum())
             continue
-        r = attacks.pgd(model, xb, yb, norm="linf", eps=eps, steps=steps, generator=gen)
+        r = attacks.pgd(model, xb, yb, norm="linf", eps=eps, steps=steps, keep="first", generator=gen)
         robust += int((correct & ~r.success).sum())
     return robust / len(x)
 

@@ -197,7 +197,7 @@ def _pgd_column(model: Any, x: torch.Tensor, y: torch.Tensor, correct: torch.Ten
         accs = {}
         for d in p.pgd_grid:
             r = attacks.pgd(model, x, y, norm=norm, eps=float(e), steps=p.pgd_steps, step_size=float(e) / d,
-                            generator=torch.Generator().manual_seed(p.seed))
+                            keep="first", generator=torch.Generator().manual_seed(p.seed))
             accs[f"eps/{d:g}"] = float((correct & ~r.success).float().mean())
             evals += float(r.backward_passes.float().mean())
         curve[float(e)] = min(accs.values())

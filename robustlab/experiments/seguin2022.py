@@ -183,7 +183,8 @@ def apgd_ce_dlr(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
             if len(idx) == 0:
                 break
             gen = torch.Generator(device=x.device).manual_seed(seed * 1009 + i + j)
-            r = apgd(model, xb[idx], yb[idx], norm="linf", eps=eps, steps=steps, loss=loss, generator=gen)
+            r = apgd(model, xb[idx], yb[idx], norm="linf", eps=eps, steps=steps, loss=loss, keep="first",
+                     generator=gen)
             ok = verify(model, xb[idx], yb[idx], r.x_adv, norm="linf", eps=eps)
             x_cur[idx[ok]] = r.x_adv[ok]
             robust[idx[ok]] = False

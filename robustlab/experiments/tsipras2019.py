@@ -263,7 +263,8 @@ def _pgd_acc(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str
     correct = 0
     g = torch.Generator().manual_seed(seed)
     for i in range(0, len(x), 500):
-        r = attacks.pgd(model, x[i:i + 500], y[i:i + 500], norm=norm, eps=eps, steps=steps, generator=g)
+        r = attacks.pgd(model, x[i:i + 500], y[i:i + 500], norm=norm, eps=eps, steps=steps, keep="first",
+                        generator=g)
         with torch.no_grad():  # verified: re-run the model on the returned inputs
             correct += int((model(r.x_adv).argmax(1) == y[i:i + 500]).sum())
     return correct / len(x)
@@ -324,7 +325,7 @@ def run_deep(p: Profile, out: Path, device: str) -> dict[str, Any]:
         agree = {}
         advs = {}
         for k in keys:
-            r = attacks.pgd(models[k], xl, yl, norm=norm, eps=eps, steps=p.large_steps, early_stop=False,
+            r = attacks.pgd(models[k], xl, yl, norm=norm, eps=eps, steps=p.large_steps, keep="best",
                             step_size=2.5 * eps / p.large_steps, generator=torch.Generator().manual_seed(p.seed))
             with torch.no_grad():
                 new = models[k](r.x_adv).argmax(1)

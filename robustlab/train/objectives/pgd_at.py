@@ -109,7 +109,7 @@ class FGSMRS(Objective):
     def guard_robust_accuracy(self, model: nn.Module, x: Tensor, y: Tensor, epoch: int) -> float:
         from robustlab.attacks.projected_gradient import pgd
 
-        r = pgd(model, x, y, norm=self.norm, eps=self.eps, steps=self.guard_steps,
+        r = pgd(model, x, y, norm=self.norm, eps=self.eps, steps=self.guard_steps, keep="first",
                 generator=torch.Generator(device=x.device).manual_seed(epoch))
         with torch.no_grad():
             return float(((model(x).argmax(1) == y) & ~r.success).float().mean())
