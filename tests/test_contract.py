@@ -203,6 +203,48 @@ def _closed_form(spec):
             assert 1 - 1e-6 <= ratio <= bound, (spec.name, p, seed, ratio)
 
 
+# minimum-norm attacks that accept stop_at but cannot save work with it (every other one must honour it)
+IGNORES_STOP_AT = {
+    "deepfool": "leaves a sample at its first success anyway",
+    "sparsefool": "leaves a sample at its first success anyway",
+    "jsma": "leaves a sample at its first success anyway",
+    "stadv": "one L-BFGS problem over the whole batch: no sample can leave it",
+    "high_confidence": "aims at a confidence level, not at a size",
+}
+STOP_SETTINGS = {"steps": 30, "search_steps": 5, "deepfool_steps": 3, "n_targets": 2}  # by parameter name
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in REGISTRY.items() if s.family == "minnorm"))
+def test_stop_at(name):
+    """stop_at (the ensemble's eps): a sample stops once its best size is <= stop_at. The successes stay
+    verified, a point found within stop_at without it is still found within it, and an attack the registry
+    says honours it spends strictly fewer passes with a generous stop_at (the others: the same result)."""
+    spec = REGISTRY[name]
+    assert spec.stops != (name in IGNORES_STOP_AT), name
+    norm = spec.norms[0]
+    model, x, y, _ = make_case((1, 8, 8), 8, 7)
+    kw = {k: v for k, v in STOP_SETTINGS.items() if k in spec.params}
+
+    def run(stop_at=None):
+        return spec(model.net, x, y, norm=norm, stop_at=stop_at, generator=torch.Generator().manual_seed(0), **kw)
+
+    free = run()
+    found = free.norm[torch.isfinite(free.norm) & (free.norm > 0)]
+    assert found.numel() >= (3 if spec.stops else 1), (name, free.norm)
+    for stop_at in (float(found.median()), float(found.max()) * 10):
+        r = run(stop_at)
+        assert torch.equal(verify(model.net, x, y, r.x_adv, norm=r.threat, aux=r.aux), r.success), (name, stop_at)
+        assert torch.equal(r.norm[r.success], r.threat.size(x, r.x_adv, r.aux)[r.success]), (name, stop_at)
+        within = free.norm <= stop_at
+        assert (r.norm[within] <= stop_at).all(), (name, stop_at, free.norm, r.norm)
+    passes = int((r.forward_passes + r.backward_passes).sum())
+    free_passes = int((free.forward_passes + free.backward_passes).sum())
+    if spec.stops:
+        assert passes < free_passes, (name, passes, free_passes)
+    else:
+        assert passes == free_passes and torch.equal(r.norm, free.norm), name
+
+
 def test_registry_was_swept_and_settings_name_real_attacks():
     assert set(OVERRIDES) <= set(REGISTRY) and set(CLOSED_FORM_BOUND) <= set(REGISTRY)
 

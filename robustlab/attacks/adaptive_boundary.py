@@ -19,6 +19,7 @@ from robustlab.attacks.base import (
     num_classes_of,
     prepare,
     register,
+    still_running,
     view_n,
 )
 from robustlab.attacks.deep_fool import boundary_gradients
@@ -104,14 +105,15 @@ def _common(model, x, y, norm, steps, targeted, target):
 def fab(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 100, restarts: int = 1,
         alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, restart_eps: float = 0.0,
         reuse_gradient: bool = True, targeted: bool = False, target: Tensor | None = None,
-        generator: torch.Generator | None = None) -> AttackResult:
+        generator: torch.Generator | None = None, stop_at: float | None = None) -> AttackResult:
     """FAB. Untargeted: towards the closest linearised boundary among all other classes. Targeted
     (target given): towards the target's boundary, and success means predicting the target.
     Restarts after the first start from a random point in the ball of radius `restart_eps` (0: half
     of each sample's best norm so far, as in the paper) and run on every sample, since a restart may
     find a smaller perturbation; the smallest is kept. reuse_gradient (untargeted runs): one
     forward+backward per step instead of the paper's forward+backward plus forward (see `_fab_run`);
-    False gives the paper's step exactly."""
+    False gives the paper's step exactly. With stop_at, a sample leaves (this run and the restarts) once its
+    best norm is <= stop_at."""
     x, labels, n, counter, logits0, k = _common(model, x, y, norm, steps, targeted, target)
     y_true = y.to(x.device).long()
     track = BestTracker(x, norm, k)
@@ -123,17 +125,23 @@ def fab(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: in
         cand = labels[:, None]
         for r in range(restarts):
             idx = all_idx[~done] if r == 0 else all_idx
+            idx = idx[track_t.norm[idx] > stop_at] if stop_at is not None else idx
+            if idx.numel() == 0:
+                break
             start = _restart_start(x, idx, norm, track_t, restart_eps, generator) if r else None
             _fab_targeted(model, x, y_true, labels, cand, idx, track_t, counter, norm=norm, steps=steps,
-                          alpha_max=alpha_max, eta=eta, beta=beta, start=start)
+                          alpha_max=alpha_max, eta=eta, beta=beta, start=start, stop_at=stop_at)
         return track_t.result(model, counter)
     done = track.update(all_idx, x, logits0, labels, False)
     cand = logits0.scatter(1, labels[:, None], float("-inf")).argsort(1, descending=True)[:, : k - 1]
     for r in range(restarts):
         idx = all_idx[~done]
+        idx = idx[track.norm[idx] > stop_at] if stop_at is not None else idx
+        if idx.numel() == 0:
+            break
         start = _restart_start(x, idx, norm, track, restart_eps, generator) if r else None
         _fab_run(model, x, labels, cand, idx, track, counter, norm=norm, steps=steps, alpha_max=alpha_max,
-                 eta=eta, beta=beta, start=start, reuse_gradient=reuse_gradient)
+                 eta=eta, beta=beta, start=start, stop_at=stop_at, reuse_gradient=reuse_gradient)
     return track.result(model, counter)
 
 
@@ -147,11 +155,14 @@ def _restart_start(x: Tensor, idx: Tensor, norm: str, track: BestTracker, restar
 
 
 def _fab_targeted(model, x, y_true, target, cand, idx, track, counter, *, norm, steps, alpha_max, eta, beta,
-                  start) -> None:
+                  start, stop_at=None) -> None:
     """FAB towards the target's boundary; success (tracked) = prediction equals the target."""
     x0, tt = x[idx], target[idx]
     xk = x0.clone() if start is None else start
     for _ in range(steps):
+        keep = still_running(track, idx, stop_at)
+        if keep is not None:  # within stop_at: the sample leaves with its best point
+            idx, x0, tt, xk = idx[keep], x0[keep], tt[keep], xk[keep]
         if idx.numel() == 0:
             return
         xa = xk.detach().requires_grad_(True)

@@ -30,6 +30,7 @@ from robustlab.attacks.base import (
     num_classes_of,
     prepare,
     register,
+    still_running,
     view_n,
 )
 from robustlab.data.checks import InputError
@@ -97,7 +98,8 @@ def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
          lr_reduction: float = 0.01, init_lr_distance: float | None = None, mu_init: float = 1.0,
          rho_init: float = 1.0, check_steps: int = 10, tau: float = 0.95, gamma: float = 1.2,
          alpha: float | None = None, logit_tolerance: float = 1e-4, targeted: bool = False,
-         target: Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
+         target: Tensor | None = None, generator: torch.Generator | None = None,
+         stop_at: float | None = None) -> AttackResult:
     """ALMA (L2 or L1): gradient steps on D(delta) + P2(c, rho, mu) with the multiplier and penalty
     updates of the paper (module docstring); one forward+backward per step, every iterate's success
     read off that pass, the smallest adversarial kept. Defaults per norm (`None`): alpha 0.9, lr_init
@@ -139,6 +141,14 @@ def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
     step_found = torch.full((m,), float(steps + 1), device=x.device, dtype=dt)
     prev_c = torch.zeros(m, device=x.device, dtype=dt)
     for i in range(steps):
+        keep = still_running(track, idx, stop_at)
+        if keep is not None:  # within stop_at: the sample leaves with its best point
+            idx, x0, lab, delta, square_avg, buf = idx[keep], x0[keep], lab[keep], delta[keep], square_avg[keep], \
+                buf[keep]
+            lr, mu, rho, found, step_found, prev_c = lr[keep], mu[keep], rho[keep], found[keep], step_found[keep], \
+                prev_c[keep]
+            if idx.numel() == 0:
+                break
         d = delta.requires_grad_(True)
         logits = model(x0 + d)
         c = constraint(logits, lab, targeted, logit_tolerance)
@@ -171,9 +181,10 @@ def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
         square_avg = alpha * square_avg + (1 - alpha) * g * g
         buf = alpha * buf + g / (square_avg.sqrt() + 1e-8)
         delta = ((x0 + delta - view_n(lr * decay, x0) * buf).clamp(0, 1) - x0).detach()
-    with torch.no_grad():  # the last iterate
-        logits = model(x0 + delta)
-    counter.add(idx, forward=1)
-    track.update(idx, x0 + delta, logits, lab, targeted)
+    if idx.numel():
+        with torch.no_grad():  # the last iterate
+            logits = model(x0 + delta)
+        counter.add(idx, forward=1)
+        track.update(idx, x0 + delta, logits, lab, targeted)
     return track.result(model, counter)
 

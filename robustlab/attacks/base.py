@@ -3,6 +3,13 @@
 Every attack is a function ``attack(model, x, y, *, norm, eps, ..., targeted=False, target=None,
 generator=None) -> AttackResult``. Fixed-budget attacks take ``eps``; minimum-norm attacks do not and
 return the smallest successful perturbation they found (``norm = inf`` where they failed).
+
+Minimum-norm attacks take ``stop_at`` (an ensemble at budget eps passes stop_at=eps): a sample whose best
+adversarial size is <= stop_at stops being attacked and keeps that point. The registry records which
+attacks act on it (``REGISTRY[name].stops``, ``capabilities()["stop_at"]``): the iterative ones (fab,
+fab_t, fmn, ddn, alma, sigma_zero, pdpgd, pdgd, pdpgd_r, cw, ead, minimum). The others accept and
+ignore it: deepfool, sparsefool, jsma and stadv stop at their first success anyway, high_confidence
+aims at a confidence level, not a size.
 """
 
 from __future__ import annotations
@@ -256,6 +263,7 @@ class AttackSpec:
     stochastic: bool = False  # draws random numbers (from `generator`)
     types: dict[str, Any] = field(default_factory=dict)
     check: Callable[..., None] | None = None  # check(x, **params): limits checked even if no point is attacked
+    stops: bool = False  # minimum-norm: honours stop_at (its implementation takes it), saving passes
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, **kwargs: Any) -> AttackResult:
         return run_attack(self, model, x, y, **kwargs)
@@ -271,7 +279,7 @@ class AttackSpec:
 
     def capabilities(self) -> dict[str, Any]:
         return {"family": self.family, "norms": list(self.norms), "targeted": self.targeted,
-                "stochastic": self.stochastic}
+                "stochastic": self.stochastic, "stop_at": self.stops}
 
 
 REGISTRY: dict[str, AttackSpec] = {}
@@ -321,7 +329,7 @@ def register(name: str, *, family: str, norms: tuple[str, ...], targeted: bool =
         first = [p for k, p in sig.parameters.items() if k in ("model", "x", "y")]
         entry.__signature__ = sig.replace(parameters=first + list(params.values()))  # type: ignore[attr-defined]
         REGISTRY[name] = AttackSpec(name, entry, family, norms, params, (fn.__doc__ or "").strip(), fn,
-                                    targeted, stochastic, types_, check)
+                                    targeted, stochastic, types_, check, "stop_at" in sig.parameters)
         return entry
 
     return deco
@@ -510,7 +518,7 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
             if eps_full is not None:  # inf: the box's diameter, the same constraint
                 kw["eps"] = eps_full[active].clamp(max=threat.diameter(x)) if isinstance(threat, Lp) \
                     else eps_full[active]
-            if "stop_at" in inspect.signature(spec.impl).parameters:
+            if spec.stops:
                 kw["stop_at"] = stop_at
             if targeted:
                 kw["target"] = labels[active]
@@ -584,6 +592,16 @@ class BestTracker:
         verification pass gives every returned point its logits)."""
         return AttackResult(self.x_adv, self.success, self.norm.clone(), counter.forward, counter.backward,
                             self.logits, info or {})
+
+
+def still_running(track: BestTracker, idx: Tensor, stop_at: float | None) -> Tensor | None:
+    """stop_at for minimum-norm loops: the mask over `idx` of the samples to go on attacking (best size
+    still > stop_at), or None when every one goes on (nothing to compact). A sample that leaves keeps its
+    best point as its result."""
+    if stop_at is None or idx.numel() == 0:
+        return None
+    keep = track.norm[idx] > stop_at
+    return None if bool(keep.all()) else keep
 
 
 def num_classes_of(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import AttackResult, BestTracker, PassCounter, num_classes_of, prepare, register
+from robustlab.attacks.base import (
+    AttackResult,
+    BestTracker,
+    PassCounter,
+    num_classes_of,
+    prepare,
+    register,
+    still_running,
+)
 from robustlab.data.checks import InputError
 from robustlab.ops import margin
 
@@ -13,14 +21,15 @@ from robustlab.ops import margin
 @register("cw", family="minnorm", norms=("l2",))
 def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, search_steps: int = 9,
        initial_const: float = 1.0, kappa: float = 0.0, lr: float = 0.05, abort_early: bool = True,
-       targeted: bool = False, target: Tensor | None = None,
-       generator: torch.Generator | None = None) -> AttackResult:
+       targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
+       stop_at: float | None = None) -> AttackResult:
     """Minimise ||x' - x||_2^2 + c * max(m(x'), -kappa) over w with x' = (tanh(w) + 1) / 2 (always in
     the box), m the logit margin of the true class (or minus that of the target), by Adam with `lr`
     (0.05: tuned for 100 steps; the paper uses 0.01 with 10000)
     for `steps` steps, for each of `search_steps` constants c per sample (binary search: halve the
     interval on success, x10 until the first success). abort_early stops a constant's run when the
-    objective has not improved by 0.01% in steps/10 steps. Deterministic (generator unused)."""
+    objective has not improved by 0.01% in steps/10 steps. Deterministic (generator unused). With
+    stop_at, a sample leaves (within a run and for the later constants) once its best norm is <= stop_at."""
     x, labels = prepare(model, x, y, targeted=targeted, target=target)
     if norm != "l2":
         raise InputError("cw is an L2 attack (norm='l2')")
@@ -37,33 +46,52 @@ def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
     const = torch.full((n,), initial_const, device=x.device, dtype=x.dtype)
     lower = torch.zeros_like(const)
     upper = torch.full_like(const, 1e10)
+    b1, b2 = 0.9, 0.999
     for _ in range(search_steps):
-        idx = all_idx[track.norm != 0]  # points already misclassified need nothing
+        todo = track.norm != 0  # points already misclassified need nothing
+        if stop_at is not None:
+            todo &= track.norm > stop_at
+        idx = all_idx[todo]
         if idx.numel() == 0:
             break
-        w = w0[idx].clone().requires_grad_(True)
-        opt = torch.optim.Adam([w], lr=lr)
+        w = w0[idx].clone()
+        adam_m, adam_v = torch.zeros_like(w), torch.zeros_like(w)
         x0, lab, c = x[idx], labels[idx], const[idx]
         succeeded = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
-        prev = float("inf")
+        prev = torch.full((len(idx),), float("inf"), device=x.device, dtype=x.dtype)  # each loss at the last check
         for s in range(steps):
+            keep = still_running(track, idx, stop_at)
+            if keep is not None:  # within stop_at: the sample leaves with its best point
+                idx, w, adam_m, adam_v, x0, lab, c = idx[keep], w[keep], adam_m[keep], adam_v[keep], x0[keep], \
+                    lab[keep], c[keep]
+                succeeded, prev = succeeded[keep], prev[keep]
+                if idx.numel() == 0:
+                    break
+            w.requires_grad_(True)
             xa = (torch.tanh(w) + 1) / 2
             logits = model(xa)
             m = margin(logits, lab)
             f = torch.clamp(-m if targeted else m, min=-kappa)
             dist = (xa - x0).flatten(1).pow(2).sum(1)
-            loss = (dist + c * f).sum()
-            w.grad, = torch.autograd.grad(loss, w)  # w.r.t. w only: no parameter's .grad is touched
+            loss = dist + c * f
+            g, = torch.autograd.grad(loss.sum(), w)  # w.r.t. w only: no parameter's .grad is touched
             counter.add(idx, forward=1, backward=1)
             adv = track.update(idx, xa.detach(), logits.detach(), lab, targeted)
             if kappa > 0:  # success for the search means confidence kappa
                 adv = adv & ((-m if targeted else m).detach() <= -kappa)
             succeeded |= adv
-            opt.step()
+            # Adam (Kingma & Ba), per element
+            adam_m = b1 * adam_m + (1 - b1) * g
+            adam_v = b2 * adam_v + (1 - b2) * g * g
+            w = (w.detach() - lr / (1 - b1 ** (s + 1)) * adam_m
+                 / ((adam_v / (1 - b2 ** (s + 1))).sqrt() + 1e-8))
             if abort_early and s % max(steps // 10, 1) == 0:
-                if float(loss.detach()) > prev * 0.9999:
+                total = loss.detach()
+                if float(total.sum()) > float(prev.sum()) * 0.9999:
                     break
-                prev = float(loss.detach())
+                prev = total
+        if idx.numel() == 0:
+            continue
         # binary search on c, per sample
         cu = torch.where(succeeded, torch.minimum(upper[idx], c), upper[idx])
         cl = torch.where(succeeded, lower[idx], torch.maximum(lower[idx], c))

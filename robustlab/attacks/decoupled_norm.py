@@ -15,6 +15,7 @@ from robustlab.attacks.base import (
     num_classes_of,
     prepare,
     register,
+    still_running,
     view_n,
 )
 from robustlab.data.checks import InputError
@@ -23,8 +24,8 @@ from robustlab.data.checks import InputError
 @register("ddn", family="minnorm", norms=("l2",))
 def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, gamma: float = 0.05,
         init_norm: float = 1.0, alpha_init: float = 1.0, alpha_final: float = 0.01, levels: int = 0,
-        targeted: bool = False, target: Tensor | None = None,
-        generator: torch.Generator | None = None) -> AttackResult:
+        targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
+        stop_at: float | None = None) -> AttackResult:
     """DDN: a normalised CE-gradient step of size alpha (cosine-annealed from alpha_init to
     alpha_final), then the perturbation is rescaled to the radius eps, which shrinks by (1 - gamma) while
     the current point is adversarial and grows by (1 + gamma) otherwise. levels > 1 quantises x + delta
@@ -47,6 +48,11 @@ def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
     delta = torch.zeros_like(x0)
     eps = torch.full((len(idx),), init_norm, device=x.device, dtype=x.dtype)
     for i in range(steps):
+        keep = still_running(track, idx, stop_at)
+        if keep is not None:  # within stop_at: the sample leaves with its best point
+            idx, x0, lab, delta, eps = idx[keep], x0[keep], lab[keep], delta[keep], eps[keep]
+            if idx.numel() == 0:
+                break
         alpha = alpha_final + (alpha_init - alpha_final) * (1 + math.cos(math.pi * i / steps)) / 2
         xa = (x0 + delta).requires_grad_(True)
         logits = model(xa)
@@ -64,8 +70,9 @@ def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
         if levels > 1:
             xn = torch.round(xn * (levels - 1)) / (levels - 1)
         delta = xn - x0
-    with torch.no_grad():  # the last iterate
-        logits = model(x0 + delta)
-    counter.add(idx, forward=1)
-    track.update(idx, x0 + delta, logits, lab, targeted)
+    if idx.numel():
+        with torch.no_grad():  # the last iterate
+            logits = model(x0 + delta)
+        counter.add(idx, forward=1)
+        track.update(idx, x0 + delta, logits, lab, targeted)
     return track.result(model, counter)

@@ -15,14 +15,15 @@ from robustlab.ops import norm as norm_of
 def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int = 100, search_steps: int = 9,
         initial_const: float = 1e-2, beta: float = 1e-2, kappa: float = 0.0, lr: float = 0.01,
         decision_rule: str = "L1", targeted: bool = False, target: Tensor | None = None,
-        generator: torch.Generator | None = None) -> AttackResult:
+        generator: torch.Generator | None = None, stop_at: float | None = None) -> AttackResult:
     """Minimise c * max(m(x'), -kappa) + ||x' - x||_2^2 + beta ||x' - x||_1 over the box by FISTA: a
     gradient step on the smooth part (lr with square-root decay), the box-constrained
     shrinkage by beta (the paper's S_beta), and Nesterov momentum k / (k + 3). Binary
     search on c per sample (success with the current c steers it). decision_rule picks the returned
     example among all successful iterates: "L1" the smallest L1 norm (the default, as the thesis runs
     EAD; best-so-far in L1), "EN" the smallest elastic-net value beta ||r||_1 + ||r||_2^2 (the paper's
-    EN rule; its L1 norm is reported, which need not be the smallest seen)."""
+    EN rule; its L1 norm is reported, which need not be the smallest seen). With stop_at, a sample leaves
+    once the L1 norm of the example its rule returns is <= stop_at."""
     x, labels = prepare(model, x, y, targeted=targeted, target=target)
     if norm != "l1":
         raise InputError("ead is an L1 attack (norm='l1')")
@@ -41,11 +42,13 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
     track.update(all_idx, x, logits0, labels, targeted)
     # the EN rule's own best-so-far (value, example, logits); misclassified points are 0 already
     en_val = torch.where(track.norm == 0, 0.0, float("inf")).to(x.dtype)
+    en_l1 = en_val.clone()  # the L1 norm of the EN rule's example
     en_x, en_logits = x.clone(), logits0.clone()
     const = torch.full((n,), initial_const, device=x.device, dtype=x.dtype)
     lower, upper = torch.zeros_like(const), torch.full_like(const, 1e10)
+    best = track.norm if decision_rule == "L1" else en_l1  # (the same tensor the rule updates in place)
     for _ in range(search_steps):
-        idx = all_idx[track.norm != 0]
+        idx = all_idx[(best != 0) & (best > stop_at if stop_at is not None else True)]
         if idx.numel() == 0:
             break
         x0, lab, c = x[idx], labels[idx], const[idx]
@@ -53,6 +56,13 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
         yk = x0.clone()
         succeeded = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
         for s in range(steps):
+            if stop_at is not None:
+                keep = best[idx] > stop_at
+                if not bool(keep.all()):  # within stop_at: the sample leaves with its rule's example
+                    idx, x0, lab, c, xk, yk, succeeded = idx[keep], x0[keep], lab[keep], c[keep], xk[keep], \
+                        yk[keep], succeeded[keep]
+                    if idx.numel() == 0:
+                        break
             lr_s = lr * (1 - s / steps) ** 0.5
             ya = yk.detach().requires_grad_(True)
             logits = model(ya)
@@ -83,7 +93,10 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
                 better = adv & (val < en_val[idx])
                 b = idx[better]
                 en_val[b], en_x[b], en_logits[b] = val[better], xk[better], ln[better]
+                en_l1[b] = dd.abs().sum(1)[better]
             succeeded |= adv
+        if idx.numel() == 0:
+            continue
         cu = torch.where(succeeded, torch.minimum(upper[idx], c), upper[idx])
         cl = torch.where(succeeded, lower[idx], torch.maximum(lower[idx], c))
         upper[idx], lower[idx] = cu, cl

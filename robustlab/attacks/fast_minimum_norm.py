@@ -15,6 +15,7 @@ from robustlab.attacks.base import (
     num_classes_of,
     prepare,
     register,
+    still_running,
     view_n,
 )
 from robustlab.data.checks import InputError
@@ -41,8 +42,8 @@ def _cos(a0: float, a1: float, i: int, steps: int) -> float:
 @register("fmn", family="minnorm", norms=("l0", "l1", "l2", "linf"))
 def fmn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, alpha_init: float = 1.0,
         alpha_final: float | None = None, gamma_init: float = 0.05, gamma_final: float = 0.001,
-        targeted: bool = False, target: Tensor | None = None,
-        generator: torch.Generator | None = None) -> AttackResult:
+        targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
+        stop_at: float | None = None) -> AttackResult:
     """FMN: gradient descent on the logit margin (adversarial when it is < 0) with an L2-normalised
     step alpha (cosine-annealed to alpha_final = alpha_init / 100), projected on the p-ball of radius
     eps and the box. eps shrinks by (1 - gamma) towards the best norm while adversarial, and otherwise
@@ -66,6 +67,11 @@ def fmn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
     delta = torch.zeros_like(x0)
     eps = torch.zeros(len(idx), device=x.device, dtype=x.dtype)
     for i in range(steps):
+        keep = still_running(track, idx, stop_at)
+        if keep is not None:  # within stop_at: the sample leaves with its best point
+            idx, x0, lab, delta, eps = idx[keep], x0[keep], lab[keep], delta[keep], eps[keep]
+            if idx.numel() == 0:
+                break
         alpha, gamma = _cos(alpha_init, a_final, i, steps), _cos(gamma_init, gamma_final, i, steps)
         xa = (x0 + delta).requires_grad_(True)
         logits = model(xa)
@@ -90,8 +96,9 @@ def fmn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
         gn = g.flatten(1).norm(dim=1).clamp_min(1e-12)
         delta = delta - alpha * g / view_n(gn, g)
         delta = clip_box(_project(delta, norm, eps), x0)
-    with torch.no_grad():
-        logits = model(x0 + delta)
-    counter.add(idx, forward=1)
-    track.update(idx, x0 + delta, logits, lab, targeted)
+    if idx.numel():
+        with torch.no_grad():
+            logits = model(x0 + delta)
+        counter.add(idx, forward=1)
+        track.update(idx, x0 + delta, logits, lab, targeted)
     return track.result(model, counter)

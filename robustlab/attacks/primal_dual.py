@@ -28,6 +28,7 @@ from robustlab.attacks.base import (
     num_classes_of,
     prepare,
     register,
+    still_running,
     view_n,
 )
 from robustlab.data.checks import InputError
@@ -86,7 +87,7 @@ def lr_at(k: int, steps: int, lr: float, lr_decay: float, schedule: str) -> floa
 def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTracker, counter: PassCounter, *,
          norm: str, steps: int, lr: float, lr_decay: float, lr_schedule: str, initial_lambda: float,
          dual_lr: float, dual_ema: float, loss: str, delta: float, optimizer: str, group_rule: str,
-         targeted: bool, r0: Tensor, trace: dict[str, list[Tensor]] | None) -> None:
+         targeted: bool, r0: Tensor, trace: dict[str, list[Tensor]] | None, stop_at: float | None = None) -> None:
     x0, lab = x[idx], labels[idx]
     n = len(idx)
     r = clip_box(r0, x0)
@@ -99,6 +100,12 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
     b1, b2 = 0.9, 0.999
     smooth = norm == "l2" and optimizer == "adam"  # PDGD
     for k in range(steps):
+        keep = still_running(track, idx, stop_at)
+        if keep is not None:  # within stop_at: the sample leaves with its best point
+            idx, x0, lab, r, log_lam, lam_ema = idx[keep], x0[keep], lab[keep], r[keep], log_lam[keep], lam_ema[keep]
+            adam_m, adam_v = adam_m[keep], adam_v[keep]
+            if idx.numel() == 0:
+                return
         lr_k = lr_at(k, steps, lr, lr_decay, lr_schedule)
         # clamp: x0 + (clamp(x0 + r) - x0) can leave [0, 1] by one rounding error
         xa = (x0 + r).clamp(0, 1).requires_grad_(True)
@@ -131,11 +138,13 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
         log_lam[:, 1] += dual_lr * (2 * violated - 1)
         log_lam = torch.log_softmax(log_lam, 1).clamp_min(LOG_FLOOR)
         lam_ema = dual_ema * lam_ema + (1 - dual_ema) * log_lam.exp()
-        if trace is not None:
-            trace["loss_weight_raw"].append(log_lam[:, 1].exp())
-            trace["loss_weight"].append(lam_ema[:, 1].clone())
-            trace["adversarial"].append(violated == 0)
-            trace["best_norm"].append(track.norm[idx].clone())
+        if trace is not None:  # rows over all N samples: NaN / False for those not attacked in this step
+            for key, v in (("loss_weight_raw", log_lam[:, 1].exp()), ("loss_weight", lam_ema[:, 1]),
+                           ("adversarial", violated == 0), ("best_norm", track.norm[idx])):
+                row = torch.full((len(track.norm),), False if v.dtype == torch.bool else float("nan"),
+                                 dtype=v.dtype, device=v.device)
+                row[idx] = v
+                trace[key].append(row)
     with torch.no_grad():
         xa = (x0 + r).clamp(0, 1)
         logits = model(xa)
@@ -200,8 +209,8 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
           initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
           delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, optimizer: str = "",
           group_rule: str = "max", finetune: int = 0, finetune_lr: float = 0.0, trace: bool = False,
-          targeted: bool = False, target: Tensor | None = None,
-          generator: torch.Generator | None = None) -> AttackResult:
+          targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
+          stop_at: float | None = None) -> AttackResult:
     """PDGD (norm="l2", Adam) / PDPGD (linf, l1, l0, pixel: proximal) with the thesis's defaults.
 
     Norms are in pixel units of [0, 1] images (l0 counts values, "pixel" counts pixels with any
@@ -229,7 +238,8 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     primal lr `finetune_lr` (0 = lr / 10). trace=True puts (iterations of all runs, N) tensors into info:
     "loss_weight" (averaged lambda2), "loss_weight_raw" (lambda2 before averaging), "adversarial"
     (the iterate of that step was adversarial) and "best_norm" (best-so-far after that step); NaN
-    / False for points misclassified from the start.
+    / False for points not attacked in that step (misclassified from the start, or within stop_at).
+    stop_at: a sample whose best size is <= stop_at is attacked no further (no later run either).
     """
     x, labels = prepare(model, x, y, targeted=targeted, target=target)
     check_norm(norm, ("linf", "l2", "l1", "l0", "pixel"))
@@ -262,34 +272,32 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     traces: dict[str, list[Tensor]] | None = {key: [] for key in keys} if trace else None
     for lr_i in grid:
         for rs in range(restarts):
-            if idx.numel() == 0:
+            keep = still_running(track, idx, stop_at)
+            run = idx if keep is None else idx[keep]
+            if run.numel() == 0:
                 break
             if rs == 0:
-                r0 = torch.zeros_like(x[idx])
+                r0 = torch.zeros_like(x[run])
             else:
-                u = torch.rand(x[idx].shape, generator=generator, device=x.device, dtype=x.dtype)
+                u = torch.rand(x[run].shape, generator=generator, device=x.device, dtype=x.dtype)
                 r0 = (2 * u - 1) * init_range
-            _run(model, x, labels, idx, track, counter, norm=norm, steps=steps, lr=lr_i, lr_decay=lr_decay,
+            _run(model, x, labels, run, track, counter, norm=norm, steps=steps, lr=lr_i, lr_decay=lr_decay,
                  lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr, dual_ema=dual_ema,
                  loss=loss, delta=delta, optimizer=opt, group_rule=group_rule, targeted=targeted, r0=r0,
-                 trace=traces)
+                 trace=traces, stop_at=stop_at)
     if finetune > 0:
-        fi = idx[track.success[idx]]
+        fi = idx[track.success[idx] & (track.norm[idx] > stop_at if stop_at is not None else True)]
         if fi.numel():
             _run(model, x, labels, fi, track, counter, norm=norm, steps=finetune, lr=finetune_lr or lr / 10,
                  lr_decay=lr_decay, lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr,
                  dual_ema=dual_ema, loss=loss, delta=delta, optimizer=opt, group_rule=group_rule,
-                 targeted=targeted, r0=track.x_adv[fi] - x[fi], trace=None)
+                 targeted=targeted, r0=track.x_adv[fi] - x[fi], trace=None, stop_at=stop_at)
     info: dict[str, Tensor] = {}
     if traces is not None:
-        rows = len(traces["loss_weight"])
         for key in keys:
             bool_key = key == "adversarial"
-            full = torch.full((rows, n), False if bool_key else float("nan"), device=x.device,
-                              dtype=torch.bool if bool_key else x.dtype)
-            if rows:
-                full[:, idx] = torch.stack(traces[key])
-            info[key] = full
+            info[key] = torch.stack(traces[key]) if traces[key] else \
+                torch.zeros((0, n), device=x.device, dtype=torch.bool if bool_key else x.dtype)
     return track.result(model, counter, info)
 
 
@@ -298,26 +306,26 @@ def pdgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
          lr_grid: tuple[float, ...] | list[float] | str = (), lr_decay: float = 0.01, lr_schedule: str = "linear",
          initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
          delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, trace: bool = False,
-         targeted: bool = False, target: Tensor | None = None,
-         generator: torch.Generator | None = None) -> AttackResult:
+         targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
+         stop_at: float | None = None) -> AttackResult:
     """PDGD: the smooth-norm (L2) primal-dual attack, Adam on the proxy Lagrangian (see `pdpgd`)."""
     if norm != "l2":
         raise InputError(f"pdgd is the L2 version (got norm={norm!r}); use pdpgd for linf, l1, l0 and pixel")
     return pdpgd.__wrapped__(model, x, y, norm="l2", steps=steps, lr=lr, lr_grid=lr_grid, lr_decay=lr_decay,
                  lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr, dual_ema=dual_ema,
                  loss=loss, delta=delta, restarts=restarts, init_range=init_range, optimizer="adam", trace=trace,
-                 targeted=targeted, target=target, generator=generator)
+                 targeted=targeted, target=target, generator=generator, stop_at=stop_at)
 
 
 @register("pdpgd_r", family="minnorm", norms=tuple(RECIPE), stochastic=True)
 def pdpgd_r(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 500,
-            targeted: bool = False, target: Tensor | None = None,
-            generator: torch.Generator | None = None) -> AttackResult:
+            targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
+            stop_at: float | None = None) -> AttackResult:
     """PDPGD with robustlab's budgeted recipe (`recipe(norm, steps)`): `steps` is the whole budget of
     gradient evaluations per point, spent on up to three runs (random starts after the first) and a
     finetune from each sample's best. For the thesis's protocol use `pdpgd` / `pdgd`."""
     return pdpgd.__wrapped__(model, x, y, norm=norm, targeted=targeted, target=target, generator=generator,
-                 **recipe(norm, steps))
+                 stop_at=stop_at, **recipe(norm, steps))
 
 
 pdpgd.recipe = recipe  # type: ignore[attr-defined]  # ``attacks.pdpgd.recipe(norm, budget)`` reads naturally

@@ -26,6 +26,7 @@ from robustlab.attacks.base import (
     num_classes_of,
     prepare,
     register,
+    still_running,
     view_n,
 )
 from robustlab.data.checks import InputError
@@ -35,7 +36,8 @@ from robustlab.ops import margin
 @register("sigma_zero", family="minnorm", norms=("l0",))
 def sigma_zero(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", steps: int = 100, eta_0: float = 1.0,
                sigma: float = 0.001, tau_0: float = 0.3, tau_factor: float = 0.01, targeted: bool = False,
-               target: Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
+               target: Tensor | None = None, generator: torch.Generator | None = None,
+               stop_at: float | None = None) -> AttackResult:
     """sigma-zero (L0, counting changed entries): one forward+backward per step; each iterate's
     success is read off that pass and the sparsest adversarial is kept. Targeted (the paper's attack
     is untargeted; the same loss with the target's margin): the hinge is on max_{i != t} z_i - z_t."""
@@ -63,6 +65,12 @@ def sigma_zero(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", step
     tau = torch.full((len(idx),), tau_0, device=x.device, dtype=x.dtype)
     eta = eta_0
     for i in range(steps):
+        keep = still_running(track, idx, stop_at)
+        if keep is not None:  # within stop_at: the sample leaves with its best point
+            idx, x0, lab, delta = idx[keep], x0[keep], lab[keep], delta[keep]
+            m1, m2, tau = m1[keep], m2[keep], tau[keep]
+            if idx.numel() == 0:
+                break
         d = delta.requires_grad_(True)
         logits = model(x0 + d)
         mg = -margin(logits, lab) if targeted else margin(logits, lab)
@@ -80,8 +88,9 @@ def sigma_zero(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", step
         eta = 0.1 * eta_0 + 0.9 * eta_0 * (1 + math.cos(math.pi * i / steps)) / 2
         tau = (tau + torch.where(adv, tau_factor * eta, -tau_factor * eta)).clamp(0, 1)
         delta = torch.where(delta.abs() < view_n(tau, delta), torch.zeros_like(delta), delta)
-    with torch.no_grad():  # the last iterate
-        logits = model(x0 + delta)
-    counter.add(idx, forward=1)
-    track.update(idx, x0 + delta, logits, lab, targeted)
+    if idx.numel():
+        with torch.no_grad():  # the last iterate
+            logits = model(x0 + delta)
+        counter.add(idx, forward=1)
+        track.update(idx, x0 + delta, logits, lab, targeted)
     return track.result(model, counter)
