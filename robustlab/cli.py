@@ -579,9 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(ev)
     ev.add_argument("--norm", default="linf", type=_norm, help="linf, l2 or l1 (Linf/L2/L1 also work)")
     ev.add_argument("--eps", required=True, type=_numbers, help="comma-separated list, e.g. 0.05,0.1 or 4/255,8/255")
-    ev.add_argument("--version", default="standard", choices=["standard", "paper", "cheap", "custom"],
+    ev.add_argument("--version", default="standard", choices=["standard", "paper", "cheap", "rand", "custom"],
                     help="standard: AutoAttack's attacks with adaptive stopping (evaluate/ensemble.py); paper: "
-                         "AutoAttack's standard version exactly")
+                         "AutoAttack's standard version exactly; rand: AutoAttack's version for randomised "
+                         "defenses (APGD-CE and APGD-DLR with EOT over 20 passes)")
     ev.add_argument("--attacks", default=None, help="with --version custom: comma-separated attack names")
     ev.add_argument("--n", "--n-points", dest="n", type=int, default=1000,
                     help="first N test points (0 = all)")

@@ -8,7 +8,8 @@ checkpoint and the best loss has not improved since; on halving, the iterate res
 point. Updates use momentum alpha = 0.75. All state is per sample. keep="best" (default) runs every step,
 restart and target on every sample and returns its adversarial point of highest loss; keep="first" drops a
 sample once adversarial and runs later restarts/targets only on samples still robust (AutoAttack's way:
-what robust accuracy needs).
+what robust accuracy needs). eot_iter > 1 averages each step's gradient and loss over that many passes
+(EOT, for randomised models; AutoAttack's version='rand' uses 20).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.base import AttackResult, PassCounter, as_eps, check_norm, is_adversarial, prepare, register
-from robustlab.attacks.projected_gradient import check_keep
+from robustlab.attacks.projected_gradient import check_options
 from robustlab.data.checks import InputError
 from robustlab.ops import dlr_loss, dlr_targeted_loss, project_ball_box, random_in_ball, steepest_ascent
 from robustlab.ops import norm as norm_of
@@ -49,7 +50,7 @@ def _loss(name: str, logits: Tensor, y: Tensor, t: Tensor | None) -> Tensor:
 def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str, eps: Tensor, steps: int, loss: str,
          rho: float, alpha: float, sparsity: float, keep: str, generator: torch.Generator | None,
          counter: PassCounter, idx: Tensor, best_x: Tensor, success: Tensor, best_logits: Tensor,
-         best_loss: Tensor, targeted: bool = False) -> None:
+         best_loss: Tensor, targeted: bool = False, eot_iter: int = 1) -> None:
     """One APGD run on the samples `idx` (global indices); updates best_x/success/best_logits/best_loss in
     place: an adversarial point beats every non-adversarial one; among equals the higher loss wins, except
     that with keep="first" a sample's first adversarial point is final.
@@ -65,12 +66,18 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str,
     first = keep == "first"
 
     def evaluate(xa: Tensor, ids: Tensor, lab: Tensor, tt: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        xa = xa.detach().requires_grad_(True)
-        logits = model(xa)
-        values = _loss(loss, logits, lab, tt)
-        grad, = torch.autograd.grad(values.sum(), xa)
-        counter.add(ids, forward=1, backward=1)
-        return grad, values.detach(), logits.detach()
+        """Gradient, loss and logits at xa, each the mean over eot_iter passes (one pass without EOT)."""
+        grad = values = logits = None
+        for _ in range(eot_iter):
+            xr = xa.detach().requires_grad_(True)
+            z = model(xr)
+            v = _loss(loss, z, lab, tt)
+            g, = torch.autograd.grad(v.sum(), xr)
+            grad, values, logits = ((g, v.detach(), z.detach()) if grad is None else
+                                    (grad + g, values + v.detach(), logits + z.detach()))
+        counter.add(ids, forward=eot_iter, backward=eot_iter)
+        assert grad is not None and values is not None and logits is not None
+        return grad / eot_iter, values / eot_iter, logits / eot_iter
 
     def record(ids: Tensor, xa: Tensor, logits: Tensor, values: Tensor, lab: Tensor, tt: Tensor | None) -> Tensor:
         adv = is_adversarial(logits, tt, True) if targeted and tt is not None else is_adversarial(logits, lab, False)
@@ -176,10 +183,10 @@ def _todo(success: Tensor, keep: str) -> Tensor:
     return (~success).nonzero().squeeze(1) if keep == "first" else torch.arange(len(success), device=success.device)
 
 
-@register("apgd", family="fixed", norms=("linf", "l2", "l1"), stochastic=True, check=check_keep)
+@register("apgd", family="fixed", norms=("linf", "l2", "l1"), stochastic=True, check=check_options)
 def apgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1, steps: int = 100,
          loss: str = "ce", restarts: int = 1, rho: float = 0.75, alpha: float = 0.75, sparsity: float = 0.05,
-         keep: str = "best", targeted: bool = False, target: Tensor | None = None,
+         keep: str = "best", eot_iter: int = 1, targeted: bool = False, target: Tensor | None = None,
          generator: torch.Generator | None = None) -> AttackResult:
     """APGD with the CE or DLR loss. targeted=True: the loss is minus the CE to the target ("ce") or the
     targeted DLR loss ("dlr"), and success means being classified as the target.
@@ -187,13 +194,14 @@ def apgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: flo
     keep="best": every restart runs every step on every sample; each returns its adversarial point of
     highest loss (else its non-adversarial point of highest loss). keep="first": a sample stops at its
     first adversarial point and restarts run only on samples still robust (cheapest; robust accuracy).
+    eot_iter: passes averaged per step for randomised models (EOT), each counted.
 
     For norm="l1" the step is the SLIDE-style top-`sparsity` direction with the exact box-aware L1
     projection (the adaptive sparsity of Croce & Hein 2021's APGD-L1 is not implemented).
     """
     if loss not in ("ce", "dlr"):
         raise InputError(f"apgd loss must be 'ce' or 'dlr' (apgd_t is AutoAttack's APGD-T), got {loss!r}")
-    check_keep(x, keep=keep)
+    check_options(x, keep=keep, eot_iter=eot_iter)
     e, y, t = _setup(model, x, y, norm, eps, steps, restarts, targeted, target)
     counter, best_logits, success, best_x, best_loss = _start(model, x, y, t)
     run_loss = f"{loss}_targeted" if targeted else loss
@@ -203,14 +211,14 @@ def apgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: flo
             break
         _run(model, x, y, t, norm=norm, eps=e, steps=steps, loss=run_loss, rho=rho, alpha=alpha, sparsity=sparsity,
              keep=keep, generator=generator, counter=counter, idx=idx, best_x=best_x, success=success,
-             best_logits=best_logits, best_loss=best_loss, targeted=targeted)
+             best_logits=best_logits, best_loss=best_loss, targeted=targeted, eot_iter=eot_iter)
     return _result(x, best_x, success, best_logits, norm, counter)
 
 
-@register("apgd_t", family="fixed", norms=("linf", "l2", "l1"), stochastic=True, check=check_keep)
+@register("apgd_t", family="fixed", norms=("linf", "l2", "l1"), stochastic=True, check=check_options)
 def apgd_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1,
            steps: int = 100, n_targets: int = 9, restarts: int = 1, rho: float = 0.75, alpha: float = 0.75,
-           sparsity: float = 0.05, keep: str = "best", patience: int = 0, targeted: bool = False,
+           sparsity: float = 0.05, keep: str = "best", eot_iter: int = 1, patience: int = 0, targeted: bool = False,
            target: Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
     """APGD-T with the targeted DLR loss. Untargeted (AutoAttack's APGD-T, the "top-k" mode): the loss
     aims at each of the `n_targets` highest-scoring wrong classes in turn, only on points still robust,
@@ -223,8 +231,8 @@ def apgd_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: f
 
     keep="best": every target and restart runs on every sample, which returns its adversarial point of
     highest targeted-DLR loss (over all targets); keep="first": a sample stops at its first adversarial
-    point and later targets run only on samples still robust (AutoAttack's way)."""
-    check_keep(x, keep=keep)
+    point and later targets run only on samples still robust (AutoAttack's way). eot_iter: see apgd."""
+    check_options(x, keep=keep, eot_iter=eot_iter)
     e, y, t = _setup(model, x, y, norm, eps, steps, restarts, targeted, target)
     counter, clean_logits, success, best_x, best_loss = _start(model, x, y, t)
     best_logits = clean_logits.clone()
@@ -251,7 +259,8 @@ def apgd_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: f
                 break
             _run(model, x, y, tj, norm=norm, eps=e, steps=steps, loss="dlr_targeted", rho=rho, alpha=alpha,
                  sparsity=sparsity, keep=keep, generator=generator, counter=counter, idx=idx, best_x=best_x,
-                 success=success, best_logits=best_logits, best_loss=best_loss, targeted=targeted)
+                 success=success, best_logits=best_logits, best_loss=best_loss, targeted=targeted,
+                 eot_iter=eot_iter)
         idle = idle + 1 if int(success.sum()) == before else 0
         tried = j + 1
     res = _result(x, best_x, success, best_logits, norm, counter)

@@ -1,6 +1,6 @@
 """Projected gradient descent (Madry et al.; BIM; MI-FGSM with momentum; SLIDE-style L1) and FGSM.
 
-One forward + one input-gradient backward per step. What a
+One forward + one input-gradient backward per step (times ``eot_iter`` for randomised models). What a
 sample returns is chosen by ``keep``: "best" (default) runs every step on every sample and keeps its
 adversarial iterate of highest loss, the most confidently adversarial one (what one saves for transfer or
 pictures); "first" drops a sample from the batch at its first adversarial iterate, which is all a
@@ -30,25 +30,34 @@ from robustlab.ops import norm as norm_of
 KEEP = ("best", "first")
 
 
-def check_keep(x: Tensor, *, keep: str = "best", **_: object) -> None:
-    """The registry's check of `keep` (InputError before any point is looked at)."""
+def check_options(x: Tensor, *, keep: str = "best", eot_iter: int = 1, **_: object) -> None:
+    """The registry's check of `keep` and `eot_iter` (InputError before any point is looked at)."""
     if keep not in KEEP:
         raise InputError(f"keep must be 'best' (every step on every sample, the highest-loss adversarial iterate) "
                          f"or 'first' (a sample stops at its first adversarial iterate), got {keep!r}")
+    if isinstance(eot_iter, bool) or not isinstance(eot_iter, int) or eot_iter < 1:
+        raise InputError(f"eot_iter must be an integer >= 1, got {eot_iter!r}")
 
 
 def _grad_and_loss(model: nn.Module, xa: Tensor, labels: Tensor, loss: str, targeted: bool,
-                   kappa: float) -> tuple[Tensor, Tensor, Tensor]:
-    xa = xa.detach().requires_grad_(True)
-    logits = model(xa)
-    values = attack_loss(loss, logits, labels, targeted=targeted, kappa=kappa)
-    grad, = torch.autograd.grad(values.sum(), xa)
-    return grad, values.detach(), logits.detach()
+                   kappa: float, eot_iter: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    """Input gradient, loss and logits at xa, each the mean over `eot_iter` passes (EOT: a randomised
+    model draws new randomness on every pass)."""
+    grad = values = logits = None
+    for _ in range(eot_iter):
+        xr = xa.detach().requires_grad_(True)
+        z = model(xr)
+        v = attack_loss(loss, z, labels, targeted=targeted, kappa=kappa)
+        g, = torch.autograd.grad(v.sum(), xr)
+        grad, values, logits = ((g, v.detach(), z.detach()) if grad is None else
+                                (grad + g, values + v.detach(), logits + z.detach()))
+    assert grad is not None and values is not None and logits is not None
+    return grad / eot_iter, values / eot_iter, logits / eot_iter
 
 
 def run_pgd(model: nn.Module, x: Tensor, labels: Tensor, *, norm: str, eps: Tensor, steps: int, step_size: Tensor,
             random_start: bool, restarts: int, loss: str, kappa: float, momentum: float, sparsity: float | None,
-            targeted: bool, keep: str, generator: torch.Generator | None) -> AttackResult:
+            targeted: bool, keep: str, generator: torch.Generator | None, eot_iter: int = 1) -> AttackResult:
     """The PGD engine on validated inputs (labels are targets when targeted); see `pgd`."""
     first = keep == "first"
     n = x.shape[0]
@@ -73,12 +82,12 @@ def run_pgd(model: nn.Module, x: Tensor, labels: Tensor, *, norm: str, eps: Tens
             last = t == steps
             if last:  # the final iterate is only evaluated
                 with torch.no_grad():
-                    logits = model(xa)
+                    logits = sum(model(xa) for _ in range(eot_iter)) / eot_iter
                     values = attack_loss(loss, logits, lab, targeted=targeted, kappa=kappa)
-                counter.add(idx, forward=1)
+                counter.add(idx, forward=eot_iter)
             else:
-                grad, values, logits = _grad_and_loss(model, xa, lab, loss, targeted, kappa)
-                counter.add(idx, forward=1, backward=1)
+                grad, values, logits = _grad_and_loss(model, xa, lab, loss, targeted, kappa, eot_iter)
+                counter.add(idx, forward=eot_iter, backward=eot_iter)
             if best_logits is None:
                 best_logits = torch.zeros(n, logits.shape[1], device=x.device, dtype=logits.dtype)
             adv = is_adversarial(logits, lab, targeted)
@@ -144,11 +153,11 @@ def _checked(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float | Ten
     return as_eps(eps, x.shape[0], x, norm), labels
 
 
-@register("pgd", family="fixed", norms=("linf", "l2", "l1"), stochastic=True, check=check_keep)
+@register("pgd", family="fixed", norms=("linf", "l2", "l1"), stochastic=True, check=check_options)
 def pgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1, steps: int = 40,
         step_size: float | None = None, random_start: bool = True, restarts: int = 1, loss: str = "ce",
         kappa: float = 0.0, momentum: float = 0.0, sparsity: float = 0.01, targeted: bool = False,
-        target: Tensor | None = None, keep: str = "best",
+        target: Tensor | None = None, keep: str = "best", eot_iter: int = 1,
         generator: torch.Generator | None = None) -> AttackResult:
     """PGD in the `norm` ball of radius `eps` (pixel units; inf: only the box) intersected with the [0, 1] box.
 
@@ -161,15 +170,16 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: floa
     highest loss, the most confidently adversarial one; keep="first": a sample stops at its first
     adversarial iterate (barely across the boundary; cheapest, and all robust accuracy needs). Either
     way a sample never adversarial returns its iterate of highest loss, and with the same generator both
-    find the same successes on the same points.
+    find the same successes on the same points. eot_iter > 1 (Expectation over Transformation, for
+    randomised models): every gradient, loss and logit is the mean over that many passes, each counted.
     """
-    check_keep(x, keep=keep)
+    check_options(x, keep=keep, eot_iter=eot_iter)
     e, labels = _checked(model, x, y, norm, eps, steps, restarts, loss, targeted, target)
     a = as_eps(2.5 * e / steps if step_size is None else step_size, x.shape[0], x)
     check_positive(steps=steps)
     return run_pgd(model, x, labels, norm=norm, eps=e, steps=steps, step_size=a, random_start=random_start,
                    restarts=restarts, loss=loss, kappa=kappa, momentum=momentum, sparsity=sparsity,
-                   targeted=targeted, keep=keep, generator=generator)
+                   targeted=targeted, keep=keep, generator=generator, eot_iter=eot_iter)
 
 
 @register("fgsm", family="fixed", norms=("linf", "l2", "l1"), stochastic=True)

@@ -41,10 +41,15 @@ _PAPER = [("apgd", {"loss": "ce", "keep": "first"}), ("apgd_t", {"n_targets": 9,
 # (`escalate`: the entry runs again with these settings on the points still robust).
 _STANDARD = [("apgd", {"loss": "ce", "keep": "first"}), ("apgd_t", {"n_targets": 9, "patience": 1, "keep": "first"}),
              ("fab_t", {"patience": 1}), ("square", {"queries": 1000, "escalate": {"queries": 5000}})]
+# AutoAttack's version='rand', for randomised defenses: APGD-CE and APGD-DLR, 100 steps each, every step's
+# gradient and loss the mean over 20 passes of the model (EOT: new randomness on each pass)
+_RAND = [("apgd", {"loss": "ce", "steps": 100, "eot_iter": 20, "keep": "first"}),
+         ("apgd", {"loss": "dlr", "steps": 100, "eot_iter": 20, "keep": "first"})]
 VERSIONS: dict[str, dict[str, list[tuple[str, dict[str, Any]]]]] = {
     "standard": {"linf": _STANDARD, "l2": _STANDARD, "l1": _STANDARD[:3]},
     "paper": {"linf": _PAPER, "l2": _PAPER, "l1": _PAPER[:3]},
     "cheap": {n: [("pgd", {"steps": 40, "keep": "first"})] for n in ("linf", "l2", "l1")},
+    "rand": {"linf": _RAND, "l2": _RAND, "l1": _RAND},
 }
 
 
