@@ -253,14 +253,15 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         out = Path(a.out)
     elif a.run:
         tag = "-".join(f"{e:g}" for e in eps)
-        out = Path(a.run) / f"eval_{a.norm}_{a.version}_n{a.n}_eps{tag}.json"  # other eps/n: another card
+        amp = f"_{a.amp}" if a.amp else ""
+        out = Path(a.run) / f"eval_{a.norm}_{a.version}_n{a.n}_eps{tag}{amp}.json"  # other eps/n/amp: another card
     else:
         raise InputError("with --model, say where the model card goes: --out CARD.json")
     card = evaluate(model, x, y, norm=a.norm, eps=eps, version=a.version if custom is None else "custom",
                     custom=custom, batch_size=a.batch_size, seed=a.seed, checks=not a.no_checks, out=out,
                     meta={"model": str(label), "weights": a.weights,
                           "data": a.data or a.dataset or "from the run's config"}, progress=True,
-                    minnorm=a.minnorm.split(",") if a.minnorm else None, restart=a.restart)
+                    minnorm=a.minnorm.split(",") if a.minnorm else None, restart=a.restart, amp=a.amp)
     from robustlab.evaluate.shard import is_main
 
     if not is_main(a.device):  # torchrun: rank 0 reports (every rank holds the same gathered card)
@@ -596,6 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also write clean / robust accuracy per eps to CARD_FOLDER/tensorboard/CARD_NAME/ "
                          "(optional extra tensorboard)")
     ev.add_argument("--no-checks", dest="no_checks", action="store_true", help="skip the sanity checklist")
+    ev.add_argument("--amp", default=None, choices=["bf16", "fp16"],
+                    help="run the attacks under torch.autocast (bf16: CPU or GPU; fp16: CUDA only); clean accuracy "
+                         "and the verification of every example stay in full precision")
     ev.add_argument("--out", default=None, help="model card JSON (default RUN/eval_NORM_VERSION_nN_epsE.json); resumes "
                     "an interrupted run of the same evaluation (same weights, data, attacks, seed, ...)")
     ev.add_argument("--restart", action="store_true",

@@ -23,7 +23,8 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
              version: str = "standard", custom: list[tuple[str, dict[str, Any]]] | None = None,
              batch_size: int = 500, seed: int = 0, checks: bool = True, out: str | Path | None = None,
              meta: dict[str, Any] | None = None, progress: bool = False,
-             minnorm: list[str] | None = None, minnorm_steps: int = 100, restart: bool = False) -> dict[str, Any]:
+             minnorm: list[str] | None = None, minnorm_steps: int = 100, restart: bool = False,
+             amp: str | None = None) -> dict[str, Any]:
     """Verified worst-case robust accuracy at every eps, with the sanity checklist; returns the card.
 
     With `out` (a .json path), the card is written there and the per-batch state beside it
@@ -39,9 +40,13 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
     the ensemble's alone. The card is strict JSON: sizes are ``null`` where no adversarial example was found
     (never Infinity or NaN). ``depends_on`` records the weights' and inputs' SHA-256, the attacks with all
     their parameters, seed, norm, eps and versions.
+
+    amp ("bf16", or "fp16" on CUDA): the ensemble's attacks run under torch.autocast; the clean accuracy,
+    every verification, the sanity checklist and the minimum-norm route stay in full precision, so an
+    example counts only if the model in full precision misclassifies it. The card records ``amp``.
     """
     from robustlab.data.checks import check_images
-    from robustlab.evaluate.ensemble import check_eps_list, resolve_plan
+    from robustlab.evaluate.ensemble import check_amp, check_eps_list, resolve_plan
 
     norm = _spelled_norm(norm)  # "Linf" / "L2" / "inf" as AutoAttack and RobustBench write them
     eps = check_eps_list(eps)
@@ -49,6 +54,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
     if minnorm is not None:
         _check_minnorm(minnorm, norm, minnorm_steps)
     check_images(x)
+    check_amp(amp, x.device)
     y = _check_model_and_labels(model, x, y)
     if model.training:
         raise ValueError("evaluate() needs the model in eval mode (call model.eval()); BatchNorm/Dropout in "
@@ -57,7 +63,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
     t0 = time.perf_counter()
     state = Path(str(out) + ".state.json") if out is not None else None
     res = run_ensemble(model, x, y, norm=norm, eps=eps, version=version, custom=custom, batch_size=batch_size,
-                       seed=seed, state_path=state, progress=progress, restart=restart)
+                       seed=seed, state_path=state, progress=progress, restart=restart, amp=amp)
     ensemble_acc = res.robust_accuracy()
     from robustlab.analysis.logits import summary as logit_summary
 
@@ -66,7 +72,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
     card: dict[str, Any] = {
         **(meta or {}),
         "threat_model": {"norm": norm, "eps": eps},
-        "n": len(x), "seed": seed, "version": version if custom is None else "custom",
+        "n": len(x), "seed": seed, "version": version if custom is None else "custom", "amp": amp,
         "attacks": res.key["attacks"],
         "depends_on": res.key,
         "unavailable_attacks": res.unavailable,
@@ -253,7 +259,9 @@ def accuracy_after_each_attack(card: dict[str, Any], eps: str) -> list[tuple[str
 def summary(card: dict[str, Any]) -> str:
     """Human-readable lines: accuracies, per-attack breakdown, failed checks as WARNING lines."""
     tm = card["threat_model"]
-    lines = [f"clean accuracy {card['clean_accuracy']:.4f}  (n={card['n']}, {tm['norm']}, version {card['version']})"]
+    amp = f", attacks under autocast {card['amp']} (verified in full precision)" if card.get("amp") else ""
+    lines = [f"clean accuracy {card['clean_accuracy']:.4f}  (n={card['n']}, {tm['norm']}, version {card['version']}"
+             f"{amp})"]
     for e, a in card["robust_accuracy"].items():
         br = ", ".join(f"{k}: {v}" for k, v in card["broken_by_attack"][e].items()) or "-"
         lines.append(f"  eps {float(e):<8g} robust accuracy {a:.4f}   broken by {br}")

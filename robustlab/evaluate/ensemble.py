@@ -6,6 +6,12 @@ records which attack broke which point, how many claimed successes failed verifi
 Robust accuracy needs only a first adversarial example per point, so the attacks run with
 keep="first" (a point leaves the batch at its first adversarial iterate): the versions say so, and a
 custom plan entry gets it unless it sets keep itself.
+
+With ``amp="bf16"|"fp16"`` the attacks run the model under torch.autocast (mixed precision: faster on
+GPUs), while the clean accuracy and the verification that decides what counts stay in full precision: an
+example found under autocast counts only if the model in full precision misclassifies it. Under autocast
+the attacks run keep="best": a first adversarial iterate sits on the reduced-precision boundary, which
+full precision often refuses, while the most confidently adversarial one survives.
 """
 
 from __future__ import annotations
@@ -45,6 +51,38 @@ _STANDARD = [("apgd", {"loss": "ce", "keep": "first"}), ("apgd_t", {"n_targets":
 # gradient and loss the mean over 20 passes of the model (EOT: new randomness on each pass)
 _RAND = [("apgd", {"loss": "ce", "steps": 100, "eot_iter": 20, "keep": "first"}),
          ("apgd", {"loss": "dlr", "steps": 100, "eot_iter": 20, "keep": "first"})]
+AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_amp(amp: str | None, device: torch.device | str) -> None:
+    """amp is None, "bf16" (CPU or a CUDA GPU that supports it) or "fp16" (CUDA only); else InputError."""
+    if amp is None:
+        return
+    if amp not in AMP:
+        raise InputError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+    kind = torch.device(device).type
+    if amp == "fp16" and kind != "cuda":
+        raise InputError(f"amp='fp16' runs on CUDA only (the inputs are on {kind}); on the CPU use amp='bf16'")
+    if amp == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InputError("amp='bf16' needs a GPU with bfloat16 support; use amp='fp16'")
+    if kind not in ("cpu", "cuda"):
+        raise InputError(f"amp runs on cpu (bf16) or cuda, not {kind}")
+
+
+class Autocast(nn.Module):
+    """`model` run under torch.autocast in `amp`'s dtype (device type from the inputs); the logits come back
+    in the inputs' dtype, so the attacks' losses and steps are computed in full precision."""
+
+    def __init__(self, model: nn.Module, amp: str):
+        super().__init__()
+        self.model, self.amp = model, amp
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(device_type=x.device.type, dtype=AMP[self.amp]):
+            out = self.model(x)
+        return out.to(x.dtype)
+
+
 VERSIONS: dict[str, dict[str, list[tuple[str, dict[str, Any]]]]] = {
     "standard": {"linf": _STANDARD, "l2": _STANDARD, "l1": _STANDARD[:3]},
     "paper": {"linf": _PAPER, "l2": _PAPER, "l1": _PAPER[:3]},
@@ -172,7 +210,8 @@ def check_eps_list(eps: Any) -> list[float]:
 
 
 def evaluation_key(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list[float],
-                   plan: list[tuple[str, dict[str, Any]]], seed: int, batch_size: int) -> dict[str, Any]:
+                   plan: list[tuple[str, dict[str, Any]]], seed: int, batch_size: int,
+                   amp: str | None = None) -> dict[str, Any]:
     """Everything the ensemble's numbers depend on; a saved state is reused only when all of it matches."""
     import platform
 
@@ -180,7 +219,7 @@ def evaluation_key(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: li
 
     return {"weights_sha256": weights_hash(model), "input_sha256": input_hash(x, y), "norm": norm,
             "eps": list(eps), "attacks": [{"name": a, "params": _jsonable(kw)} for a, kw in plan],
-            "seed": int(seed), "batch_size": int(batch_size), "device": str(x.device),
+            "seed": int(seed), "batch_size": int(batch_size), "device": str(x.device), "amp": amp,
             "versions": {"robustlab": robustlab.__version__, "torch": torch.__version__,
                          "python": platform.python_version()}}
 
@@ -192,8 +231,11 @@ def _jsonable(kw: dict[str, Any]) -> dict[str, Any]:
 def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list[float],
                  version: str = "standard", custom: list[tuple[str, dict[str, Any]]] | None = None,
                  batch_size: int = 500, seed: int = 0, state_path: str | Path | None = None,
-                 progress: bool = False, restart: bool = False) -> EnsembleResult:
+                 progress: bool = False, restart: bool = False, amp: str | None = None) -> EnsembleResult:
     """Worst case per sample over the version's attacks (or `custom`), for every eps.
+
+    amp ("bf16" on CPU or CUDA, "fp16" on CUDA only): the attacks run under torch.autocast; the clean
+    accuracy and the verification of every example stay in full precision (see the module docstring).
 
     With `state_path`, finished batches are saved there and a restarted evaluation resumes after them,
     but only when the saved state was written for the same evaluation: same weights, inputs, norm, eps,
@@ -205,8 +247,12 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
     plan = resolve_plan(norm, version, custom)
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    key = evaluation_key(model, x, y, norm=norm, eps=eps, plan=plan, seed=seed, batch_size=batch_size)
+    check_amp(amp, x.device)
+    if amp is not None:  # see the module docstring: the most confident example survives full precision
+        plan = [(a, {**kw, "keep": "best"} if "keep" in kw else kw) for a, kw in plan]
+    key = evaluation_key(model, x, y, norm=norm, eps=eps, plan=plan, seed=seed, batch_size=batch_size, amp=amp)
     model = channels_last(model, copy_model=True)  # a no-op for robustlab-built models (already NHWC)
+    attacked = Autocast(model, amp) if amp is not None else model  # what the attacks run; verification: model
     runnable = plan
     n = len(x)
     with torch.no_grad():
@@ -232,7 +278,7 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
     done: dict[int, dict[str, Any]] = {}
     for i in batches:
         part = _attack_batch(model, x[i:i + batch_size], y[i:i + batch_size], clean[i:i + batch_size], eps,
-                             runnable, norm, seed + i)
+                             runnable, norm, seed + i, attacked)
         if world > 1:
             done[i] = part
             continue
@@ -248,8 +294,11 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
 
 
 def _attack_batch(model: nn.Module, xb: Tensor, yb: Tensor, clean: Tensor, eps: list[float],
-                  runnable: list[tuple[str, dict[str, Any]]], norm: str, seed: int) -> dict[str, Any]:
-    """One batch at every eps: which attack broke which point (verified) and the sizes it found."""
+                  runnable: list[tuple[str, dict[str, Any]]], norm: str, seed: int,
+                  attacked: nn.Module | None = None) -> dict[str, Any]:
+    """One batch at every eps: which attack broke which point (verified on `model`, in full precision) and
+    the sizes it found; the attacks run `attacked` (the model under autocast with amp, else the model)."""
+    attacked = model if attacked is None else attacked
     part: dict[str, Any] = {"by": {}, "norm": {}, "unverified": {a: 0 for a, _ in runnable},
                             "seconds": {a: 0.0 for a, _ in runnable}}
     for e in eps:
@@ -272,8 +321,9 @@ def _attack_batch(model: nn.Module, xb: Tensor, yb: Tensor, clean: Tensor, eps: 
             else:  # a min-norm attack (e.g. FAB-T) may stop a sample once within eps
                 params["stop_at"] = e
             t0 = time.perf_counter()
-            r = spec(model, xb[idx], yb[idx], norm=norm, **params)
+            r = spec(attacked, xb[idx], yb[idx], norm=norm, **params)
             part["seconds"][name] += time.perf_counter() - t0
+            # the count's own check, on the model in full precision (the attack's claim may come from autocast)
             ok = verify(model, xb[idx], yb[idx], r.x_adv, norm=r.threat or norm, eps=e, aux=r.aux)
             claimed = r.success | r.unverified if r.unverified is not None else r.success
             if spec.family == "minnorm":  # a minimum-norm success beyond eps is no claim about this eps
