@@ -83,6 +83,19 @@ def test_every_returned_example_verifies(mlp, name, p):
     assert (r.norm[misclassified] == 0).all()
 
 
+def test_cw_abort_early_is_per_sample():
+    """abort_early decides on each sample's own objective: a sample's result does not depend on the
+    batch around it (it was decided on the batch's summed loss)."""
+    model, x, y, _, _ = linear_case(seed=2)
+    xs = torch.cat([x, x + 0.1, x - 0.1])
+    with torch.no_grad():
+        ys = model(xs).argmax(1)
+    kw = {"abort_early": True, "steps": 50, "search_steps": 4}
+    batch = attacks.cw(model, xs, ys, **kw).norm
+    alone = torch.cat([attacks.cw(model, xs[i:i + 1], ys[i:i + 1], **kw).norm for i in range(len(xs))])
+    assert torch.allclose(batch, alone, rtol=1e-9, atol=0)
+
+
 @pytest.mark.parametrize("name,p", [("ddn", "l2"), ("fmn", "linf"), ("deepfool", "l2"), ("cw", "l2"), ("fab", "l2")])
 def test_targeted_reaches_the_target(mlp, name, p):
     m, x, y = mlp

@@ -42,7 +42,6 @@ CLOSED_FORM_BOUND = {
     "high_confidence": 2.2,  # not a minimum-norm search: it stops at the clean confidence level C of the target
     # defaults that miss 2% today (worst ratio over linear_case seeds 0-2; robustlab's to fix,
     # not the methods'):
-    "cw": 1.70,  # abort_early on the batch's summed loss stops a constant's run early: 1.03 with abort_early=False
     "ddn": 1.28,  # the CE gradient mixes the other classes' directions: 200 steps give the same 1.27 (seed 2)
     "ead": 1.035,  # 1.031 (seed 2)
     "pdpgd": 1.03,  # l1: 1.025 (seed 0)

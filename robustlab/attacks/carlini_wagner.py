@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -20,16 +22,22 @@ from robustlab.ops import margin
 
 @register("cw", family="minnorm", norms=("l2",))
 def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, search_steps: int = 9,
-       initial_const: float = 1.0, kappa: float = 0.0, lr: float = 0.05, abort_early: bool = True,
+       initial_const: float = 1.0, kappa: float = 0.0, lr: float = 0.2, anneal: bool = True,
+       abort_early: bool = False,
        targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
        stop_at: float | None = None) -> AttackResult:
     """Minimise ||x' - x||_2^2 + c * max(m(x'), -kappa) over w with x' = (tanh(w) + 1) / 2 (always in
-    the box), m the logit margin of the true class (or minus that of the target), by Adam with `lr`
-    (0.05: tuned for 100 steps; the paper uses 0.01 with 10000)
-    for `steps` steps, for each of `search_steps` constants c per sample (binary search: halve the
-    interval on success, x10 until the first success). abort_early stops a constant's run when the
-    objective has not improved by 0.01% in steps/10 steps. Deterministic (generator unused). With
-    stop_at, a sample leaves (within a run and for the later constants) once its best norm is <= stop_at."""
+    the box), m the logit margin of the true class (or minus that of the target), by Adam for `steps`
+    steps, for each of `search_steps` constants c per sample (binary search: halve the interval on
+    success, x10 until the first success). The paper runs Adam at a constant 0.01 for 10000 steps; in
+    100 steps that cannot move the saturated pixels (tanh near +-1) far enough, and a constant step
+    leaves Adam oscillating around the optimum at the step's scale. So the default is `lr` 0.2 with
+    `anneal`: the step size falls from lr to 0 over each constant's run (cosine), and the run ends at
+    its constant's optimum. abort_early (the paper's option) stops a sample's run when its own
+    objective has not improved by 0.01% since the last check (every steps/10 steps); off by default,
+    since at 100 steps the windows are shorter than Adam's oscillation and runs stop before settling.
+    Deterministic (generator unused). With stop_at, a sample leaves (within a run and for the later
+    constants) once its best norm is <= stop_at."""
     x, labels = prepare(model, x, y, targeted=targeted, target=target)
     if norm != "l2":
         raise InputError("cw is an L2 attack (norm='l2')")
@@ -57,14 +65,16 @@ def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
         w = w0[idx].clone()
         adam_m, adam_v = torch.zeros_like(w), torch.zeros_like(w)
         x0, lab, c = x[idx], labels[idx], const[idx]
-        succeeded = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
-        prev = torch.full((len(idx),), float("inf"), device=x.device, dtype=x.dtype)  # each loss at the last check
+        run_idx = idx  # the samples of this constant's run; idx shrinks as samples leave it
+        succ = torch.zeros(n, dtype=torch.bool, device=x.device)  # by sample: adversarial during this run
+        prev = torch.full((len(idx),), float("inf"), device=x.device, dtype=x.dtype)  # loss at the last check
+        every = max(steps // 10, 1)
         for s in range(steps):
             keep = still_running(track, idx, stop_at)
             if keep is not None:  # within stop_at: the sample leaves with its best point
                 idx, w, adam_m, adam_v, x0, lab, c = idx[keep], w[keep], adam_m[keep], adam_v[keep], x0[keep], \
                     lab[keep], c[keep]
-                succeeded, prev = succeeded[keep], prev[keep]
+                prev = prev[keep]
                 if idx.numel() == 0:
                     break
             w.requires_grad_(True)
@@ -79,19 +89,29 @@ def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
             adv = track.update(idx, xa.detach(), logits.detach(), lab, targeted)
             if kappa > 0:  # success for the search means confidence kappa
                 adv = adv & ((-m if targeted else m).detach() <= -kappa)
-            succeeded |= adv
+            succ[idx] |= adv
             # Adam (Kingma & Ba), per element
             adam_m = b1 * adam_m + (1 - b1) * g
             adam_v = b2 * adam_v + (1 - b2) * g * g
-            w = (w.detach() - lr / (1 - b1 ** (s + 1)) * adam_m
+            lr_s = lr * (1 + math.cos(math.pi * s / steps)) / 2 if anneal else lr
+            w = (w.detach() - lr_s / (1 - b1 ** (s + 1)) * adam_m
                  / ((adam_v / (1 - b2 ** (s + 1))).sqrt() + 1e-8))
-            if abort_early and s % max(steps // 10, 1) == 0:
+            if abort_early and s % every == 0:  # per sample: each run stops when its own loss stalls
                 total = loss.detach()
-                if float(total.sum()) > float(prev.sum()) * 0.9999:
-                    break
+                go = total <= prev * 0.9999
                 prev = total
+                if not bool(go.all()):
+                    idx, w, adam_m, adam_v, x0, lab, c = idx[go], w[go], adam_m[go], adam_v[go], x0[go], \
+                        lab[go], c[go]
+                    prev = prev[go]
+                    if idx.numel() == 0:
+                        break
+        if stop_at is not None:  # samples within stop_at are done: no more constants
+            run_idx = run_idx[track.norm[run_idx] > stop_at]
+        idx = run_idx
         if idx.numel() == 0:
             continue
+        succeeded, c = succ[idx], const[idx]
         # binary search on c, per sample
         cu = torch.where(succeeded, torch.minimum(upper[idx], c), upper[idx])
         cl = torch.where(succeeded, lower[idx], torch.maximum(lower[idx], c))
