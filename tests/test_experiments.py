@@ -87,3 +87,50 @@ def test_demo_quick_profile(tmp_path):
     res = run(out=tmp_path, profile="quick")
     std, at = res["models"]["standard"]["pgd_robust_acc"], res["models"]["pgd_at"]["pgd_robust_acc"]
     assert std["0.0"] > 0.85 and at["0.1"] > std["0.1"] + 0.5  # the issue-6 quality bar
+
+
+@needs_fmnist
+def test_demo_tiny_profile(tmp_path, monkeypatch):
+    """Every stage of the demo, tiny: the analysis sections (gradients, logits, large-eps examples and
+    inversions with the oracle's recognizability score, spatial certificates) land in results, tables,
+    figures and the report."""
+    from robustlab.experiments import demo
+
+    tiny = demo.DemoProfile(
+        epochs_standard=1, n_train_standard=600, epochs_robust=1, n_train_robust=300, train_steps=2,
+        train_eval_n=100, eval_n=40, eval_eps=[0.0, 0.1], eval_steps=3, ensemble_n=8, ensemble_eps=[0.1],
+        ensemble_version="cheap", minnorm_n=8, minnorm_budget=10, analysis_n=40, oracle_kwargs={"hidden": [32]},
+        oracle_epochs=4, oracle_n_train=1000, inv_seeds=2, inv_steps=5, large_eps_n=10, large_eps_steps=5,
+        spatial_hidden=8, spatial_n=40, spatial_eps=[0.0, 0.05, 0.5, 5.0], spatial_dual_steps=1, spatial_pgd_steps=3)
+    monkeypatch.setitem(demo.PROFILES, "tiny", tiny)
+    monkeypatch.setattr("robustlab.experiments.common.CACHE_ROOT", tmp_path / "cache")
+    out = tmp_path / "out"
+    res = demo.run(out=out, profile="tiny")
+    assert {"analysis", "recognizability", "spatial"} <= set(res["seconds"])
+    rec = res["analysis"]["recognizability"]
+    assert rec["oracle"]["arch"] == "mlp" and 0 < rec["oracle"]["clean_acc"] <= 1
+    for key in ("standard", "pgd_at"):
+        for kind in ("inversion", "large_eps"):
+            s = rec["models"][key][kind]
+            assert 0 <= s["low"] <= s["score"] <= s["high"] <= 1 and s["seeds"] == 2
+            assert s["ceiling"] == rec["oracle"]["clean_acc"]
+        # the floor: the oracle on the shared noise, the same for both models
+        assert rec["models"][key]["inversion"]["floor"] == rec["models"]["standard"]["inversion"]["floor"]
+        assert (out / "analysis" / f"large_eps_and_inversions_{key}.png").stat().st_size > 1000
+    sp = res["analysis"]["spatial"]
+    assert sp["n"] == 40 and sp["certified_but_broken"] == 0 and set(sp["bounds"]) == {"spectral", "dual"}
+    for b in sp["bounds"].values():
+        loss = b["loss01"]
+        assert b["sound"] and loss[0] == pytest.approx(sp["pgd_error"][0])  # eps 0: the clean error
+        assert all(v >= u for u, v in zip(loss, loss[1:]))  # a larger budget certifies no more points
+        assert all(c >= e - 1e-9 for c, e in zip(loss, sp["pgd_error"]))  # certified loss >= empirical error
+    assert (out / "analysis" / "spatial_certificates.png").stat().st_size > 1000
+    md = (out / "analysis" / "analysis.md").read_text()
+    for head in ("What robust training changed", "how recognizable", "Spatial (flow) certificates"):
+        assert head in md
+    assert "| pgd_at |" in md and "| certified, dual" in md
+    page = (out / "report.html").read_text()
+    for name in ("large_eps_and_inversions_standard", "large_eps_and_inversions_pgd_at", "spatial_certificates",
+                 "input_gradients", "logit_histograms"):
+        assert f'alt="{name}"' in page
+    assert "how recognizable" in page and "Spatial (flow) certificates" in page
