@@ -201,29 +201,41 @@ def _cmd_attack(a: argparse.Namespace) -> int:
     model, x, y = _load_model_and_data(a)
     if a.target is not None:  # every point aimed at one class
         params.update(targeted=True)
-    results = []
-    with torch.no_grad():
-        clean = torch.cat([attacks.predict(model(x[i:i + a.batch_size]))
-                           for i in range(0, len(x), a.batch_size)]) == y
     from robustlab import progress as bars
+    from robustlab.evaluate import shard
 
-    gen = torch.Generator(device=a.device).manual_seed(a.seed)
-    for i in bars.bar(range(0, len(x), a.batch_size), desc=f"attack {a.attack}", unit="batch"):  # a terminal only
-        yb = y[i:i + a.batch_size]
+    # batch b's generator is seeded with seed + b's first index, so a batch gets the same randomness whichever
+    # process runs it: under torchrun every rank attacks every world-size-th batch and the per-batch results
+    # are gathered in batch order (the same per-sample results as one process)
+    starts = list(range(0, len(x), a.batch_size))
+    local = {}
+    for i in bars.bar(shard.my_share(starts, a.device), desc=f"attack {a.attack}", unit="batch"):  # a terminal only
+        xb, yb = x[i:i + a.batch_size], y[i:i + a.batch_size]
+        with torch.no_grad():
+            cb = attacks.predict(model(xb)) == yb
         tb = {"target": torch.full_like(yb, a.target)} if a.target is not None else {}
-        results.append(spec(model, x[i:i + a.batch_size], yb, generator=gen, **params, **tb))
-    x_adv = torch.cat([r.x_adv for r in results])
-    success = torch.cat([r.success for r in results])  # verified by the attacks' entry point
-    norms = torch.cat([r.norm for r in results])
+        r = spec(model, xb, yb, generator=torch.Generator(device=a.device).manual_seed(a.seed + i), **params, **tb)
+        local[i] = {"clean": cb, "x_adv": r.x_adv, "success": r.success, "norm": r.norm,
+                    "unverified": int(r.unverified.sum()), "flagged": int(r.flagged.sum())}
+    gathered = shard.gather(local, a.device)
+    if not shard.is_main(a.device):  # torchrun: rank 0 reports and writes
+        return 0
+    results = [gathered[i] for i in starts]
+    clean = torch.cat([r["clean"] for r in results]).to(y.device)
+    x_adv = torch.cat([r["x_adv"] for r in results])
+    success = torch.cat([r["success"] for r in results]).to(y.device)  # verified by the attacks' entry point
+    norms = torch.cat([r["norm"] for r in results])
     summary = {
         "attack": a.attack, "params": params, "target": a.target, "n": len(x),
         "clean_acc": float(clean.float().mean()),
         "success_rate": float(success.float().mean()),  # over all n points, misclassified ones included
         "success_rate_over_correct": float((success & clean).sum() / clean.sum()) if clean.any() else None,
         "robust_acc": float((clean & ~success).float().mean()),
-        "unverified": int(sum(int(r.unverified.sum()) for r in results)),
-        "nan_logits": int(sum(int(r.flagged.sum()) for r in results)),
+        "unverified": sum(r["unverified"] for r in results),
+        "nan_logits": sum(r["flagged"] for r in results),
     }
+    if shard.world(a.device)[1] > 1:
+        print(f"sharded over {shard.world(a.device)[1]} processes", file=sys.stderr)
     if spec.family == "minnorm":
         ok = success & clean
         summary["median_norm_over_correct"] = (float(torch.where(ok, norms, torch.inf)[clean].median())
@@ -288,6 +300,8 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     from robustlab.experiments.demo import run
     from robustlab.report.provenance import write_provenance
 
+    if not one_process("demo"):
+        return 0
     write_provenance(a.out)
     run(out=Path(a.out), profile=a.profile, device=a.device)
     return 0
@@ -308,10 +322,32 @@ def _cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+def one_process(what: str) -> bool:
+    """Under torchrun, experiments (reproductions, the demo) run on one process: rank 0 does all the work
+    and the other ranks exit at once (returns False on them). Rank 0 then sees a one-process world, so the
+    evaluations and trainings inside the experiment neither shard nor wait for ranks that have left."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return True
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0:
+        print(f"[rank {rank}] robustlab {what} runs on one process (rank 0); nothing to do here, exiting",
+              file=sys.stderr)
+        return False
+    print(f"robustlab {what} runs on one process: rank 0 does all the work (torchrun shards train, evaluate "
+          "and attack)", file=sys.stderr)
+    for key in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        os.environ[key] = "1"
+    return True
+
+
 def _cmd_reproduce(a: argparse.Namespace) -> int:
     from robustlab.experiments import get_experiment
     from robustlab.report.provenance import write_provenance
 
+    if not one_process("reproduce"):
+        return 0
     out = Path(a.out) if a.out else Path("runs") / "reproduce" / a.name / a.profile
     write_provenance(out)
     get_experiment(a.name)(out=out, profile=a.profile, device=a.device)
