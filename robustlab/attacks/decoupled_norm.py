@@ -19,23 +19,34 @@ from robustlab.attacks.base import (
     view_n,
 )
 from robustlab.data.checks import InputError
+from robustlab.ops import margin
 
 
 @register("ddn", family="minnorm", norms=("l2",))
 def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, gamma: float = 0.05,
         init_norm: float = 1.0, alpha_init: float = 1.0, alpha_final: float = 0.01, levels: int = 0,
-        targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
-        stop_at: float | None = None) -> AttackResult:
-    """DDN: a normalised CE-gradient step of size alpha (cosine-annealed from alpha_init to
+        margin_from: float = 0.5, targeted: bool = False, target: Tensor | None = None,
+        generator: torch.Generator | None = None, stop_at: float | None = None) -> AttackResult:
+    """DDN: a normalised gradient step of size alpha (cosine-annealed from alpha_init to
     alpha_final), then the perturbation is rescaled to the radius eps, which shrinks by (1 - gamma) while
     the current point is adversarial and grows by (1 + gamma) otherwise. levels > 1 quantises x + delta
     to that many grey levels (the paper's option). Every sample runs all steps, as in the paper,
-    keeping the smallest adversarial perturbation it saw."""
+    keeping the smallest adversarial perturbation it saw.
+
+    The gradient is the paper's cross-entropy one for the first `margin_from` fraction of the steps and
+    the logit margin's (z_y - max_{i != y} z_i) afterwards (margin_from=1: the paper's DDN throughout).
+    Near the boundary the perturbation's direction settles on the gradient's, and the CE gradient mixes
+    in every other class by its softmax weight, so with CE throughout the result stays off the nearest
+    boundary's normal (1.27x the minimum on a 3-class linear model, with 100 or 200 steps); the margin's
+    gradient is that normal. The margin throughout finds larger perturbations on a PGD-trained CNN than
+    CE, and the half-and-half default is no worse than CE on the real models measured
+    (benchmarks/minnorm_defaults.py)."""
     x, labels = prepare(model, x, y, targeted=targeted, target=target)
     if norm != "l2":
         raise InputError("ddn is an L2 attack (norm='l2')")
-    if steps < 1 or not 0 < gamma < 1:
-        raise InputError(f"steps must be >= 1 and 0 < gamma < 1, got {steps}, {gamma}")
+    if steps < 1 or not 0 < gamma < 1 or not 0 <= margin_from <= 1:
+        raise InputError(f"need steps >= 1, 0 < gamma < 1 and 0 <= margin_from <= 1, got {steps}, {gamma}, "
+                         f"{margin_from}")
     n = x.shape[0]
     counter = PassCounter(n, x.device)
     logits0, k = num_classes_of(model, x)
@@ -56,8 +67,11 @@ def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
         alpha = alpha_final + (alpha_init - alpha_final) * (1 + math.cos(math.pi * i / steps)) / 2
         xa = (x0 + delta).requires_grad_(True)
         logits = model(xa)
-        ce = F.cross_entropy(logits, lab, reduction="sum")
-        g, = torch.autograd.grad(-ce if targeted else ce, xa)
+        if i < margin_from * steps:
+            obj = F.cross_entropy(logits, lab, reduction="sum")
+        else:  # minus the logit margin: the nearest class's direction only
+            obj = -margin(logits, lab).sum()
+        g, = torch.autograd.grad(-obj if targeted else obj, xa)
         counter.add(idx, forward=1, backward=1)
         adv = track.update(idx, xa.detach(), logits.detach(), lab, targeted)
         gn = g.flatten(1).norm(dim=1).clamp_min(1e-12)
