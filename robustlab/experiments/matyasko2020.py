@@ -35,8 +35,9 @@ THESIS_PGD_GRID = [1, 2, 5, 10, 25, 50, 100]  # step size = eps / d
 # the thesis's baseline settings (section 4.3), in robustlab's keyword names
 THESIS_SETTINGS: dict[str, dict[str, Any]] = {
     "deepfool": {"steps": 50, "overshoot": 0.02},
-    "cw": {"search_steps": 9, "steps": 10000, "lr": 0.01, "initial_const": 0.01, "abort_early": False},
-    "ddn": {"steps": 1000, "init_norm": 1.0, "gamma": 0.05},
+    "cw": {"search_steps": 9, "steps": 10000, "lr": 0.01, "initial_const": 0.01, "abort_early": False,
+           "anneal": False},
+    "ddn": {"steps": 1000, "init_norm": 1.0, "gamma": 0.05, "margin_from": 1.0},
     "fab": {"steps": 100, "restarts": 1},
     "ead": {"search_steps": 9, "steps": 1000, "lr": 0.01, "initial_const": 0.01, "beta": 0.05,
             "decision_rule": "L1"},
@@ -50,15 +51,19 @@ VARIANTS = {"pdpgd-r": "pdpgd_r"}  # table row -> registered attack (robustlab's
 
 
 def _quick_baselines() -> dict[str, dict[str, Any]]:
-    return {"deepfool": {"steps": 50, "overshoot": 0.02}, "cw": {"search_steps": 4, "steps": 50, "lr": 0.01},
-            "ddn": {"steps": 100}, "fab": {"steps": 20}, "ead": {"search_steps": 4, "steps": 50, "beta": 0.05},
+    return {"deepfool": {"steps": 50, "overshoot": 0.02},
+            "cw": {"search_steps": 4, "steps": 50, "lr": 0.01, "anneal": False, "abort_early": True},
+            "ddn": {"steps": 100, "margin_from": 1.0}, "fab": {"steps": 20},
+            "ead": {"search_steps": 4, "steps": 50, "beta": 0.05},
             "jsma": {"theta": 1.0, "gamma": 1.0}, "sparsefool": {"steps": 10, "lam": 1.0}, "fmn": {"steps": 100}}
 
 
 def _cpu_baselines() -> dict[str, dict[str, Any]]:
     return {"deepfool": {"steps": 50, "overshoot": 0.02},
-            "cw": {"search_steps": 5, "steps": 100, "lr": 0.01, "initial_const": 0.01, "abort_early": False},
-            "ddn": {"steps": 200, "init_norm": 1.0, "gamma": 0.05}, "fab": {"steps": 50, "restarts": 1},
+            "cw": {"search_steps": 5, "steps": 100, "lr": 0.01, "initial_const": 0.01, "abort_early": False,
+                   "anneal": False},
+            "ddn": {"steps": 200, "init_norm": 1.0, "gamma": 0.05, "margin_from": 1.0},
+            "fab": {"steps": 50, "restarts": 1},
             "ead": {"search_steps": 5, "steps": 100, "lr": 0.01, "initial_const": 0.01, "beta": 0.05,
                     "decision_rule": "L1"},
             "jsma": {"theta": 1.0, "gamma": 1.0}, "sparsefool": {"steps": 20, "lam": 1.0}, "fmn": {"steps": 200}}
