@@ -117,3 +117,38 @@ def test_user_data_npz_and_image_folder(tmp_path):
     np.savez(tmp_path / "nolabels.npz", x=np.zeros((2, 1, 4, 4), dtype=np.float32))
     with pytest.raises(InputError, match="'x' .* and 'y'"):
         load_npz(tmp_path / "nolabels.npz")
+
+
+def test_cli_robustbench_source_goes_through_robustbench_loader_with_its_flags(user_files, monkeypatch, capsys):
+    """RobustBench's loader needs timm and torchvision, which this project does not install; a stand-in
+    `robustbench.utils.load_model` that reads RobustBench's local layout <model_dir>/<dataset>/<threat>/<name>.pt
+    (its checkpoint format: {"state_dict": {"module.*": ...}}) checks that the CLI hands it the right model,
+    dataset, threat model and folder, and evaluates what it returns."""
+    import sys
+    import types
+
+    d, net = user_files
+    cls = type(net)
+    rb_dir = d / "models" / "cifar10" / "Linf"
+    rb_dir.mkdir(parents=True)
+    (rb_dir / "Toy.pt").write_bytes((d / "w.pt").read_bytes())
+    calls = []
+
+    def load_model(model_name, dataset, threat_model, model_dir):
+        calls.append((model_name, dataset, threat_model, model_dir))
+        m = cls(width=4)
+        sd = torch.load(f"{model_dir}/{dataset}/{threat_model}/{model_name}.pt", weights_only=True)["state_dict"]
+        m.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})
+        return m
+
+    rb = types.ModuleType("robustbench")
+    rb.utils = types.ModuleType("robustbench.utils")
+    rb.utils.load_model = load_model
+    monkeypatch.setitem(sys.modules, "robustbench", rb)
+    monkeypatch.setitem(sys.modules, "robustbench.utils", rb.utils)
+    assert main(["evaluate", "--model", "robustbench:Toy", "--dataset", "cifar10", "--threat-model", "Linf",
+                 "--model-dir", str(d / "models"), "--data", str(d / "d.npz"), "--n", "0", "--eps", "8/255",
+                 "--version", "custom", "--attacks", "pgd", "--no-checks", "--out", str(d / "rb.json")]) == 0
+    assert calls == [("Toy", "cifar10", "Linf", str(d / "models"))]
+    card = json.loads((d / "rb.json").read_text())
+    assert card["clean_accuracy"] == 1.0 and card["n"] == 12  # the returned weights are the user's
