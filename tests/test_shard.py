@@ -11,6 +11,22 @@ import torch
 
 from robustlab.evaluate import shard
 
+TINY = {"name": "tiny", "epochs": 2, "batch_size": 64, "data": {"name": "digits"}, "model": {"name": "mlp"},
+        "optim": {"name": "adam", "lr": 0.003}}
+ENV = {**os.environ, "ROBUSTLAB_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _torchrun_and_run(tmp_path: Path) -> tuple[Path, Path]:
+    """torchrun beside this python (or skip), and a tiny trained run folder."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this python")
+    from robustlab.train.trainer import train
+
+    run = tmp_path / "run"
+    train(TINY, out=run)
+    return torchrun, run
+
 
 def test_share_without_torchrun_is_everything(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
@@ -19,15 +35,8 @@ def test_share_without_torchrun_is_everything(monkeypatch):
 
 
 def test_torchrun_two_ranks_give_the_one_process_card(tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
-    if not torchrun.exists():
-        pytest.skip("torchrun is not installed beside this python")
-    from robustlab.train.trainer import train
-
-    run = tmp_path / "run"
-    train({"name": "tiny", "epochs": 2, "batch_size": 64, "data": {"name": "digits"}, "model": {"name": "mlp"},
-           "optim": {"name": "adam", "lr": 0.003}}, out=run)
-    env = {**os.environ, "ROBUSTLAB_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    torchrun, run = _torchrun_and_run(tmp_path)
+    env = ENV
     args = ["-m", "robustlab", "evaluate", str(run), "--eps", "0.05,0.2", "--n-points", "90", "--batch-size", "20",
             "--version", "custom", "--attacks", "pgd,fgsm", "--no-checks"]
     one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one.json")], env=env,
@@ -46,17 +55,10 @@ def test_torchrun_two_ranks_give_the_one_process_card(tmp_path):
 def test_torchrun_two_ranks_attack_like_one_process(tmp_path):
     """`robustlab attack` under torchrun: batches split over 2 gloo ranks, per-batch seeds, gathered in batch
     order: the same adversarial examples, successes and sizes as one process; only rank 0 prints and writes."""
-    torchrun = Path(sys.executable).with_name("torchrun")
-    if not torchrun.exists():
-        pytest.skip("torchrun is not installed beside this python")
     from safetensors.torch import load_file
 
-    from robustlab.train.trainer import train
-
-    run = tmp_path / "run"
-    train({"name": "tiny", "epochs": 2, "batch_size": 64, "data": {"name": "digits"}, "model": {"name": "mlp"},
-           "optim": {"name": "adam", "lr": 0.003}}, out=run)
-    env = {**os.environ, "ROBUSTLAB_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    torchrun, run = _torchrun_and_run(tmp_path)
+    env = ENV
     # random starts: every batch's draws depend on its seed; 90 points in 5 batches (the last one short)
     args = ["-m", "robustlab", "attack", str(run), "--attack", "pgd", "--eps", "0.1", "--steps", "5",
             "--n-points", "90", "--batch-size", "20"]
