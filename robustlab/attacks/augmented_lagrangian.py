@@ -23,13 +23,12 @@ from torch import Tensor, nn
 
 from robustlab.attacks.base import (
     AttackResult,
-    BestTracker,
-    PassCounter,
     check_norm,
     check_positive,
-    num_classes_of,
+    finish_last_iterate,
     prepare,
     register,
+    start_minnorm,
     still_running,
     view_n,
 )
@@ -126,13 +125,8 @@ def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
     if not 0 <= alpha < 1 or init_lr_distance < 0:
         raise InputError(f"need 0 <= alpha < 1 and init_lr_distance >= 0, got {alpha}, {init_lr_distance}")
     n = x.shape[0]
-    counter = PassCounter(n, x.device)
-    logits0, k = num_classes_of(model, x)
-    counter.add(None, forward=1)
-    track = BestTracker(x, norm, k)
-    idx = torch.arange(n, device=x.device)
-    done = track.update(idx, x, logits0, labels, targeted)
-    idx = idx[~done]
+    counter, track, _, done = start_minnorm(model, x, labels, norm, targeted)
+    idx = torch.arange(n, device=x.device)[~done]
     if idx.numel() == 0:
         return track.result(model, counter)
     x0, lab = x[idx], labels[idx]
@@ -187,10 +181,5 @@ def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
         square_avg = alpha * square_avg + (1 - alpha) * g * g
         buf = alpha * buf + g / (square_avg.sqrt() + 1e-8)
         delta = ((x0 + delta - view_n(lr * decay, x0) * buf).clamp(0, 1) - x0).detach()
-    if idx.numel():
-        with torch.no_grad():  # the last iterate
-            logits = model(x0 + delta)
-        counter.add(idx, forward=1)
-        track.update(idx, x0 + delta, logits, lab, targeted)
-    return track.result(model, counter)
+    return finish_last_iterate(model, track, counter, idx, x0 + delta, lab, targeted)
 

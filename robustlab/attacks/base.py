@@ -604,6 +604,30 @@ def still_running(track: BestTracker, idx: Tensor, stop_at: float | None) -> Ten
     return None if bool(keep.all()) else keep
 
 
+def start_minnorm(model: nn.Module, x: Tensor, labels: Tensor, norm: str,
+                  targeted: bool) -> tuple[PassCounter, BestTracker, Tensor, Tensor]:
+    """The opening every minimum-norm attack shares: one counted clean forward pass and a `BestTracker` that
+    records the points already adversarial (size 0). Returns (counter, track, clean logits, done mask)."""
+    counter = PassCounter(x.shape[0], x.device)
+    logits0, k = num_classes_of(model, x)
+    counter.add(None, forward=1)
+    track = BestTracker(x, norm, k)
+    done = track.update(torch.arange(x.shape[0], device=x.device), x, logits0, labels, targeted)
+    return counter, track, logits0, done
+
+
+def finish_last_iterate(model: nn.Module, track: BestTracker, counter: PassCounter, idx: Tensor, xa: Tensor,
+                        labels: Tensor, targeted: bool) -> AttackResult:
+    """The closing of a minimum-norm loop: the samples still running (`idx`) have their last iterate `xa`
+    evaluated (one counted forward pass) and offered to the tracker; returns every sample's best point."""
+    if idx.numel():
+        with torch.no_grad():
+            logits = model(xa)
+        counter.add(idx, forward=1)
+        track.update(idx, xa, logits, labels, targeted)
+    return track.result(model, counter)
+
+
 def num_classes_of(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
     """(logits of x, number of classes), one forward pass without gradient."""
     with torch.no_grad():

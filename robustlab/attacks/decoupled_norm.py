@@ -10,11 +10,10 @@ from torch import Tensor, nn
 
 from robustlab.attacks.base import (
     AttackResult,
-    BestTracker,
-    PassCounter,
-    num_classes_of,
+    finish_last_iterate,
     prepare,
     register,
+    start_minnorm,
     still_running,
     view_n,
 )
@@ -48,13 +47,8 @@ def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
         raise InputError(f"need steps >= 1, 0 < gamma < 1 and 0 <= margin_from <= 1, got {steps}, {gamma}, "
                          f"{margin_from}")
     n = x.shape[0]
-    counter = PassCounter(n, x.device)
-    logits0, k = num_classes_of(model, x)
-    counter.add(None, forward=1)
-    track = BestTracker(x, "l2", k)
-    idx = torch.arange(n, device=x.device)
-    done = track.update(idx, x, logits0, labels, targeted)
-    idx = idx[~done]
+    counter, track, _, done = start_minnorm(model, x, labels, "l2", targeted)
+    idx = torch.arange(n, device=x.device)[~done]
     x0, lab = x[idx], labels[idx]
     delta = torch.zeros_like(x0)
     eps = torch.full((len(idx),), init_norm, device=x.device, dtype=x.dtype)
@@ -84,9 +78,4 @@ def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
         if levels > 1:
             xn = torch.round(xn * (levels - 1)) / (levels - 1)
         delta = xn - x0
-    if idx.numel():
-        with torch.no_grad():  # the last iterate
-            logits = model(x0 + delta)
-        counter.add(idx, forward=1)
-        track.update(idx, x0 + delta, logits, lab, targeted)
-    return track.result(model, counter)
+    return finish_last_iterate(model, track, counter, idx, x0 + delta, lab, targeted)

@@ -9,12 +9,10 @@ from torch import Tensor, nn
 
 from robustlab.attacks.base import (
     AttackResult,
-    BestTracker,
-    PassCounter,
     check_norm,
-    num_classes_of,
     prepare,
     register,
+    start_minnorm,
     still_running,
     view_n,
 )
@@ -56,13 +54,8 @@ def fmn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
         raise InputError(f"steps must be >= 1, got {steps}")
     a_final = alpha_init / 100 if alpha_final is None else alpha_final
     n = x.shape[0]
-    counter = PassCounter(n, x.device)
-    logits0, k = num_classes_of(model, x)
-    counter.add(None, forward=1)
-    track = BestTracker(x, norm, k)
-    idx = torch.arange(n, device=x.device)
-    done = track.update(idx, x, logits0, labels, targeted)
-    idx = idx[~done]
+    counter, track, _, done = start_minnorm(model, x, labels, norm, targeted)
+    idx = torch.arange(n, device=x.device)[~done]
     x0, lab = x[idx], labels[idx]
     delta = torch.zeros_like(x0)
     eps = torch.zeros(len(idx), device=x.device, dtype=x.dtype)

@@ -19,13 +19,12 @@ from torch import Tensor, nn
 
 from robustlab.attacks.base import (
     AttackResult,
-    BestTracker,
-    PassCounter,
     check_norm,
     check_positive,
-    num_classes_of,
+    finish_last_iterate,
     prepare,
     register,
+    start_minnorm,
     still_running,
     view_n,
 )
@@ -49,13 +48,8 @@ def sigma_zero(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", step
     if not 0 <= tau_0 <= 1 or tau_factor < 0:
         raise InputError(f"need 0 <= tau_0 <= 1 and tau_factor >= 0, got {tau_0}, {tau_factor}")
     n = x.shape[0]
-    counter = PassCounter(n, x.device)
-    logits0, k = num_classes_of(model, x)
-    counter.add(None, forward=1)
-    track = BestTracker(x, "l0", k)
-    idx = torch.arange(n, device=x.device)
-    done = track.update(idx, x, logits0, labels, targeted)
-    idx = idx[~done]
+    counter, track, _, done = start_minnorm(model, x, labels, "l0", targeted)
+    idx = torch.arange(n, device=x.device)[~done]
     if idx.numel() == 0:
         return track.result(model, counter)
     x0, lab = x[idx], labels[idx]
@@ -88,9 +82,4 @@ def sigma_zero(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", step
         eta = 0.1 * eta_0 + 0.9 * eta_0 * (1 + math.cos(math.pi * i / steps)) / 2
         tau = (tau + torch.where(adv, tau_factor * eta, -tau_factor * eta)).clamp(0, 1)
         delta = torch.where(delta.abs() < view_n(tau, delta), torch.zeros_like(delta), delta)
-    if idx.numel():
-        with torch.no_grad():  # the last iterate
-            logits = model(x0 + delta)
-        counter.add(idx, forward=1)
-        track.update(idx, x0 + delta, logits, lab, targeted)
-    return track.result(model, counter)
+    return finish_last_iterate(model, track, counter, idx, x0 + delta, lab, targeted)
