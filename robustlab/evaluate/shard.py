@@ -9,6 +9,7 @@ process) these functions are no-ops.
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any, TypeVar
 
@@ -24,7 +25,18 @@ def world(device: str = "cpu") -> tuple[int, int]:
         return 0, 1
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if str(device).startswith("cuda") else "gloo")
+        atexit.register(_leave)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _leave() -> None:
+    """Leave the process group before the interpreter exits. A rank that exits with gloo's threads still
+    running can abort ("terminate called without an active exception", SIGABRT), and torchrun then fails
+    the whole job although every rank finished its work."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def my_share(items: list[T], device: str = "cpu") -> list[T]:

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from robustlab.config import ConfigError, OptimConfig, TrainConfig, config_from_dict, dumps_toml
 from robustlab.data.checks import check_images, check_labels
+from robustlab.evaluate import shard
 from robustlab.io import atomic_write
 from robustlab.runs import RunIndex, read_metrics, write_config, write_metrics
 from robustlab.train.objectives import EpochData, StepContext
@@ -153,18 +154,6 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
 
 
-def init_distributed(device: torch.device) -> tuple[int, int]:
-    """(rank, world size); joins the process group when launched by torchrun with WORLD_SIZE > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
 class Trainer:
     """Trains ``cfg.model`` with the method of ``cfg.objective``; writes a run folder when ``out`` is given.
 
@@ -192,7 +181,7 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(out) if out is not None else None
         self.device = torch.device(cfg.device)
-        self.rank, self.world = init_distributed(self.device)
+        self.rank, self.world = shard.world(str(self.device))  # torchrun: join its process group
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank)))
         self.is_main = self.rank == 0  # only rank 0 writes files and logs
