@@ -126,3 +126,28 @@ def test_matyasko2020_critic_tiny_profile(tmp_path, monkeypatch):
     md = (tmp_path / "out" / "tables.md").read_text()
     assert "Table 4.1 analogue" in md and "Table 4.2 analogue" in md and "[87.99]" in md
     assert (tmp_path / "out" / "fig4_4_examples.png").stat().st_size > 1000
+
+
+def test_checks_9_and_10_pass_on_the_thesis_row_or_the_recipe_row_and_name_it():
+    """Checks 9/10 pass for a model when PDPGD-R or the recipe row meets every comparison; check_rows says which."""
+    from robustlab.experiments.matyasko2020 import THRESHOLDS, checks
+
+    def row(median, acc=0.5):
+        return {"median_norm": median, "mean_norm": median, "n_points": 4,
+                "robust_acc": {str(float(t)): acc for t in THRESHOLDS["linf"]}}
+
+    def model(pd, recipe, pd_acc=0.5):
+        linf = {"pdpgd-10": row(pd, pd_acc), "fab": row(0.2), "deepfool": row(0.25), "pgd": row(None, 0.5)}
+        if recipe is not None:
+            linf["pdpgd-r"] = row(recipe)
+        return {"norms": {"linf": linf}}
+
+    res = {"settings": {"restarts": [1, 10], "n": 4, "norms": ["linf"]},
+           "models": {"a": model(0.19, None), "b": model(0.21, 0.18), "c": model(0.21, 0.22),
+                      "d": model(0.19, None, 0.53)}}
+    c = checks(res)
+    assert c["check9_a_pdpgd_median_le_fab_ddn_deepfool"] and res["check_rows"]["check9_a"] == ["pdpgd-10"]
+    assert c["check9_b_pdpgd_median_le_fab_ddn_deepfool"] and res["check_rows"]["check9_b"] == ["pdpgd-r"]
+    assert not c["check9_c_pdpgd_median_le_fab_ddn_deepfool"] and res["check_rows"]["check9_c"] == []
+    assert c["check10_a_pdpgd_robust_acc_le_pgd_plus_1pt"]  # 0.5 <= 0.5 + 1 point
+    assert not c["check10_d_pdpgd_robust_acc_le_pgd_plus_1pt"]  # 0.53 > 0.51
