@@ -7,6 +7,7 @@ common ones go through ``--param key=value`` and are typed by the attack registr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -112,14 +113,13 @@ def _load_model_and_data(a: argparse.Namespace, split: str = "test") -> tuple[An
     if (a.run is None) == (a.model is None):
         raise InputError("give a run/model folder, or --model FILE.py:Class --weights W (or robustbench:NAME), "
                          "not both")
-    dataset, classes, root = a.data, [], None
+    dataset, data_cfg = a.data, None
     if a.run is not None:
         p = Path(a.run)
         model = load_model(p, map_location=a.device).eval()
         if (p / "config.toml").exists():
-            cfg = load_config(p / "config.toml")
-            dataset = dataset or cfg.data.name
-            classes, root = cfg.data.classes, cfg.data.root or None
+            data_cfg = load_config(p / "config.toml").data  # the run's class subset and downsampling apply
+            dataset = dataset or data_cfg.name
     else:
         kwargs = json.loads(a.arch_kwargs) if a.arch_kwargs else {}
         if not isinstance(kwargs, dict):
@@ -132,10 +132,14 @@ def _load_model_and_data(a: argparse.Namespace, split: str = "test") -> tuple[An
         raise InputError("say which data to use with --data NAME|FILE.npz|FOLDER")
     if Path(dataset).suffix == ".npz" or Path(dataset).is_dir():
         ds = load_path(dataset)
+        if data_cfg is not None:
+            if data_cfg.classes:
+                ds = rdata.class_subset(ds, data_cfg.classes)
+            ds = rdata.downsample(ds, data_cfg.downsample)
+    elif data_cfg is not None:
+        ds = rdata.load_split(dataclasses.replace(data_cfg, name=dataset), split)
     else:
-        ds = rdata.load(dataset, split, root=root)
-    if classes:
-        ds = rdata.class_subset(ds, classes)
+        ds = rdata.load(dataset, split)
     if a.n:
         ds = rdata.first_n(ds, min(a.n, len(ds.y)))
     return model, ds.x.to(a.device), ds.y.to(a.device)

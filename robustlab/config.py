@@ -33,6 +33,7 @@ class DataConfig:
     n_train: int = 0  # 0 = all
     n_test: int = 0  # 0 = all
     classes: list[int] = field(default_factory=list)  # non-empty = class subset, relabelled 0..k-1
+    downsample: int = 1  # average-pool factor-by-factor pixel blocks (2: 28x28 -> 14x14), train and test alike
     crop_padding: int = 0  # random crop with this padding (0 = off)
     hflip: bool = False  # random horizontal flip
     val_fraction: float = 0.0  # fraction of each class of the training split held out for validation
@@ -113,6 +114,8 @@ class TrainConfig:
         for k in ("name", "save_logits", "logits_splits", "logits_dtype", "keep_checkpoints", "log"):
             d.pop(k)
         d["eval"] = None
+        if d["data"]["downsample"] == 1:  # the default leaves the hashes of configs older than the field unchanged
+            del d["data"]["downsample"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -247,8 +250,8 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
 def _check_ranges(cfg: TrainConfig) -> None:
     """Values that type-check but cannot work; refused before a run folder is written."""
     lows = {"eval.n": 0, "eval.batch_size": 1, "eval.attack_n": 0, "eval.eps": 0, "eval.steps": 0, "logits_n": 0,
-            "data.n_train": 0, "data.n_test": 0, "data.crop_padding": 0, "optim.lr": 0, "optim.momentum": 0,
-            "optim.weight_decay": 0}
+            "data.n_train": 0, "data.n_test": 0, "data.crop_padding": 0, "data.downsample": 1, "optim.lr": 0,
+            "optim.momentum": 0, "optim.weight_decay": 0}
     for key, lo in lows.items():
         node: Any = cfg
         for part in key.split("."):

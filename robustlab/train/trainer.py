@@ -92,12 +92,8 @@ def load_train_data(cfg: TrainConfig) -> TrainData:
     """Load the config's dataset as in-memory tensors: train (minus the validation split), val, test."""
     from robustlab import data as rdata
 
-    root = cfg.data.root or None
-    tr = rdata.load(cfg.data.name, "train", root=root)
-    te = rdata.load(cfg.data.name, "test", root=root)
-    if cfg.data.classes:
-        tr = rdata.class_subset(tr, cfg.data.classes)
-        te = rdata.class_subset(te, cfg.data.classes)
+    tr = rdata.load_split(cfg.data, "train")  # class subset and downsampling, as everywhere a config is read
+    te = rdata.load_split(cfg.data, "test")
     if cfg.data.n_train:
         tr = rdata.first_n(tr, cfg.data.n_train)
     if cfg.data.n_test:
