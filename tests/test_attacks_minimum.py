@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from robustlab import attacks, ops
-from robustlab.attacks.portfolio import MIN_SHARE, MIN_STEPS, PORTFOLIO, plan
+from robustlab.attacks.fast_minimum_norm import fmn_from
+from robustlab.attacks.portfolio import MIN_SHARE, MIN_STEPS, PORTFOLIO, WARM, plan, refine
 from robustlab.data.checks import InputError
 from tests.helpers import digits_mlp
 from tests.test_attacks_minnorm import closed_form, linear_case
@@ -45,10 +46,12 @@ def test_minimum_is_the_verified_per_point_minimum(mlp, p):
     assert torch.equal(r.success, pred != y) and r.success.all()
     assert torch.allclose(r.norm, ops.norm(r.x_adv - x, p), rtol=1e-5, atol=1e-6)
     assert ((r.x_adv >= 0) & (r.x_adv <= 1)).all()
-    assert (r.backward_passes <= steps).all()  # the gradient budget, all attacks together
+    # the gradient budget, all runs together, spent exactly (no point here starts adversarial, none stops early)
+    assert (r.backward_passes == sum(kw["steps"] for _, kw in r.info["plan"])).all()
+    assert sum(kw["steps"] for _, kw in r.info["plan"]) == steps
     # each deterministic member, run alone with its planned budget, is never better on any point
     for name, kw in r.info["plan"]:
-        if name == "pdpgd_r":  # random restarts: its draw inside the portfolio differs from a second run
+        if name in ("pdpgd_r", WARM):  # random restarts / no run of its own: its start is the portfolio's best
             continue
         single = attacks.get(name)(m, x, y, norm=p, **kw)
         assert (r.norm <= single.norm + 1e-6).all(), name
@@ -75,3 +78,78 @@ def test_minimum_targeted_and_bad_input(mlp):
         attacks.minimum(m, x[:2], y[:2], norm="pixel")
     with pytest.raises(InputError):
         attacks.minimum(m, x[:2], y[:2], steps=3)
+
+
+def _linear_start(p):
+    """The linear case, its closed-form minimum, and an adversarial start three times the minimal perturbation."""
+    model, x, y, z, w = linear_case()
+    yi = int(y)
+    q = {"l2": 2, "linf": 1}[p]
+    j = min((j for j in range(len(z)) if j != yi), key=lambda j: float((z[yi] - z[j]).abs() / (w[yi] - w[j]).norm(p=q)))
+    best = closed_form(z, w, yi, p)
+    u = w[j] - w[yi]
+    d = u / u.norm() * best if p == "l2" else u.sign() * best  # the minimal perturbation (box inactive)
+    return model, x, y, best, x + 3 * d.view_as(x)
+
+
+@pytest.mark.parametrize("p", ["l2", "linf"])
+def test_refine_shrinks_a_start_to_the_closed_form(p):
+    model, x, y, best, start = _linear_start(p)
+    with torch.no_grad():
+        lg = model(start)
+    assert lg.argmax(1) != y
+    size0 = ops.norm(start - x, p)
+    xr, size, lgr, fwd = refine(model, x, y, start, size0, lg, p, False, searches=12)
+    assert int(fwd) == 12 * (2 if p == "linf" else 1)  # every bisection step is one counted forward pass
+    with torch.no_grad():
+        assert model(xr).argmax(1) != y and torch.equal(model(xr), lgr)
+    assert torch.allclose(size, ops.norm(xr - x, p))
+    assert best * (1 - 1e-9) <= float(size) <= best * (1 + 3 * 2 ** -11)  # 3x start, 12 halvings
+
+
+def test_refine_l0_puts_back_the_entries_that_are_not_needed():
+    model, x, y, z, w = linear_case()
+    yi = int(y)
+    # one entry, pushed far, is adversarial alone; seven tiny changes ride along
+    cand = []
+    for j in range(len(z)):
+        if j == yi:
+            continue
+        u = (w[j] - w[yi]).flatten()
+        i = int(u.abs().argmax())
+        cand.append((float((z[yi] - z[j]).abs() / u[i].abs()), i, float(u[i].sign())))
+    need, i, sgn = min(cand)
+    assert 2 * need < 0.5  # stays in the box
+    d = torch.full_like(x, 1e-3).flatten()
+    d[i] = sgn * 2 * need
+    start = x + d.view_as(x)
+    with torch.no_grad():
+        lg = model(start)
+    assert lg.argmax(1) != y
+    xr, size, _, fwd = refine(model, x, y, start, ops.norm(start - x, "l0"), lg, "l0", False)
+    assert float(size) == 1 and int(fwd) == 8  # each changed entry tried once (the seven small ones first)
+    with torch.no_grad():
+        assert model(xr).argmax(1) != y
+    assert torch.equal(xr.flatten()[i], start.flatten()[i])
+
+
+@pytest.mark.parametrize("p", ["l2", "l1", "linf", "l0"])
+def test_refine_never_grows_and_keeps_failures(mlp, p):
+    m, x, y = mlp
+    r = attacks.fmn(m, x[:12], y[:12], norm=p, steps=15)
+    size = torch.where(r.success, r.norm, torch.full_like(r.norm, float("inf")))
+    size[0] = float("inf")  # a failure is left alone
+    xr, s2, lg, fwd = refine(m, x[:12], y[:12], r.x_adv, size, r.logits, p, False)
+    assert (s2 <= size).all() and float(s2[0]) == float("inf") and int(fwd[0]) == 0
+    with torch.no_grad():
+        ok = m(xr[1:]).argmax(1) != y[1:12]
+    assert ok.all() and torch.allclose(s2[1:], ops.norm(xr[1:] - x[1:12], p))
+
+
+def test_warm_fmn_never_leaves_its_start_worse(mlp):
+    m, x, y = mlp
+    start = attacks.ddn(m, x, y, steps=10)
+    r = fmn_from(m, x, y, start.x_adv, norm="l2", steps=10)
+    assert r.success.all() and (r.norm <= start.norm + 1e-6).all()
+    assert (r.norm < start.norm - 1e-6).float().mean() > 0.5  # and it does shrink most of them
+    assert (r.backward_passes == 10).all() and (r.forward_passes == 13).all()  # clean, start, 10 steps, last

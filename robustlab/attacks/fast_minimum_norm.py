@@ -52,20 +52,46 @@ def fmn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
     check_norm(norm, ("l0", "l1", "l2", "linf"))
     if steps < 1:
         raise InputError(f"steps must be >= 1, got {steps}")
-    a_final = alpha_init / 100 if alpha_final is None else alpha_final
+    return fmn_from(model, x, labels, None, norm=norm, steps=steps, alpha_init=alpha_init, alpha_final=alpha_final,
+                    gamma_init=gamma_init, gamma_final=gamma_final, targeted=targeted, stop_at=stop_at)
+
+
+def fmn_from(model: nn.Module, x: Tensor, labels: Tensor, x_start: Tensor | None, *, norm: str, steps: int,
+             alpha_init: float = 1.0, alpha_final: float | None = None, gamma_init: float = 0.05,
+             gamma_final: float = 0.001, targeted: bool = False, stop_at: float | None = None,
+             start_alpha: float = 0.1) -> AttackResult:
+    """FMN's loop (inputs already checked; `labels` are the targets when targeted). With `x_start` (N, ...)
+    it starts where x_start is adversarial (one counted forward pass tells): delta = x_start - x, eps its
+    size, the best so far x_start, and the step alpha cosine-annealed from start_alpha * ||delta||_2 (a
+    fraction of the start's own scale, so the search refines the start instead of leaving it) to 1/100 of
+    that; the other points start from x as in `fmn`."""
     n = x.shape[0]
     counter, track, _, done = start_minnorm(model, x, labels, norm, targeted)
     idx = torch.arange(n, device=x.device)[~done]
     x0, lab = x[idx], labels[idx]
     delta = torch.zeros_like(x0)
     eps = torch.zeros(len(idx), device=x.device, dtype=x.dtype)
+    a_final = alpha_init / 100 if alpha_final is None else alpha_final
+    a0 = a1 = None  # per-sample step sizes (a warm start); otherwise alpha_init -> a_final
+    if x_start is not None and idx.numel():
+        with torch.no_grad():
+            lg = model(x_start[idx])
+        counter.add(idx, forward=1)
+        ok = track.update(idx, x_start[idx], lg, lab, targeted)
+        d = (x_start[idx] - x0) * view_n(ok.to(x0.dtype), x0)
+        delta, eps = d, torch.where(ok, norm_of(d, norm), eps)
+        a0 = torch.where(ok, start_alpha * d.flatten(1).norm(dim=1), torch.full_like(eps, alpha_init))
+        a1 = torch.where(ok, a0 / 100, torch.full_like(eps, a_final))
     for i in range(steps):
         keep = still_running(track, idx, stop_at)
         if keep is not None:  # within stop_at: the sample leaves with its best point
             idx, x0, lab, delta, eps = idx[keep], x0[keep], lab[keep], delta[keep], eps[keep]
+            if a0 is not None:
+                a0, a1 = a0[keep], a1[keep]
             if idx.numel() == 0:
                 break
-        alpha, gamma = _cos(alpha_init, a_final, i, steps), _cos(gamma_init, gamma_final, i, steps)
+        alpha = _cos(alpha_init, a_final, i, steps) if a0 is None else view_n(a1 + (a0 - a1) * _cos(1, 0, i, steps), x0)
+        gamma = _cos(gamma_init, gamma_final, i, steps)
         xa = (x0 + delta).requires_grad_(True)
         logits = model(xa)
         m = -margin(logits, lab) if targeted else margin(logits, lab)  # < 0 means adversarial
