@@ -12,8 +12,9 @@ from tests.conftest import cpu_profile_results
 
 def _tiny(m):
     return m.SpatialProfile(hidden=8, epochs=1, variants=["f_nt", "f_rd", "f_sdp", "f_stn"], lb_eps=[0.5, 2.0], lb_n=2,
-                            lb_iters=2, lb_networks=["f_nt", "linear"], cert_eps=[0.0, 0.01, 0.1],
-                            bounds=["spectral", "dual"], dual_steps=10, exact_sdp_pairs=0, eval_n=20,
+                            lb_iters=2, lb_networks=["f_nt", "f_rd", "linear"], lb_hidden=64, lb_epochs=1,
+                            lb_x_init="rows", cert_eps=[0.0, 0.01, 0.1],
+                            bounds=["spectral", "dual"], dual_steps=10, exact_sdp_pairs=1, eval_n=20,
                             pgd_eps=[0.05], pgd_steps=5, pgd_restarts=1, taus=[0.05, math.inf], stadv_steps=5,
                             stadv_n=10)
 
@@ -28,6 +29,17 @@ def test_spatial_tiny_profile_and_cli(tmp_path, monkeypatch, capsys):
     assert res["e2"]["not_certifiable"] == ["f_stn"] and "f_stn" in res["stadv"]
     e1 = res["e1"]["f_nt"]
     assert [r["eps"] for r in e1] == [0.5, 2.0] and all(r["m_norm"] <= r["eps"] * (1 + 1e-9) for r in e1)
+    # E1's own networks of width lb_hidden = 64 = d (8x8 digits): trained f_nt, random f_rd
+    assert set(res["e1_clean_accuracy"]) == {"f_nt", "f_rd"} and set(res["e1"]) == {"f_nt", "f_rd", "linear"}
+    assert "e1_f_nt" in res["cpu_seconds"]["training"] and res["e1_clean_accuracy"]["f_nt"] > 0.5
+    from robustlab.certify.spatial import has_cvxpy
+
+    if has_cvxpy():  # one exact SDP on a pair of f_nt (D = 8 + 64); both dual bounds lie above its value
+        (row,) = res["e2"]["exact_sdp"]
+        low = row["sdp_primal"] * (1 - 1e-3)  # SCS's primal is feasible only to its tolerance
+        assert row["D"] == 72 and row["sdp_sound"] >= low and row["dual"] >= low
+        assert row["sdp_seconds"] > 0 and row["dual_eval_seconds"] > 0
+        assert "dual eval ms" in (tmp_path / "out" / "results.md").read_text()
     for name, bounds in res["e2"]["bounds"].items():
         for v in bounds.values():
             assert v["loss01"] == sorted(v["loss01"]) and v["sound"]
@@ -60,6 +72,19 @@ def test_spatial_tiny_profile_and_cli(tmp_path, monkeypatch, capsys):
     assert main(["attack", str(run_dir), "--attack", "spatial_pgd", "--eps", "0.5", "--steps", "5", "--n", "10"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["unverified"] == 0
+
+
+def test_cpu_profile_is_the_spec_plan():
+    """cpu (spec 5.2): 14x14 Fashion-MNIST by 2x2 block averages, all 10 classes, h in 64-100 (D = h + 196 about
+    260-300), exact SDPs on a few pairs, E1 networks wide enough (h >= d) for Theorem 1's W_d start."""
+    from robustlab.experiments import spatial as m
+
+    p = m.PROFILES["cpu"]
+    assert (p.dataset, p.classes, p.downsample) == ("fashion-mnist", [], 2) and 64 <= p.hidden <= 100
+    assert 2 <= p.exact_sdp_pairs <= 4 and p.lb_hidden >= 14 * 14 and p.lb_x_init == "rows"
+    cfgs = m.configs(p)
+    assert {c["data"]["downsample"] for c in cfgs.values()} == {2} and "e1_f_nt" in cfgs
+    assert 0.05 in p.taus and 0.1 in p.cert_eps
 
 
 @pytest.mark.slow

@@ -29,6 +29,7 @@ from robustlab.io import atomic_write_json, atomic_write_text
 class SpatialProfile:
     dataset: str = "digits"
     classes: list[int] = field(default_factory=list)  # non-empty: a class subset (e.g. the binary pair [3, 8])
+    downsample: int = 1  # block-average factor of the images (2: 28x28 -> 14x14), training and test alike
     hidden: int = 32
     epochs: int = 8
     n_train: int = 0
@@ -41,6 +42,9 @@ class SpatialProfile:
     lb_iters: int = 10
     lb_targets: list[int] = field(default_factory=lambda: [1])  # classes pushed up (empty = all)
     lb_networks: list[str] = field(default_factory=lambda: ["f_nt", "f_rd", "linear"])
+    lb_hidden: int = 0  # > 0: E1 gets its own f_nt / f_rd of this width (e.g. >= d for Theorem 1's rank condition)
+    lb_epochs: int = 2  # epochs of E1's own f_nt (only with lb_hidden)
+    lb_x_init: str = "pinv"  # Theorem 1's start: "pinv" (x = pi_inf(W^+ 1)) or "rows" (W_d^-1 1; needs h >= d)
     # E2
     cert_eps: list[float] = field(default_factory=lambda: [0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1])
     bounds: list[str] = field(default_factory=lambda: ["frobenius", "spectral", "dual"])
@@ -62,14 +66,18 @@ class SpatialProfile:
 
 PROFILES = {
     "quick": SpatialProfile(),
-    # Fashion-MNIST 28x28, binary 3 vs 8 (2 class pairs), h = 64. No exact SDP: at D = 64 + 784 = 848 one
-    # CVXPY/SCS solve ran over 40 CPU-minutes without finishing (measured; the spec plans exact SDPs at 14x14,
-    # D ~ 260-300, which robustlab cannot downsample to yet); the optimised dual bound stands in for it
-    "cpu": SpatialProfile(dataset="fashion-mnist", classes=[3, 8], hidden=64, epochs=5, n_train=0, batch_size=128,
-                          lr=1e-3, lb_eps=[0.1, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 7.84], lb_n=10, lb_iters=50,
-                          lb_targets=[], dual_steps=100, exact_sdp_pairs=0, eval_n=500, pgd_steps=100, pgd_restarts=5,
-                          taus=[5e-4, 5e-3, 0.05, 0.5, math.inf], stadv_steps=100, stadv_n=500, at_pool=2000,
-                          at_steps=100),
+    # Fashion-MNIST at 14x14 (2x2 block averages), all 10 classes (90 class pairs), h = 100: D = h + d = 296, where
+    # one exact CVXPY/SCS SDP takes about a CPU-minute (at 28x28, D = 848, one solve ran over 40 CPU-minutes),
+    # so 3 pairs of f_nt get one. E1 has its own networks of width 256 >= d = 196, so Theorem 1's W_d start
+    # (rank(W) = d) exists. sdp_weight 0.01: measured on 300 test points (h = 100, 10 epochs), weights 0.005 / 0.01
+    # / 0.02 / 0.05 / 0.3 gave clean accuracy 0.80 / 0.79 / 0.75 / 0.69 / 0.32 (f_nt 0.87) and stAdv (tau 0.05)
+    # success 0.66 / 0.49 / 0.32 / 0.14 / 0.00 (f_nt 0.96)
+    "cpu": SpatialProfile(dataset="fashion-mnist", classes=[], downsample=2, hidden=100, epochs=10, n_train=0,
+                          batch_size=128, lr=1e-3, lb_eps=[0.1, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 7.84], lb_n=10,
+                          lb_iters=50, lb_targets=[], lb_hidden=256, lb_epochs=2, lb_x_init="rows", dual_steps=100,
+                          exact_sdp_pairs=3, eval_n=500, pgd_steps=100, pgd_restarts=5,
+                          taus=[5e-4, 5e-3, 0.05, 0.2, 0.5, math.inf], stadv_steps=100, stadv_n=500, at_pool=2000,
+                          at_steps=100, sdp_weight=0.01),
     "full": SpatialProfile(dataset="mnist", hidden=500, epochs=20, n_train=0, batch_size=128, lr=1e-3,
                            lb_eps=[0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 7.84], lb_n=10, lb_iters=50,
                            lb_targets=[], dual_steps=300, exact_sdp_pairs=90, eval_n=10000, pgd_steps=100,
@@ -87,8 +95,14 @@ OBJECTIVES = {
 }
 
 
-def configs(p: SpatialProfile, shape: tuple[int, int]) -> dict[str, dict[str, Any]]:
-    """Training configs of the variants (f_rd is an untrained model and has none)."""
+def data_table(p: SpatialProfile) -> dict[str, Any]:
+    """The ``[data]`` table every model of the profile trains on; the test set is prepared from it too."""
+    return {"name": p.dataset, "n_train": p.n_train, "classes": list(p.classes), "downsample": p.downsample}
+
+
+def configs(p: SpatialProfile) -> dict[str, dict[str, Any]]:
+    """Training configs of the variants (f_rd is an untrained model and has none); with `lb_hidden`, also
+    "e1_f_nt", E1's own normally trained network of that width."""
     out = {}
     for v in p.variants:
         if v == "f_rd":
@@ -99,10 +113,16 @@ def configs(p: SpatialProfile, shape: tuple[int, int]) -> dict[str, dict[str, An
         if v == "f_at":
             obj.update(pool_size=p.at_pool, steps=p.at_steps)
         out[v] = {"name": f"spatial-{v}", "epochs": p.epochs, "batch_size": p.batch_size, "seed": p.seed,
-                  "data": {"name": p.dataset, "n_train": p.n_train, "classes": list(p.classes)},
+                  "data": data_table(p),
                   "model": {"name": "stn" if v == "f_stn" else "one_hidden",
                             "kwargs": {"hidden": p.hidden, "bias": False}},
                   "optim": {"name": "adam", "lr": p.lr, "weight_decay": 0.0}, "objective": obj}
+    if p.lb_hidden and "f_nt" in p.lb_networks:
+        out["e1_f_nt"] = {"name": "spatial-e1-f_nt", "epochs": p.lb_epochs, "batch_size": p.batch_size,
+                          "seed": p.seed, "data": data_table(p),
+                          "model": {"name": "one_hidden", "kwargs": {"hidden": p.lb_hidden, "bias": False}},
+                          "optim": {"name": "adam", "lr": p.lr, "weight_decay": 0.0},
+                          "objective": dict(OBJECTIVES["f_nt"])}
     return out
 
 
@@ -112,6 +132,7 @@ def _log(msg: str) -> None:
 
 def run(out: str | Path = "runs/spatial", profile: str = "quick", device: str = "cpu") -> dict[str, Any]:
     from robustlab import data, models
+    from robustlab.config import DataConfig
     from robustlab.experiments.common import trained_model
 
     p = PROFILES[profile] if isinstance(profile, str) else profile
@@ -120,36 +141,49 @@ def run(out: str | Path = "runs/spatial", profile: str = "quick", device: str = 
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     torch.manual_seed(p.seed)
-    test = data.load(p.dataset, "test")
-    if p.classes:
-        test = data.class_subset(test, p.classes)
+    test = data.load_split(DataConfig(**data_table(p)), "test")  # as the models' training data is prepared
     shape = tuple(test.x.shape[-2:])
     k = test.num_classes
     nets: dict[str, torch.nn.Module] = {}
-    for v, cfg in configs(p, shape).items():
+    e1_nets: dict[str, torch.nn.Module] = {}
+    train_s: dict[str, float] = {}
+    for v, cfg in configs(p).items():
         _log(f"training {v} ({cfg['epochs']} epochs)")
-        nets[v] = trained_model(cfg, device=device)[0].cpu().eval()
+        t = time.process_time()
+        m = trained_model(cfg, device=device)[0].cpu().eval()
+        train_s[v] = time.process_time() - t  # CPU seconds of this process (0 when cached)
+        if v == "e1_f_nt":
+            e1_nets["f_nt"] = m
+        else:
+            nets[v] = m
     if "f_rd" in p.variants:
         torch.manual_seed(p.seed + 1)
         nets["f_rd"] = models.build("one_hidden", 1, k, shape, hidden=p.hidden, bias=False).eval()
+    if p.lb_hidden and "f_rd" in p.lb_networks:
+        torch.manual_seed(p.seed + 3)
+        e1_nets["f_rd"] = models.build("one_hidden", 1, k, shape, hidden=p.lb_hidden, bias=False).eval()
     torch.manual_seed(p.seed + 2)
     lin = models.build("linear", 1, k, shape, bias=False)
-    for m in nets.values():
+    for m in [*nets.values(), *e1_nets.values()]:
         for q in m.parameters():
             q.requires_grad_(False)
     g = torch.Generator().manual_seed(p.seed)
     idx = torch.randperm(len(test.x), generator=g)[: p.eval_n]
     x, y = test.x[idx], test.y[idx]
     results: dict[str, Any] = {"profile": pname, "settings": asdict(p), "dataset": p.dataset,
-                               "image_size": list(shape), "num_classes": k}
+                               "image_size": list(shape), "num_classes": k, "cpu_seconds": {"training": train_s}}
     for key, val in asdict(p).items():
         if isinstance(val, float) and math.isinf(val):
             results["settings"][key] = "inf"
     results["settings"]["taus"] = [str(t) for t in p.taus]
     results["clean_accuracy"] = {v: float((m(x).argmax(1) == y).float().mean()) for v, m in nets.items()}
-    results["e1"] = _e1(p, {**nets, "linear": lin}, out)
-    results["e2"] = _e2(p, nets, x, y, out)
-    results["stadv"] = _stadv(p, nets, x, y, out)
+    if p.lb_hidden:
+        results["e1_clean_accuracy"] = {v: float((m(x).argmax(1) == y).float().mean()) for v, m in e1_nets.items()}
+    for part, fn in (("e1", lambda: _e1(p, {**nets, **e1_nets, "linear": lin}, out)),
+                     ("e2", lambda: _e2(p, nets, x, y, out)), ("stadv", lambda: _stadv(p, nets, x, y, out))):
+        t = time.process_time()
+        results[part] = fn()
+        results["cpu_seconds"][part] = time.process_time() - t
     results["checks"] = checks(results)
     results["wall_time_s"] = time.time() - t0
     atomic_write_json(out / "results.json", results)
@@ -175,15 +209,18 @@ def _e1(p: SpatialProfile, nets: dict[str, torch.nn.Module], out: Path) -> dict[
         m = nets[name]
         k = m.v.shape[0] if hasattr(m, "v") else m.weight.shape[0]
         targets = p.lb_targets or list(range(k))
+        # Theorem 1's W_d start needs rank(W) = d (h >= d); otherwise (and for the linear model) the pinv start
+        x_init = p.lb_x_init if hasattr(m, "W") and m.W.shape[0] >= m.W.shape[1] else "pinv"
         rows = []
         prev: dict[int, Any] = {}  # per target: the construction at the previous (smaller) eps, a warm start
         for eps in sorted(p.lb_eps):
             t = time.time()
             best_alg = best_thm = None
             for a in targets:
-                alg = L.lower_bound(m, eps, target=a, n=p.lb_n, max_iter=p.lb_iters, start=prev.get(a))
+                alg = L.lower_bound(m, eps, target=a, n=p.lb_n, max_iter=p.lb_iters, start=prev.get(a),
+                                    x_init=x_init)
                 prev[a] = alg
-                thm = L.lower_bound(m, eps, target=a, method="theorem1")
+                thm = L.lower_bound(m, eps, target=a, method="theorem1", x_init=x_init)
                 if best_alg is None or alg.delta_f > best_alg.delta_f:
                     best_alg = alg
                 if best_thm is None or thm.linearised > best_thm.linearised:
@@ -245,21 +282,25 @@ def _e2(p: SpatialProfile, nets: dict[str, torch.nn.Module], x: torch.Tensor, y:
         rows = []
         for i, j in pairs:
             P = S.block_p(S.pair_matrix(fw, i, j))
-            t = time.time()
+            t = time.process_time()
             sound_v, primal, info = S.sdp_bound(P, eps=1e-4)
-            t_sdp = time.time() - t
-            t = time.time()
-            dual_v, _ = S.dual_bound(P, steps=p.dual_steps)
-            t_dual = time.time() - t
-            t = time.time()
-            S.dual_value(P, torch.zeros(P.shape[0], dtype=torch.float64))
-            t_eval = time.time() - t
+            t_sdp = time.process_time() - t
+            t = time.process_time()
+            dual_v, c = S.dual_bound(P, steps=p.dual_steps)
+            t_dual = time.process_time() - t
+            reps = 20  # one evaluation of the dual formula (an eigvalsh of D x D) is milliseconds: time 20
+            t = time.process_time()
+            for _ in range(reps):
+                S.dual_value(P, c)
+            t_eval = (time.process_time() - t) / reps
             rows.append({"pair": [i, j], "D": P.shape[0], "sdp_primal": primal, "sdp_sound": sound_v,
                          "dual": dual_v, "sdp_seconds": t_sdp, "dual_opt_seconds": t_dual,
                          "dual_eval_seconds": t_eval, "status": info["status"],
                          "spectral": float(S.norm_q(fw, i, j, "spectral")),
                          "frobenius": float(S.norm_q(fw, i, j, "frobenius"))})
         res["exact_sdp"] = rows
+        _log("exact SDP: " + "; ".join(f"pair {r['pair']} D={r['D']} {r['sdp_seconds']:.1f} CPU s ({r['status']}), "
+                                       f"dual eval {1e3 * r['dual_eval_seconds']:.1f} ms" for r in rows))
     _plot_e2(res, p, out)
     return res
 
@@ -339,12 +380,19 @@ def checks(r: dict[str, Any]) -> dict[str, bool]:
 
 def markdown(r: dict[str, Any]) -> str:
     p = r["settings"]
-    lines = [f"Profile `{r['profile']}`, dataset {r['dataset']} {r['image_size'][0]}x{r['image_size'][1]}, "
+    ds = p.get("downsample", 1)
+    size = f"{r['image_size'][0]}x{r['image_size'][1]}" + (
+        f" ({ds}x{ds} block averages of the original images)" if ds > 1 else "")
+    lines = [f"Profile `{r['profile']}`, dataset {r['dataset']} {size}, "
              f"{r['num_classes']} classes, one_hidden h = {p['hidden']} (no biases), seed {p['seed']}; "
              f"{p['eval_n']} test points. The paper uses MNIST 28x28 and h = 500/512; it reports no numbers, "
              "only figures (qualitative claims in the spec).", "",
-             "**Clean accuracy**: " + ", ".join(f"{k} {v:.3f}" for k, v in r["clean_accuracy"].items()), "",
-             "### E1: lower bounds on delta_f = f(g(r; x)) - f(x) (Fig. 2)", "",
+             "**Clean accuracy**: " + ", ".join(f"{k} {v:.3f}" for k, v in r["clean_accuracy"].items()), ""]
+    if p.get("lb_hidden"):
+        lines += [f"E1 uses its own networks of width h = {p['lb_hidden']} (f_nt: {p['lb_epochs']} epochs, clean "
+                  "accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in r.get("e1_clean_accuracy", {}).items())
+                  + f"); Theorem 1 starts from x_init = {p['lb_x_init']!r} where h >= d.", ""]
+    lines += ["### E1: lower bounds on delta_f = f(g(r; x)) - f(x) (Fig. 2)", "",
              "| network | eps | Algorithm 1 (exact) | Theorem 1 (linearised) | Theorem 1 (exact) | iterations |",
              "|---|---|---|---|---|---|"]
     for name, rows in r["e1"].items():
@@ -366,14 +414,18 @@ def markdown(r: dict[str, Any]) -> str:
         for e, v in d.items():
             lines.append(f"| {name} | {e} | {v['pgd_error']:.2f} | {v['certified_but_broken']} |")
     if r["e2"].get("exact_sdp"):
-        lines += ["", "Exact SDP vs the other bounds on class pairs of f_nt (q per unit eps; seconds single-run):", "",
-                  "| pair | D | SDP primal | SDP sound | dual (optimised) | spectral | Frobenius | SDP s "
-                  "| dual opt s |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", "Exact SDP (CVXPY + SCS, eps 1e-4) vs the other bounds on class pairs of f_nt (q per unit eps; "
+                  "times in CPU seconds of this process: one exact SDP solve, the optimisation of the dual bound's c "
+                  f"over {p['dual_steps']} steps, and one evaluation of the dual bound D lambda_max^+(P - diag c) "
+                  "+ 1^T max(c, 0)):", "",
+                  "| pair | D | SDP primal | SDP sound | dual (optimised) | spectral | Frobenius | SCS status "
+                  "| SDP s | dual opt s | dual eval ms |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for row in r["e2"]["exact_sdp"]:
             lines.append(f"| {row['pair']} | {row['D']} | {row['sdp_primal']:.4g} | {row['sdp_sound']:.4g} | "
-                         f"{row['dual']:.4g} | {row['spectral']:.4g} | {row['frobenius']:.4g} | "
-                         f"{row['sdp_seconds']:.2f} | {row['dual_opt_seconds']:.2f} |")
+                         f"{row['dual']:.4g} | {row['spectral']:.4g} | {row['frobenius']:.4g} | {row['status']} | "
+                         f"{row['sdp_seconds']:.2f} | {row['dual_opt_seconds']:.2f} | "
+                         f"{1e3 * row['dual_eval_seconds']:.2f} |")
         lines += ["", "Why the sound spectral bound can be tighter than the SDP here (the paper ranks the SDP "
                   "tightest, "
                   "against the printed spectral/Frobenius formulas, which are not sound): the SDP's variable t comes "
@@ -392,6 +444,11 @@ def markdown(r: dict[str, Any]) -> str:
     lines += [f"| {k} | {'yes' if v else '**NO**'} |" for k, v in checks(r).items()]
     lines.append("")
     lines.append(f"Wall time {r.get('wall_time_s', 0):.0f} s.")
+    cpu = r.get("cpu_seconds")
+    if cpu:
+        lines.append("CPU seconds of the process by part: training " + ", ".join(
+            f"{k} {v:.0f}" for k, v in cpu.get("training", {}).items()) + " (0 = cached); " + ", ".join(
+            f"{k} {cpu[k]:.0f}" for k in ("e1", "e2", "stadv") if k in cpu) + ".")
     return "\n".join(lines) + "\n"
 
 
