@@ -9,7 +9,8 @@ a PGD-trained one (Linf 0.1), each cached after its first run. For each model an
 gradient evaluations per point: median norm over the originally correct points (failures count as
 inf), success rate and time, every returned example re-verified here (fresh forward pass, box). The
 JSON's `portfolio_vs_best_single` gives, per model and norm, the portfolio's median against the best
-single attack's (robustlab's or adv-lib's).
+single attack's (robustlab's or adv-lib's). `--attacks` may also name ead, cw or pdpgd: they run at their
+default settings, outside the equal-budget comparison (a check that a change of defaults does no harm).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from peers import import_peers  # noqa: E402
 from robustlab import attacks  # noqa: E402
 
 P_FLOAT = {"linf": float("inf"), "l2": 2.0, "l1": 1.0, "l0": 0.0}
+# run only when named in --attacks, at their DEFAULT settings (their own budgets, e.g. EAD's and C&W's 9
+# binary-search constants x 100 steps; --steps does not apply), reported as "NAME (defaults)"
+AT_DEFAULTS = ("ead", "cw", "pdpgd")
 
 
 class PlainCNN(nn.Module):
@@ -138,6 +142,10 @@ def main() -> None:
                     runs["adv-lib sigma_zero"] = lambda: al.sigma_zero(model, x, y, num_steps=T)
             if chosen:
                 runs = {k: v for k, v in runs.items() if k in chosen}
+            for name in sorted(chosen & set(AT_DEFAULTS)):  # their own budgets: not compared as singles
+                if p in attacks.REGISTRY[name].norms:
+                    runs[f"{name} (defaults)"] = lambda p=p, name=name: attacks.REGISTRY[name](
+                        model, x, y, norm=p, generator=torch.Generator().manual_seed(0)).x_adv
             res = out["results"][key][p] = {}
             for name, fn in runs.items():
                 t0 = time.perf_counter()
@@ -150,7 +158,8 @@ def main() -> None:
                 s["seconds"] = round(time.perf_counter() - t0, 2)
                 res[name] = s
                 print(key, p, name, s, file=sys.stderr, flush=True)
-            singles = {k: v["median"] for k, v in res.items() if k != "minimum" and "median" in v}
+            singles = {k: v["median"] for k, v in res.items()
+                       if k != "minimum" and "median" in v and not k.endswith("(defaults)")}
             if "minimum" in res and singles:
                 b = min(singles, key=singles.get)
                 out["portfolio_vs_best_single"][key][p] = {

@@ -98,8 +98,10 @@ def test_every_returned_example_verifies(mlp, name, p):
     assert r.success.float().mean() > 0.9
     assert torch.allclose(r.norm[r.success], ops.norm(r.x_adv - x, p)[r.success], rtol=1e-5, atol=1e-6)
     assert torch.isinf(r.norm[~r.success]).all()
-    # the budget: steps + 2 checks of its own + the entry point's clean and verification passes
-    assert (r.backward_passes <= 30).all() and (r.forward_passes <= 34).all()
+    # the budget: steps + 2 checks of its own + the entry point's clean and verification passes (+ alma's
+    # closing search along the best's direction, 10 forward passes)
+    extra = 10 if name == "alma" else 0
+    assert (r.backward_passes <= 30).all() and (r.forward_passes <= 34 + extra).all()
 
 
 @pytest.mark.parametrize("name,p", [("alma", "l2"), ("alma", "l1"), ("sigma_zero", "l0")])

@@ -330,3 +330,27 @@ def test_fab_reuse_gradient_saves_the_extra_forward_and_keeps_quality(p):
     assert bool(stepped.any()) and (reuse.forward_passes[stepped] < paper.forward_passes[stepped]).all()
     assert bool(reuse.success.all()) and bool(paper.success.all())
     assert float(reuse.norm.median()) <= 1.05 * float(paper.norm.median())
+
+
+@pytest.mark.parametrize("name,p", [("ddn", "l2"), ("alma", "l2"), ("alma", "l1"), ("cw", "l2"), ("ead", "l1"),
+                                    ("pdpgd", "linf"), ("pdpgd", "l1")])
+def test_refine_lands_on_the_boundary_along_the_best_direction(name, p):
+    """The closing search (refine_along_ray) on a linear model: the result is the unrefined best scaled by the
+    t where its margin crosses zero (the margin is linear in t), known here to within 2^-refine above; it
+    costs exactly `refine` forward passes and no backward pass."""
+    model, x, y, z, w = linear_case(seed=2)
+    kw = {"steps": 30} if name != "pdpgd" else {"steps": 100}
+    raw = attacks.get(name)(model, x, y, norm=p, refine=0, **kw)
+    ref = attacks.get(name)(model, x, y, norm=p, refine=12, **kw)
+    assert bool(raw.success) and bool(ref.success)
+    d = raw.x_adv - x
+    with torch.no_grad():
+        m0, m1 = model(x)[0], model(raw.x_adv)[0]
+    # smallest t at which some other class overtakes y along x + t d (each logit is linear in t)
+    t_star = min(float((m0[y] - m0[j]) / ((m0[y] - m0[j]) - (m1[y] - m1[j])))
+                 for j in range(len(z)) if j != int(y) and m1[j] >= m1[y])
+    assert torch.allclose(ref.x_adv - x, d * (float(ref.norm) / float(raw.norm)), atol=1e-9)
+    t = float(ref.norm) / float(raw.norm)
+    assert t_star - 1e-9 <= t <= t_star + 2 ** -12 + 1e-9, (t, t_star)
+    assert int(ref.forward_passes) == int(raw.forward_passes) + 12
+    assert int(ref.backward_passes) == int(raw.backward_passes)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import AttackResult, BestTracker, PassCounter, num_classes_of, prepare, register
+from robustlab.attacks.base import (
+    AttackResult,
+    BestTracker,
+    PassCounter,
+    num_classes_of,
+    prepare,
+    refine_along_ray,
+    register,
+)
 from robustlab.data.checks import InputError
 from robustlab.ops import margin
 from robustlab.ops import norm as norm_of
@@ -14,7 +22,7 @@ from robustlab.ops import norm as norm_of
 @register("ead", family="minnorm", norms=("l1",))
 def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int = 100, search_steps: int = 9,
         initial_const: float = 1e-2, beta: float = 1e-2, kappa: float = 0.0, lr: float = 0.01,
-        decision_rule: str = "L1", targeted: bool = False, target: Tensor | None = None,
+        decision_rule: str = "L1", refine: int = 10, targeted: bool = False, target: Tensor | None = None,
         generator: torch.Generator | None = None, stop_at: float | None = None) -> AttackResult:
     """Minimise c * max(m(x'), -kappa) + ||x' - x||_2^2 + beta ||x' - x||_1 over the box by FISTA: a
     gradient step on the smooth part (lr with square-root decay), the box-constrained
@@ -23,14 +31,17 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
     example among all successful iterates: "L1" the smallest L1 norm (the default, as the thesis runs
     EAD; best-so-far in L1), "EN" the smallest elastic-net value beta ||r||_1 + ||r||_2^2 (the paper's
     EN rule; its L1 norm is reported, which need not be the smallest seen). With stop_at, a sample leaves
-    once the L1 norm of the example its rule returns is <= stop_at."""
+    once the L1 norm of the example its rule returns is <= stop_at. `refine` (rule "L1"): forward passes
+    of a closing bisection along the best perturbation's own direction (base.refine_along_ray; it only
+    shrinks the result; 0 = off)."""
     x, labels = prepare(model, x, y, targeted=targeted, target=target)
     if norm != "l1":
         raise InputError("ead is an L1 attack (norm='l1')")
     if decision_rule not in ("EN", "L1"):
         raise InputError(f"decision_rule must be 'EN' or 'L1', got {decision_rule!r}")
-    if steps < 1 or search_steps < 1:
-        raise InputError(f"steps and search_steps must be >= 1, got {steps}, {search_steps}")
+    if steps < 1 or search_steps < 1 or refine < 0:
+        raise InputError(f"steps and search_steps must be >= 1 and refine >= 0, got {steps}, {search_steps}, "
+                         f"{refine}")
     if beta < 0 or lr <= 0 or initial_const <= 0:
         raise InputError(f"need beta >= 0, lr > 0 and initial_const > 0, got {beta}, {lr}, {initial_const}")
     n = x.shape[0]
@@ -102,6 +113,7 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
         upper[idx], lower[idx] = cu, cl
         const[idx] = torch.where(cu < 1e9, (cl + cu) / 2, c * 10)
     if decision_rule == "L1":
+        refine_along_ray(model, track, counter, labels, targeted, refine, stop_at)
         return track.result(model, counter)
     ok = torch.isfinite(en_val)
     l1 = torch.where(ok, norm_of(en_x - x, "l1"), torch.full_like(en_val, float("inf")))

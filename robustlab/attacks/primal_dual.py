@@ -27,6 +27,7 @@ from robustlab.attacks.base import (
     check_norm,
     num_classes_of,
     prepare,
+    refine_along_ray,
     register,
     still_running,
     view_n,
@@ -208,7 +209,7 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
           lr_grid: tuple[float, ...] | list[float] | str = (), lr_decay: float = 0.01, lr_schedule: str = "linear",
           initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
           delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, optimizer: str = "",
-          group_rule: str = "max", finetune: int = 0, finetune_lr: float = 0.0, trace: bool = False,
+          group_rule: str = "max", finetune: int = 0, finetune_lr: float = 0.0, refine: int = 10, trace: bool = False,
           targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
           stop_at: float | None = None) -> AttackResult:
     """PDGD (norm="l2", Adam) / PDPGD (linf, l1, l0, pixel: proximal) with the thesis's defaults.
@@ -235,7 +236,9 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     group_rule for norm="pixel": "max" (thesis eq. 5.16) or "l2" (the exact prox of
     the group count). finetune: iterations of one more run started from each sample's best
     adversarial perturbation (the author's released scripts; not in the thesis; 0 = off), with
-    primal lr `finetune_lr` (0 = lr / 10). trace=True puts (iterations of all runs, N) tensors into info:
+    primal lr `finetune_lr` (0 = lr / 10). refine: forward passes of a closing bisection along each best
+    perturbation's own direction (base.refine_along_ray: linf, l2, l1; it only shrinks the result; 0 = the
+    thesis's attack). trace=True puts (iterations of all runs, N) tensors into info:
     "loss_weight" (averaged lambda2), "loss_weight_raw" (lambda2 before averaging), "adversarial"
     (the iterate of that step was adversarial) and "best_norm" (best-so-far after that step); NaN
     / False for points not attacked in that step (misclassified from the start, or within stop_at).
@@ -247,8 +250,9 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     if steps < 1 or restarts < 1 or lr <= 0 or not 0 <= dual_ema < 1 or not 0 < lr_decay <= 1:
         raise InputError(f"need steps >= 1, restarts >= 1, lr > 0, 0 <= dual_ema < 1, 0 < lr_decay <= 1 (got "
                          f"steps={steps}, restarts={restarts}, lr={lr}, dual_ema={dual_ema}, lr_decay={lr_decay})")
-    if finetune < 0 or finetune_lr < 0:
-        raise InputError(f"need finetune >= 0 and finetune_lr >= 0 (got {finetune}, {finetune_lr})")
+    if finetune < 0 or finetune_lr < 0 or refine < 0:
+        raise InputError(f"need finetune >= 0, finetune_lr >= 0 and refine >= 0 (got {finetune}, {finetune_lr}, "
+                         f"{refine})")
     if initial_lambda <= 0 or dual_lr < 0 or init_range < 0:
         raise InputError(f"need initial_lambda > 0, dual_lr >= 0, init_range >= 0 (got {initial_lambda}, "
                          f"{dual_lr}, {init_range})")
@@ -292,6 +296,7 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
                  lr_decay=lr_decay, lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr,
                  dual_ema=dual_ema, loss=loss, delta=delta, optimizer=opt, group_rule=group_rule,
                  targeted=targeted, r0=track.x_adv[fi] - x[fi], trace=None, stop_at=stop_at)
+    refine_along_ray(model, track, counter, labels, targeted, refine, stop_at)
     info: dict[str, Tensor] = {}
     if traces is not None:
         for key in keys:
@@ -305,7 +310,7 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
 def pdgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 500, lr: float = 0.1,
          lr_grid: tuple[float, ...] | list[float] | str = (), lr_decay: float = 0.01, lr_schedule: str = "linear",
          initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
-         delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, trace: bool = False,
+         delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, refine: int = 10, trace: bool = False,
          targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
          stop_at: float | None = None) -> AttackResult:
     """PDGD: the smooth-norm (L2) primal-dual attack, Adam on the proxy Lagrangian (see `pdpgd`)."""
@@ -313,8 +318,8 @@ def pdgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
         raise InputError(f"pdgd is the L2 version (got norm={norm!r}); use pdpgd for linf, l1, l0 and pixel")
     return pdpgd.__wrapped__(model, x, y, norm="l2", steps=steps, lr=lr, lr_grid=lr_grid, lr_decay=lr_decay,
                  lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr, dual_ema=dual_ema,
-                 loss=loss, delta=delta, restarts=restarts, init_range=init_range, optimizer="adam", trace=trace,
-                 targeted=targeted, target=target, generator=generator, stop_at=stop_at)
+                 loss=loss, delta=delta, restarts=restarts, init_range=init_range, optimizer="adam", refine=refine,
+                 trace=trace, targeted=targeted, target=target, generator=generator, stop_at=stop_at)
 
 
 @register("pdpgd_r", family="minnorm", norms=tuple(RECIPE), stochastic=True)
