@@ -109,6 +109,8 @@ def run_plan(model: nn.Module, x: Tensor, y: Tensor, labels: Tensor, norm: str, 
                 kw = {**kw, "targeted": True, "target": target[todo]}
             if "generator" in spec.params:
                 kw["generator"] = generator
+            if refine_each and "refine" in spec.params:  # `refine` below does the attack's own closing search
+                kw = {"refine": 0, **kw}
             r = spec(model, x[todo], y[todo], norm=norm, stop_at=stop_at, **kw)  # verified by its entry point
         if logits.numel() == 0:
             logits = torch.zeros((n,) + tuple(r.logits.shape[1:]), dtype=r.logits.dtype, device=x.device)
