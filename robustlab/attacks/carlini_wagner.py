@@ -34,7 +34,12 @@ def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
     100 steps that cannot move the saturated pixels (tanh near +-1) far enough, and a constant step
     leaves Adam oscillating around the optimum at the step's scale. So the default is `lr` 0.2 with
     `anneal`: the step size falls from lr to 0 over each constant's run (cosine), and the run ends at
-    its constant's optimum. abort_early (the paper's option) stops a sample's run when its own
+    its constant's optimum. With `anneal`, a constant counts as large enough for the binary search only if
+    an iterate of its run's second half (step below lr / 2) is adversarial: Adam's first steps move every
+    coordinate by about lr at once, an L2 jump growing with the input's size, which crosses the boundary
+    transiently even where the constant's optimum is not adversarial, and a success read off such a transient
+    sends the search to smaller constants that never succeed (every adversarial iterate is still kept as a
+    candidate result). abort_early (the paper's option) stops a sample's run when its own
     objective has not improved by 0.01% since the last check (every steps/10 steps); off by default,
     since at 100 steps the windows are shorter than Adam's oscillation and runs stop before settling.
     Deterministic (generator unused). With stop_at, a sample leaves (within a run and for the later
@@ -72,6 +77,7 @@ def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
         succ = torch.zeros(n, dtype=torch.bool, device=x.device)  # by sample: adversarial during this run
         prev = torch.full((len(idx),), float("inf"), device=x.device, dtype=x.dtype)  # loss at the last check
         every = max(steps // 10, 1)
+        settled = not anneal  # with anneal, the binary search reads success off the run's second half only
         for s in range(steps):
             keep = still_running(track, idx, stop_at)
             if keep is not None:  # within stop_at: the sample leaves with its best point
@@ -92,7 +98,8 @@ def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
             adv = track.update(idx, xa.detach(), logits.detach(), lab, targeted)
             if kappa > 0:  # success for the search means confidence kappa
                 adv = adv & ((-m if targeted else m).detach() <= -kappa)
-            succ[idx] |= adv
+            if settled or 2 * s >= steps - 1:
+                succ[idx] |= adv
             # Adam (Kingma & Ba), per element
             adam_m = b1 * adam_m + (1 - b1) * g
             adam_v = b2 * adam_v + (1 - b2) * g * g
