@@ -314,9 +314,9 @@ def test_finetune_never_worse_and_checks_its_arguments():
 def test_recipe_reaches_the_linear_optimum_within_its_budget(p):
     """robustlab's budgeted recipe (three short runs, two from random starts, then a finetune) spends
     exactly `budget` gradient evaluations on a solved point and still reaches the closed form on a linear
-    model (random starts far from x must not leave it stuck away from the optimum): within 1% for l2 and
-    linf; within 2% for l1, whose recipe finetune lr (0.2, in units of the largest coordinate's step) is
-    tuned for image-scale l1 norms (~7 on Fashion-MNIST) and is coarse for this optimum of 0.064."""
+    model (random starts far from x must not leave it stuck away from the optimum): within 1% (for l1 since the
+    finetune's lr is capped at each sample's best size: the recipe's 0.2, tuned for image-scale l1 norms of
+    ~7, is coarse for this optimum of 0.064 and left 1.018x)."""
     from robustlab.attacks.primal_dual import recipe
 
     model, x, y, z, w = linear_case(seed=0)
@@ -324,8 +324,7 @@ def test_recipe_reaches_the_linear_optimum_within_its_budget(p):
     kw = recipe(p, 500)
     assert kw["steps"] * kw["restarts"] + kw["finetune"] == 500
     r = attacks.pdpgd(model, x, y, norm=p, generator=torch.Generator().manual_seed(0), **kw)
-    tol = 1.02 if p == "l1" else 1.01
-    assert bool(r.success) and best * (1 - 1e-6) <= float(r.norm) <= best * tol, (float(r.norm), best)
+    assert bool(r.success) and best * (1 - 1e-6) <= float(r.norm) <= best * 1.01, (float(r.norm), best)
     assert int(r.backward_passes) == 500
 
 

@@ -86,7 +86,7 @@ def lr_at(k: int, steps: int, lr: float, lr_decay: float, schedule: str) -> floa
 
 
 def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTracker, counter: PassCounter, *,
-         norm: str, steps: int, lr: float, lr_decay: float, lr_schedule: str, initial_lambda: float,
+         norm: str, steps: int, lr: float | Tensor, lr_decay: float, lr_schedule: str, initial_lambda: float,
          dual_lr: float, dual_ema: float, loss: str, delta: float, optimizer: str, group_rule: str,
          targeted: bool, r0: Tensor, trace: dict[str, list[Tensor]] | None, stop_at: float | None = None) -> None:
     x0, lab = x[idx], labels[idx]
@@ -105,9 +105,12 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
         if keep is not None:  # within stop_at: the sample leaves with its best point
             idx, x0, lab, r, log_lam, lam_ema = idx[keep], x0[keep], lab[keep], r[keep], log_lam[keep], lam_ema[keep]
             adam_m, adam_v = adam_m[keep], adam_v[keep]
+            if isinstance(lr, Tensor):
+                lr = lr[keep]
             if idx.numel() == 0:
                 return
-        lr_k = lr_at(k, steps, lr, lr_decay, lr_schedule)
+        lr_k = lr_at(k, steps, lr, lr_decay, lr_schedule)  # a float, or per sample (n,)
+        lr_v = view_n(lr_k, r) if isinstance(lr_k, Tensor) else lr_k
         # clamp: x0 + (clamp(x0 + r) - x0) can leave [0, 1] by one rounding error
         xa = (x0 + r).clamp(0, 1).requires_grad_(True)
         logits = model(xa)
@@ -122,7 +125,7 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
             adam_m = b1 * adam_m + (1 - b1) * full
             adam_v = b2 * adam_v + (1 - b2) * full * full
             mh, vh = adam_m / (1 - b1 ** (k + 1)), adam_v / (1 - b2 ** (k + 1))
-            r = clip_box(r - lr_k * mh / (vh.sqrt() + 1e-8), x0)
+            r = clip_box(r - lr_v * mh / (vh.sqrt() + 1e-8), x0)
         else:  # PDPGD (5.7)-(5.10): step on the surrogate, prox of lr * (lambda1 / lambda2) ||.||, box
             if optimizer == "normalized":  # steepest descent in the attack's geometry, lr in norm units
                 step = _steepest(grad, norm)
@@ -132,7 +135,7 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
                 step = (adam_m / (1 - b1 ** (k + 1))) / ((adam_v / (1 - b2 ** (k + 1))).sqrt() + 1e-8)
             else:
                 step = grad
-            r = clip_box(_prox(r - lr_k * step, norm, lr_k * lam1 / lam2, group_rule), x0)
+            r = clip_box(_prox(r - lr_v * step, norm, lr_k * lam1 / lam2, group_rule), x0)
         # dual player on the true 0/1 constraint: multiplicative weights = ascent on log lambda2 while
         # x + r is still correctly classified (m > 0), descent once adversarial; log-simplex projection
         violated = (m.detach() > 0).to(x.dtype)
@@ -236,9 +239,12 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     group_rule for norm="pixel": "max" (thesis eq. 5.16) or "l2" (the exact prox of
     the group count). finetune: iterations of one more run started from each sample's best
     adversarial perturbation (the author's released scripts; not in the thesis; 0 = off), with
-    primal lr `finetune_lr` (0 = lr / 10). refine: forward passes of a closing bisection along each best
-    perturbation's own direction (base.refine_along_ray: linf, l2, l1; it only shrinks the result; 0 = the
-    thesis's attack). trace=True puts (iterations of all runs, N) tensors into info:
+    primal lr `finetune_lr` (0 = lr / 10), per sample at most its best size so far for linf, l2 and l1 (a
+    first step larger than the whole perturbation it refines can only jump past it: where the minimum is far
+    below the lr, as on the linear model of the contract test, the finetune would end coarse). refine:
+    forward passes of a closing bisection along each best perturbation's own direction
+    (base.refine_along_ray: linf, l2, l1; it only shrinks the result; 0 = the thesis's attack).
+    trace=True puts (iterations of all runs, N) tensors into info:
     "loss_weight" (averaged lambda2), "loss_weight_raw" (lambda2 before averaging), "adversarial"
     (the iterate of that step was adversarial) and "best_norm" (best-so-far after that step); NaN
     / False for points not attacked in that step (misclassified from the start, or within stop_at).
@@ -292,7 +298,10 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     if finetune > 0:
         fi = idx[track.success[idx] & (track.norm[idx] > stop_at if stop_at is not None else True)]
         if fi.numel():
-            _run(model, x, labels, fi, track, counter, norm=norm, steps=finetune, lr=finetune_lr or lr / 10,
+            ft_lr: float | Tensor = finetune_lr or lr / 10
+            if norm in ("linf", "l2", "l1"):  # no larger than the sample's own best size (see the docstring)
+                ft_lr = track.norm[fi].clamp(max=ft_lr)
+            _run(model, x, labels, fi, track, counter, norm=norm, steps=finetune, lr=ft_lr,
                  lr_decay=lr_decay, lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr,
                  dual_ema=dual_ema, loss=loss, delta=delta, optimizer=opt, group_rule=group_rule,
                  targeted=targeted, r0=track.x_adv[fi] - x[fi], trace=None, stop_at=stop_at)
