@@ -21,47 +21,11 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import robustlab.attacks  # noqa: E402,F401  (registers every attack)
 from robustlab.attacks.base import REGISTRY  # noqa: E402
-from tests.helpers import Linear  # noqa: E402
-from tests.test_attacks_minnorm import closed_form  # noqa: E402
+from tests.test_attacks_minnorm import closed_form, image_scale_case, l1_box  # noqa: E402
 
 
-def image_case(seed: int, l2: float = 1.0, k: int = 3, d: int = 784):
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(k, d, generator=g, dtype=torch.float64) / d ** 0.5
-    model = Linear(w, torch.zeros(k, dtype=torch.float64)).double().eval()
-    x = torch.full((1, 1, 28, 28), 0.5, dtype=torch.float64)
-    with torch.no_grad():
-        z = model(x)[0]
-    y = int(z.argmax())
-    j = int(z.topk(2).indices[1])
-    model.b.data[y] += -float(z[y] - z[j]) + l2 * float((w[y] - w[j]).norm())  # boundary y/j at L2 distance l2
-    with torch.no_grad():
-        z = model(x)[0]
-    return model, x, torch.tensor([y]), z, w
-
-
-def l1_box(x: torch.Tensor, z: torch.Tensor, w: torch.Tensor, y: int) -> float:
-    """The exact minimal L1 perturbation inside the [0, 1] box of a linear model at x."""
-    xf = x.flatten()
-    best = float("inf")
-    for j in range(len(z)):
-        if j == y:
-            continue
-        need = float(z[y] - z[j])
-        a = w[j] - w[y]
-        room = torch.where(a > 0, 1 - xf, xf)
-        total = 0.0
-        for i in a.abs().argsort(descending=True).tolist():
-            gain = float(a[i].abs() * room[i])
-            if gain >= need:
-                total += need / float(a[i].abs())
-                need = 0.0
-                break
-            total += float(room[i])
-            need -= gain
-        if need == 0.0:
-            best = min(best, total)
-    return best
+def image_case(seed: int, l2: float = 1.0):
+    return image_scale_case(seed, l2=l2)
 
 
 def main() -> None:

@@ -356,9 +356,10 @@ def test_refine_lands_on_the_boundary_along_the_best_direction(name, p):
     assert int(ref.backward_passes) == int(raw.backward_passes)
 
 
-def image_scale_case(seed=0, d=784):
-    """A 3-class linear model at x = 0.5 on 1x28x28 whose nearest boundary is at L2 distance 1 (a real
-    image's scale, where the box does not bind for L2; benchmarks/closed_form_image_scale.py)."""
+def image_scale_case(seed=0, d=784, l2=1.0):
+    """A 3-class linear model at x = 0.5 on 1x28x28 whose nearest boundary is at L2 distance `l2` (a real
+    image's scale, where the box does not bind for L2 or Linf; benchmarks/closed_form_image_scale.py). Its
+    exact L1 minimum is `l1_box`'s."""
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(3, d, generator=g, dtype=torch.float64) / d ** 0.5
     model = Linear(w, torch.zeros(3, dtype=torch.float64)).double().eval()
@@ -366,10 +367,35 @@ def image_scale_case(seed=0, d=784):
     with torch.no_grad():
         z = model(x)[0]
     y, j = int(z.argmax()), int(z.topk(2).indices[1])
-    model.b.data[y] += -float(z[y] - z[j]) + float((w[y] - w[j]).norm())
+    model.b.data[y] += -float(z[y] - z[j]) + l2 * float((w[y] - w[j]).norm())
     with torch.no_grad():
         z = model(x)[0]
     return model, x, torch.tensor([y]), z, w
+
+
+def l1_box(x, z, w, y):
+    """The exact minimal L1 perturbation inside the [0, 1] box of a linear model at x: per wrong class a
+    fractional knapsack (the largest |w_j - w_y| first, each feature as far as the box allows)."""
+    xf = x.flatten()
+    best = float("inf")
+    for j in range(len(z)):
+        if j == y:
+            continue
+        need = float(z[y] - z[j])
+        a = w[j] - w[y]
+        room = torch.where(a > 0, 1 - xf, xf)
+        total = 0.0
+        for i in a.abs().argsort(descending=True).tolist():
+            gain = float(a[i].abs() * room[i])
+            if gain >= need:
+                total += need / float(a[i].abs())
+                need = 0.0
+                break
+            total += float(room[i])
+            need -= gain
+        if need == 0.0:
+            best = min(best, total)
+    return best
 
 
 def test_cw_search_is_not_misled_by_the_first_steps_transient():

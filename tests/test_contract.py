@@ -24,7 +24,7 @@ import robustlab.attacks as attacks
 from robustlab.attacks.base import REGISTRY, predict, verify
 from robustlab.data.checks import InputError
 from robustlab.threats import LP_NORMS, Lp, Unbounded, threat_of
-from tests.test_attacks_minnorm import closed_form, linear_case
+from tests.test_attacks_minnorm import closed_form, image_scale_case, l1_box, linear_case
 
 SHAPES = [(1, 28, 28), (3, 8, 8), (2, 5, 7)]
 BATCHES = [1, 3, 8]
@@ -211,6 +211,28 @@ def _closed_form(spec):
             assert 1 - 1e-6 <= ratio <= bound, (spec.name, p, seed, ratio)
 
 
+# the same at a real image's scale (tests/test_attacks_minnorm.image_scale_case: 1x28x28, boundary at L2 distance
+# 1, exact box-aware L1 minimum), seed 0, linf/l2/l1: defaults tuned on the tiny model alone can miss here (C&W's
+# binary search did, 1.108). Bounds by "attack" or "attack:norm" (2% for the others), measured in
+# benchmarks/results/closed_form_image_scale.txt; the shortfalls are explained in CLOSED_FORM_BOUND's comments
+IMAGE_SCALE_BOUND = {"deepfool": 1.03, "alma:l1": 1.10, "ead": 1.045, "pdpgd:l1": 1.04}
+IMAGE_SCALE_SKIP = {"sparsefool", "high_confidence"}  # not searches for the minimum (CLOSED_FORM_BOUND)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in REGISTRY.items()
+                                        if s.family == "minnorm" and n not in IMAGE_SCALE_SKIP
+                                        and set(s.norms) & {"linf", "l2", "l1"}))
+def test_minimum_norm_at_image_scale(name):
+    spec = REGISTRY[name]
+    model, x, y, z, w = image_scale_case(seed=0)
+    for p in (q for q in spec.norms if q in ("linf", "l2", "l1")):
+        best = l1_box(x, z, w, int(y)) if p == "l1" else closed_form(z, w, int(y), p)
+        bound = IMAGE_SCALE_BOUND.get(f"{name}:{p}", IMAGE_SCALE_BOUND.get(name, 1.02))
+        r = spec(model, x, y, norm=p, generator=torch.Generator().manual_seed(0))
+        assert bool(r.success), (name, p)
+        assert 1 - 1e-6 <= float(r.norm) / best <= bound, (name, p, float(r.norm) / best)
+
+
 # minimum-norm attacks that accept stop_at but cannot save work with it (every other one must honour it)
 IGNORES_STOP_AT = {
     "deepfool": "leaves a sample at its first success anyway",
@@ -255,6 +277,7 @@ def test_stop_at(name):
 
 def test_registry_was_swept_and_settings_name_real_attacks():
     assert set(OVERRIDES) <= set(REGISTRY) and set(CLOSED_FORM_BOUND) <= set(REGISTRY)
+    assert {k.split(":")[0] for k in IMAGE_SCALE_BOUND} | IMAGE_SCALE_SKIP <= set(REGISTRY)
 
 
 def test_every_attack_module_is_imported_and_every_attack_exported():
