@@ -1,7 +1,7 @@
 # ruff: noqa: B023  (the attack closures are called within the loop iteration that defines them)
 """Issue 19: ALMA, sigma-zero and the `minimum` portfolio against the single attacks and adv-lib's versions.
 
-    .venv/bin/python benchmarks/minnorm_sota.py --n 200 --steps 200 --out benchmarks/results/minnorm_sota.json
+    .venv/bin/python benchmarks/minnorm_sota.py --n 200 --steps 100 --out benchmarks/results/minnorm_sota_n200_b100.json
 
 The models are plain NCHW `nn.Module`s defined and trained here (`PlainCNN`: normalisation, two
 conv3x3/ReLU/maxpool blocks, two dense layers; `plain_model`), not built by robustlab: a standard one and
@@ -106,12 +106,15 @@ def main() -> None:
     ap.add_argument("--models", default="standard,pgd_at")
     ap.add_argument("--attacks", default="", help="comma-separated names to run (default: all)")
     ap.add_argument("--out", default="")
+    ap.add_argument("--note", default="", help="a note stored in the JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     al = import_peers().get("adv_lib")
     T = args.steps
     chosen = set(filter(None, args.attacks.split(",")))
-    out: dict = {"n": args.n, "steps": T, "threads": args.threads, "results": {}, "portfolio_vs_best_single": {}}
+    out: dict = {"n": args.n, "steps": T, "threads": args.threads, "command": " ".join(sys.argv), "note": args.note,
+                 "results": {}, "portfolio_vs_best_single": {}}
+    cpu0 = time.process_time()
     for key in args.models.split(","):
         model = plain_model(key)
         x, y, correct = eval_points(model, args.n)
@@ -148,7 +151,7 @@ def main() -> None:
                         model, x, y, norm=p, generator=torch.Generator().manual_seed(0)).x_adv
             res = out["results"][key][p] = {}
             for name, fn in runs.items():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 try:
                     adv = fn()
                 except Exception as e:  # noqa: BLE001 - a peer failing is reported, not fatal
@@ -156,6 +159,7 @@ def main() -> None:
                     continue
                 s = stats(model, x, y, adv, p, correct)
                 s["seconds"] = round(time.perf_counter() - t0, 2)
+                s["cpu_seconds"] = round(time.process_time() - c0, 2)
                 res[name] = s
                 print(key, p, name, s, file=sys.stderr, flush=True)
             singles = {k: v["median"] for k, v in res.items()
@@ -165,6 +169,7 @@ def main() -> None:
                 out["portfolio_vs_best_single"][key][p] = {
                     "minimum": res["minimum"]["median"], "best_single": b, "best_single_median": singles[b],
                     "ok": res["minimum"]["median"] <= singles[b]}
+    out["cpu_seconds"] = round(time.process_time() - cpu0, 1)
     print(json.dumps(out, indent=1))
     if args.out:
         with open(args.out, "w") as fh:
