@@ -52,12 +52,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rows", default="standard,paper,standard@10,paper@10,ta_autoattack,ta_paper")
     ap.add_argument("--out", default="")
+    ap.add_argument("--note", default="", help="a note stored in the JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = plain_model("pgd_at")
     x, y, correct = eval_points(model, args.n)
     eps = args.eps
-    res: dict = {"n": args.n, "eps": eps, "threads": args.threads, "clean": float(correct.float().mean()), "rows": {}}
+    res: dict = {"n": args.n, "eps": eps, "threads": args.threads, "command": " ".join(sys.argv), "note": args.note,
+                 "clean": float(correct.float().mean()), "rows": {}}
     rows = args.rows.split(",")
     for row in rows:
         if row.startswith(("standard", "paper")):
@@ -95,6 +97,12 @@ def main() -> None:
                                                      "seconds": round(time.perf_counter() - t0, 1),
                                                      "cpu_seconds": round(time.process_time() - c0, 1)}
             print(row, r, file=sys.stderr, flush=True)
+    std, aa = res["rows"].get("robustlab standard"), res["rows"].get("torchattacks autoattack")
+    if std and aa:  # issue 19: at most half of AutoAttack's CPU time at equal or lower robust accuracy
+        ratio = std["cpu_seconds"] / max(aa["cpu_seconds"], 1e-9)
+        res["standard_vs_autoattack"] = {"cpu_ratio": round(ratio, 3),
+                                         "robust_acc": [std["robust_acc"], aa["robust_acc"]],
+                                         "ok": ratio <= 0.5 and std["robust_acc"] <= aa["robust_acc"] + 1e-9}
     for k, v in res["rows"].items():
         print(f"{k:40s} robust acc {v['robust_acc']:.4f}   {v['seconds']:.1f} s  cpu {v['cpu_seconds']:.1f} s",
               file=sys.stderr, flush=True)
