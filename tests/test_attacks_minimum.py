@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from robustlab import attacks, ops
+from robustlab.attacks.base import refine
 from robustlab.attacks.fast_minimum_norm import fmn_from
-from robustlab.attacks.portfolio import MIN_SHARE, MIN_STEPS, PORTFOLIO, WARM, plan, refine
+from robustlab.attacks.portfolio import MIN_SHARE, MIN_STEPS, PORTFOLIO, WARM, plan
 from robustlab.data.checks import InputError
 from tests.helpers import digits_mlp
 from tests.test_attacks_minnorm import closed_form, linear_case

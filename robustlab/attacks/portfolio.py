@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import AttackResult, check_norm, is_adversarial, prepare, register, view_n
+from robustlab.attacks.base import PRUNE, AttackResult, check_norm, prepare, refine, register
 from robustlab.data.checks import InputError
 
 WARM = "fmn_warm"  # FMN started from each point's best so far (fast_minimum_norm.fmn_from); always last
@@ -138,94 +138,3 @@ def run_plan(model: nn.Module, x: Tensor, y: Tensor, labels: Tensor, norm: str, 
         fwd += f
     # failures: the input itself (the entry point's verification pass gives every point its logits)
     return AttackResult(x_adv, torch.isfinite(size), size, fwd, bwd, logits, {"by": by, "plan": runs})
-
-
-# refine's one-parameter paths from no perturbation (t = 0) to a point's own perturbation d (t = 1), the norm
-# growing with t: scaled by t, soft-thresholded at (1 - t) max|d| (L1's proximal step), clamped at t max|d|
-FAMILIES = {"l2": ("scale",), "l1": ("soft", "scale"), "linf": ("clamp", "scale")}
-PRUNE = ("l0", "l1")  # norms whose size drops with every entry put back
-
-
-def _shrink(d: Tensor, t: Tensor, family: str) -> Tensor:
-    t = view_n(t, d)
-    if family == "scale":
-        return t * d
-    top = view_n(d.flatten(1).abs().amax(1), d)
-    if family == "soft":
-        return d.sign() * (d.abs() - (1 - t) * top).clamp_min(0)
-    return torch.minimum(torch.maximum(d, -t * top), t * top)
-
-
-# refine drives points onto the decision boundary, where a tie of logits can go either way with the batch a
-# point is evaluated in (measured: logits equal to 1e-6, one class in one batch, the other in another); it
-# accepts a candidate only when the adversarial class leads by REFINE_GAP * (1 + max |logit|)
-REFINE_GAP = 1e-5
-
-
-def _clearly_adversarial(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
-    from robustlab.ops import margin
-
-    m = -margin(logits, labels) if targeted else margin(logits, labels)  # < 0: adversarial
-    gap = REFINE_GAP * (1 + logits.abs().amax(1))
-    return is_adversarial(logits, labels, targeted) & (m < -gap)
-
-
-@torch.no_grad()
-def refine(model: nn.Module, x: Tensor, labels: Tensor, x_adv: Tensor, size: Tensor, logits: Tensor, norm: str,
-           targeted: bool, *, searches: int = 12, prune: int = 64) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Forward-only shrinking of each point's adversarial example (points with a finite `size`), never
-    larger and verified: every accepted candidate was classified adversarial on its own forward pass, its
-    class ahead by a margin (`REFINE_GAP`) that a different batch's rounding cannot undo.
-
-    First, for each of the norm's paths in `FAMILIES` (l1/l2/linf), a bisection for the smallest t in (0, 1]
-    with x + path(t) adversarial, `searches` forward passes (the segment x .. x_adv stays in the box, and so
-    do its soft-thresholded and clamped versions). Then, for the norms in `PRUNE` (l0, l1) and prune > 0,
-    the changed entries, in increasing |change|, are put back to x one at a time while the point stays
-    adversarial, one forward pass per try, at most `prune` tries per point (each success shrinks the size
-    by the entry: l0 by one, l1 by |change|). Returns (x_adv, size, logits, forward passes per point)."""
-    from robustlab.ops import norm as norm_of
-
-    x_adv, size, logits = x_adv.clone(), size.clone(), logits.clone()
-    fwd = torch.zeros(len(x), dtype=torch.long, device=x.device)
-    idx = torch.isfinite(size).nonzero().flatten()
-    if idx.numel() == 0:
-        return x_adv, size, logits, fwd
-    x0, lab = x[idx], labels[idx]
-    for family in FAMILIES.get(norm, ()):
-        d = x_adv[idx] - x0
-        lo, hi = torch.zeros_like(size[idx]), torch.ones_like(size[idx])
-        for _ in range(searches):
-            mid = (lo + hi) / 2
-            cand = (x0 + _shrink(d, mid, family)).clamp(0, 1)
-            lg = model(cand)
-            fwd[idx] += 1
-            adv = _clearly_adversarial(lg, lab, targeted)
-            lo, hi = torch.where(adv, lo, mid), torch.where(adv, mid, hi)
-            s = norm_of(cand - x0, norm)
-            b = adv & (s < size[idx])
-            j = idx[b]
-            x_adv[j], size[j], logits[j] = cand[b], s[b], lg[b].to(logits.dtype)
-    if norm not in PRUNE or prune <= 0:
-        return x_adv, size, logits, fwd
-    cur = x_adv[idx].flatten(1).clone()
-    flat0 = x0.flatten(1)
-    change = (cur - flat0).abs()
-    count = (change > 0).sum(1)
-    order = torch.where(change > 0, change, torch.full_like(change, float("inf"))).argsort(1)
-    for k in range(min(prune, int(count.max()))):
-        live = (k < count).nonzero().flatten()
-        if live.numel() == 0:
-            break
-        c = order[live, k]
-        cand = cur[live].clone()
-        cand[torch.arange(len(live), device=x.device), c] = flat0[live, c]
-        lg = model(cand.view((len(live),) + tuple(x0.shape[1:])))
-        fwd[idx[live]] += 1
-        adv = _clearly_adversarial(lg, lab[live], targeted)
-        keep = live[adv]
-        cur[keep] = cand[adv]
-        j = idx[keep]
-        x_adv[j] = cand[adv].view((len(keep),) + tuple(x0.shape[1:]))
-        size[j] = norm_of(x_adv[j] - x[j], norm)
-        logits[j] = lg[adv].to(logits.dtype)
-    return x_adv, size, logits, fwd
