@@ -82,19 +82,11 @@ def minimum(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: 
     shrunk by the forward-only `refine`. `info["by"]` names the run that gave each point its result (""
     where none succeeded); `info["plan"]` the runs made. With stop_at, every attack gets it and a later
     attack runs only on the points whose best is still > stop_at."""
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
-    return run_plan(model, x, y, labels, norm, plan(norm, steps), targeted=targeted, target=target,
-                    generator=generator, stop_at=stop_at)
-
-
-def run_plan(model: nn.Module, x: Tensor, y: Tensor, labels: Tensor, norm: str, runs: list[tuple[str, dict]], *,
-             targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
-             stop_at: float | None = None, refine_each: bool = True) -> AttackResult:
-    """`minimum`'s body for a given list of runs (`plan`'s form; the name WARM is FMN from each point's best
-    so far, `fast_minimum_norm.fmn_from`)."""
     from robustlab import attacks
     from robustlab.attacks.fast_minimum_norm import fmn_from
 
+    x, labels = prepare(model, x, y, targeted=targeted, target=target)
+    runs = plan(norm, steps)
     n = len(x)
     x_adv, logits = x.clone(), torch.zeros(0)
     size = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
@@ -114,26 +106,23 @@ def run_plan(model: nn.Module, x: Tensor, y: Tensor, labels: Tensor, norm: str, 
                 kw = {**kw, "targeted": True, "target": target[todo]}
             if "generator" in spec.params:
                 kw["generator"] = generator
-            if refine_each and "refine" in spec.params:  # `refine` below does the attack's own closing search
+            if "refine" in spec.params:  # `refine` below does the attack's own closing search
                 kw = {"refine": 0, **kw}
             r = spec(model, x[todo], y[todo], norm=norm, stop_at=stop_at, **kw)  # verified by its entry point
         if logits.numel() == 0:
             logits = torch.zeros((n,) + tuple(r.logits.shape[1:]), dtype=r.logits.dtype, device=x.device)
         at = todo.nonzero().flatten()
         r_norm = torch.where(r.success, r.norm, torch.full_like(r.norm, float("inf")))
-        r_adv, r_logits = r.x_adv, r.logits
-        if refine_each:
-            r_adv, r_norm, r_logits, f = refine(model, x[at], labels[at], r_adv, r_norm, r_logits, norm, targeted,
-                                                prune=0)
-            fwd[at] += f
-        fwd[at] += r.forward_passes
+        r_adv, r_norm, r_logits, f = refine(model, x[at], labels[at], r.x_adv, r_norm, r.logits, norm, targeted,
+                                            prune=0)
+        fwd[at] += f + r.forward_passes
         bwd[at] += r.backward_passes
         b = r_norm < size[at]
         j = at[b]
         x_adv[j], size[j], logits[j] = r_adv[b], r_norm[b], r_logits[b].to(logits.dtype)
         for i in j.tolist():
             by[i] = name
-    if refine_each and norm in PRUNE and logits.numel():  # the entries put back: once, on each point's best
+    if norm in PRUNE and logits.numel():  # the entries put back: once, on each point's best
         x_adv, size, logits, f = refine(model, x, labels, x_adv, size, logits, norm, targeted, searches=0)
         fwd += f
     # failures: the input itself (the entry point's verification pass gives every point its logits)
