@@ -110,3 +110,37 @@ def recognizability(oracle: nn.Module, images: Tensor, targets: Tensor, *, seeds
         raise InputError(f"the oracle's clean accuracy ({ceiling:.3f}) must exceed its rate on noise ({floor:.3f})")
     return Score(m, lo, hi, (m - floor) / span, (lo - floor) / span, (hi - floor) / span, floor, ceiling, per_seed,
                  len(per_seed), method)
+
+
+@torch.no_grad()
+def target_probability(oracle: nn.Module, images: Tensor, targets: Tensor, batch_size: int = 500) -> Tensor:
+    """(N,) the oracle's softmax probability of each image's target (a less saturated score than the
+    argmax rate: it keeps moving after the image has crossed the oracle's decision boundary)."""
+    if len(images) != len(targets):
+        raise InputError(f"images ({len(images)}) and targets ({len(targets)}) must have the same length")
+    p = torch.cat([torch.softmax(oracle(images[i:i + batch_size]), 1) for i in range(0, len(images), batch_size)])
+    return p[torch.arange(len(p), device=p.device), targets.to(p.device).long()]
+
+
+def template_cosine(start: Tensor, images: Tensor, direction: Tensor) -> Tensor:
+    """(N,) cosine between each image's change (images - start) and its `direction` (N, C, H, W), e.g. the
+    class-mean difference mu_target - mu_source: how much the perturbation adds the target's average
+    appearance, with no classifier at all. An unchanged image gives 0."""
+    if not (start.shape == images.shape == direction.shape):
+        raise InputError(f"start, images and direction must have one shape, got {tuple(start.shape)}, "
+                         f"{tuple(images.shape)}, {tuple(direction.shape)}")
+    d, t = (images - start).flatten(1).double(), direction.flatten(1).double()
+    den = d.norm(dim=1) * t.norm(dim=1)
+    return torch.where(den > 0, (d * t).sum(1) / den.clamp_min(1e-300), torch.zeros_like(den)).float()
+
+
+def seed_interval(values: Tensor, seeds: Tensor, *, level: float = 0.95,
+                  bounds: tuple[float, float] | None = None) -> dict:
+    """Mean of per-image `values` with the interval over seeds: the per-seed means are the samples
+    (`mean_interval`, Student t). Returns {"score", "low", "high", "per_seed"}."""
+    if values.shape != seeds.shape or values.dim() != 1:
+        raise InputError(f"values and seeds must be 1-d of one length, got {tuple(values.shape)}, {tuple(seeds.shape)}")
+    v, s = values.double().cpu(), seeds.cpu()
+    per = [float(v[s == k].mean()) for k in torch.unique(s)]
+    m, lo, hi = mean_interval(per, level=level, bounds=bounds)
+    return {"score": m, "low": lo, "high": hi, "per_seed": per}
