@@ -69,3 +69,38 @@ def test_score_counts_target_hits_per_seed_and_normalises():
     assert s2.normalized == pytest.approx((0.9 - 0.1) / 0.8)
     with pytest.raises(InputError):
         R.recognizability(Oracle(), bad, targets, seeds=seeds, noise=noise, ceiling=0.05)
+
+
+def test_target_probability_is_the_softmax_entry_of_the_target():
+    lin = nn.Linear(4, 3)
+    x = torch.randn(7, 4, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0, 1, 2, 0, 1, 2, 2])
+    p = R.target_probability(lin, x, t, batch_size=3)
+    ref = torch.softmax(lin(x), 1).gather(1, t[:, None])[:, 0]
+    assert torch.allclose(p, ref.detach())
+    with pytest.raises(InputError):
+        R.target_probability(lin, x, t[:3])
+
+
+def test_template_cosine_on_known_directions():
+    start = torch.zeros(3, 1, 2, 2)
+    d = torch.tensor([1.0, 0, 0, 0]).view(1, 1, 2, 2).expand(3, 1, 2, 2)
+    images = torch.stack([d[0], -d[0], torch.tensor([0.0, 1, 0, 0]).view(1, 2, 2)])
+    c = R.template_cosine(start, images, d.clone())
+    assert c.tolist() == pytest.approx([1.0, -1.0, 0.0])
+    # scale-free, and an unchanged image scores 0 (not NaN)
+    assert R.template_cosine(start, 5 * images, d.clone()).tolist() == pytest.approx([1.0, -1.0, 0.0])
+    assert R.template_cosine(start, start, d.clone()).tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(InputError):
+        R.template_cosine(start, images[:2], d.clone())
+
+
+def test_seed_interval_averages_per_seed_then_takes_the_t_interval():
+    values = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    seeds = torch.tensor([0, 0, 1, 1, 2, 2])
+    s = R.seed_interval(values, seeds, bounds=(0.0, 1.0))
+    assert s["per_seed"] == pytest.approx([0.5, 1.0, 0.0])
+    m, lo, hi = R.mean_interval([0.5, 1.0, 0.0], bounds=(0.0, 1.0))
+    assert (s["score"], s["low"], s["high"]) == pytest.approx((m, lo, hi))
+    with pytest.raises(InputError):
+        R.seed_interval(values, seeds[:3])

@@ -52,9 +52,15 @@ def test_score_order_and_configs():
     fake = {"models": {n: {"inversion": {"recognizability": {"score": s}}} for n, s in
                        [("pgd_at", 0.9), ("fgsm_rs", 0.8), ("trades6", 0.85), ("grad_penalty", 0.5),
                         ("fim_penalty", 0.4), ("distilled", 0.2), ("standard", 0.1)]}}
-    assert H.score_order(fake) == {"minimax_above_penalty": True, "penalty_above_undefended": True}
+    assert H.score_order(fake) == {"minimax_above_penalty": True, "penalty_above_undefended": True,
+                                   "oriented_above_distilled": True, "distilled_above_standard": True}
     fake["models"]["standard"]["inversion"]["recognizability"]["score"] = 0.45
-    assert H.score_order(fake)["penalty_above_undefended"] is False
+    assert H.score_order(fake) == {"minimax_above_penalty": True, "penalty_above_undefended": False,
+                                   "oriented_above_distilled": True, "distilled_above_standard": False}
+    fake["models"]["grad_penalty"]["inversion"]["recognizability"]["score"] = 0.95  # a penalty above minimax
+    fake["models"]["fim_penalty"]["inversion"]["recognizability"]["score"] = 0.15  # and one below distilled
+    o = H.score_order(fake)
+    assert o["minimax_above_penalty"] is False and o["oriented_above_distilled"] is False
     cfgs = H.model_configs(H.PROFILES["cpu"], {"grad_penalty": 1.0, "fim_penalty": 2.0}, teacher_dir="T")
     assert list(cfgs) == H.MODELS and cfgs["distilled"]["objective"]["teacher"] == "T"
     assert cfgs["trades_extreme"]["objective"]["beta"] == 1e4 and cfgs["pgd_at"]["objective"]["steps"] == 7
@@ -102,8 +108,20 @@ def test_cpu_11_extreme_trades_collapses(cpu_results):
 def test_cpu_12_recognizability_ordering(cpu_results):
     m = cpu_results["models"]
     s = {n: r["inversion"]["recognizability"]["score"] for n, r in m.items()}
+    # the spec's check 12
     assert s["pgd_at"] >= s["standard"] + 0.30
-    assert cpu_results["score_order_check"] == {"minimax_above_penalty": True, "penalty_above_undefended": True}
+    # the part of the paper's ordering (minimax > penalties > distilled > standard) that this scale reproduces:
+    # every minimax and penalty model above distilled, distilled above standard (measured on the cpu run:
+    # standard 0.34 [0.28, 0.40] < distilled 0.64 [0.57, 0.71] < all five others, lowest PGD-AT 0.87 [0.84, 0.91]).
+    # NOT reproduced: minimax above penalties. Measured: GradPenalty 0.91, FIMPenalty 0.96 against FGSM-RS 0.90,
+    # PGD-AT 0.87, TRADES-6 0.89 (all near the oracle's clean accuracy 0.83), and on large-eps examples the penalties
+    # are above (0.42, 0.51 against 0.22, 0.30, 0.21). Twelve other scores fixed in advance (area over inversion
+    # steps, a budget strip, a second LeNet-5 oracle, target probabilities, a class-mean template cosine;
+    # benchmarks/helland_recognizability.py, docs/results/helland2020-cpu/recognizability_candidates.md) put
+    # no minimax model above both penalties either; the paper's ordering is a human judgement on CIFAR-10.
+    o = H.score_order(cpu_results)
+    assert o["oriented_above_distilled"] and o["distilled_above_standard"], o
+    assert o["penalty_above_undefended"], o
 
 
 @pytest.mark.slow
@@ -121,4 +139,31 @@ def test_extreme_trades_learning_rate_moves_the_kl_term_like_trades6():
     assert lr_x * p.trades_extreme_beta == pytest.approx(lr6 * 6.0)
     fake = {"models": {n: {"large_eps": {"recognizability": {"score": s}}} for n, s in
                        [("pgd_at", 0.6), ("grad_penalty", 0.5), ("standard", 0.2)]}}
-    assert H.score_order(fake, "large_eps") == {"minimax_above_penalty": True, "penalty_above_undefended": True}
+    o = H.score_order(fake, "large_eps")
+    assert o["minimax_above_penalty"] is True and o["penalty_above_undefended"] is True
+    assert o["oriented_above_distilled"] is False and o["distilled_above_standard"] is False  # no distilled model
+
+
+def _fake_run(scores: dict[str, float]) -> dict:
+    rec = {"score": 0.5, "low": 0.4, "high": 0.6, "normalized": 0.5, "normalized_low": 0.4, "normalized_high": 0.6,
+           "floor": 0.1}
+    models = {n: {"robust_acc": {"0.0": 0.9}, "inversion": {"recognizability": {**rec, "score": s},
+                                                           "recognizability_by_step": [{"step": 1, **rec}],
+                                                           "model_target_prob": 0.9},
+                  "large_eps": {"recognizability": {**rec, "score": s / 2}}} for n, s in scores.items()}
+    return {"profile": "custom", "settings": {"eval_eps": [0.0], "eps": 0.1, "inv_steps": 5, "inv_seeds": 3},
+            "oracle": {"arch": "mlp", "seed": 1, "clean_acc": 0.8}, "betas": {"grad_penalty": 1, "fim_penalty": 1},
+            "models": models, "seconds": {"total": 2.0, "train": 1.0, "inversion": 1.0}}
+
+
+def test_tables_state_the_unreproduced_ordering_only_when_it_fails():
+    paper = {"pgd_at": 0.9, "fgsm_rs": 0.9, "trades6": 0.9, "grad_penalty": 0.6, "fim_penalty": 0.6,
+             "distilled": 0.4, "standard": 0.2}
+    assert "Not reproduced" not in H.tables(_fake_run(paper))
+    md = H.tables(_fake_run({**paper, "fim_penalty": 0.95}))
+    assert "Not reproduced here: minimax above penalties" in md and "FIMPenalty 0.95" in md
+    # a run without penalty models has no such comparison to state
+    assert "Not reproduced" not in H.tables(_fake_run({"pgd_at": 0.9, "standard": 0.2}))
+    # rows follow the paper's model order whatever the order of the results
+    md = H.tables(_fake_run(dict(reversed(list(paper.items())))))
+    assert md.index("| Standard |") < md.index("| PGD-AT |")
