@@ -6,7 +6,7 @@ import torch
 from robustlab import attacks, ops
 from robustlab.attacks.base import refine
 from robustlab.attacks.fast_minimum_norm import fmn_from
-from robustlab.attacks.portfolio import MIN_SHARE, MIN_STEPS, PORTFOLIO, WARM, plan
+from robustlab.attacks.portfolio import MIN_SHARE, MIN_STEPS, PORTFOLIO, WARM, plan, polish_rounds
 from robustlab.data.checks import InputError
 from tests.helpers import digits_mlp
 from tests.test_attacks_minnorm import closed_form, linear_case
@@ -23,11 +23,13 @@ def mlp():
 @pytest.mark.parametrize("p", sorted(PORTFOLIO))
 def test_plan_spends_the_budget_in_the_portfolio_shares(p):
     runs = plan(p, 1000)
+    left = 1000 - 2 * polish_rounds(p, 1000)  # the closing polish's gradients come off the top
     assert [a for a, _ in runs] == [a for a, _, _ in PORTFOLIO[p]]
-    assert [kw["steps"] for _, kw in runs] == [int(s * 1000) for _, s, _ in PORTFOLIO[p]]
+    assert [kw["steps"] for _, kw in runs] == [int(s * left) for _, s, _ in PORTFOLIO[p]]
     for budget in (100, 200, 333):
         runs = plan(p, budget)
-        assert budget - len(runs) <= sum(kw["steps"] for _, kw in runs) <= budget
+        left = budget - 2 * polish_rounds(p, budget)
+        assert left - len(runs) <= sum(kw["steps"] for _, kw in runs) <= left
         assert all(kw["steps"] >= MIN_SHARE.get(a, MIN_STEPS) for a, kw in runs)
         if budget < 200 and any(a == "pdpgd_r" for a, _, _ in PORTFOLIO[p]):
             assert "pdpgd_r" not in [a for a, _ in runs]  # its dual needs ~100 iterations: left out
@@ -47,14 +49,20 @@ def test_minimum_is_the_verified_per_point_minimum(mlp, p):
     assert torch.equal(r.success, pred != y) and r.success.all()
     assert torch.allclose(r.norm, ops.norm(r.x_adv - x, p), rtol=1e-5, atol=1e-6)
     assert ((r.x_adv >= 0) & (r.x_adv <= 1)).all()
-    # the gradient budget, all runs together, spent exactly (no point here starts adversarial, none stops early)
-    assert (r.backward_passes == sum(kw["steps"] for _, kw in r.info["plan"])).all()
-    assert sum(kw["steps"] for _, kw in r.info["plan"]) == steps
-    # each deterministic member, run alone with its planned budget, is never better on any point
+    # the gradient budget, all runs together, spent (no point here starts adversarial, none stops early), then
+    # the polish's at most two gradients a round, all within `steps`
+    planned = sum(kw["steps"] for _, kw in r.info["plan"])
+    rounds = polish_rounds(p, steps)
+    assert steps - 2 * rounds - len(r.info["plan"]) <= planned <= steps - 2 * rounds
+    assert (r.backward_passes >= planned).all() and (r.backward_passes <= planned + 2 * rounds).all()
+    # each deterministic member, run alone with its planned budget (and without the closing that `minimum`
+    # does once for all of them), is never better on any point
     for name, kw in r.info["plan"]:
         if name in ("pdpgd_r", WARM):  # random restarts / no run of its own: its start is the portfolio's best
             continue
-        single = attacks.get(name)(m, x, y, norm=p, **kw)
+        spec = attacks.get(name)
+        raw = {key: 0 for key in ("refine", "polish") if key in spec.params}
+        single = spec(m, x, y, norm=p, **kw, **raw)
         assert (r.norm <= single.norm + 1e-6).all(), name
     assert set(r.info["by"]) <= {a for a, _ in r.info["plan"]}
     if p == "l1":
@@ -71,7 +79,9 @@ def test_minimum_on_a_linear_model(p):
         assert best * (1 - 1e-6) <= float(r.norm) <= best * 1.001, (float(r.norm), best)
         for name, kw in r.info["plan"]:  # never worse than a member alone at its share
             if name != WARM:
-                assert float(r.norm) <= float(attacks.get(name)(model, x, y, norm=p, **kw).norm) * (1 + 1e-12)
+                spec = attacks.get(name)
+                raw = {key: 0 for key in ("refine", "polish") if key in spec.params}
+                assert float(r.norm) <= float(spec(model, x, y, norm=p, **kw, **raw).norm) * (1 + 1e-12)
 
 
 def test_minimum_targeted_and_bad_input(mlp):
@@ -157,7 +167,7 @@ def test_refine_never_grows_and_keeps_failures(mlp, p):
 
 def test_warm_fmn_never_leaves_its_start_worse(mlp):
     m, x, y = mlp
-    start = attacks.ddn(m, x, y, steps=10)
+    start = attacks.ddn(m, x, y, steps=10, polish=0)  # a coarse start (no closing polish)
     r = fmn_from(m, x, y, start.x_adv, norm="l2", steps=10)
     assert r.success.all() and (r.norm <= start.norm + 1e-6).all()
     assert (r.norm < start.norm - 1e-6).float().mean() > 0.5  # and it does shrink most of them

@@ -49,9 +49,13 @@ def test_linear_minimal_perturbation(name, p, tol):
 
 def test_deepfool_reaches_the_linear_boundary_in_one_step():
     model, x, y, z, w = linear_case()
-    r = attacks.deepfool(model, x, y, norm="l2", overshoot=0.02)
+    r = attacks.deepfool(model, x, y, norm="l2", overshoot=0.02, refine=0)
     assert int(r.backward_passes) == 2  # one step (two candidate classes), then the check
     assert float(r.norm) == pytest.approx(closed_form(z, w, int(y), "l2") * 1.02, rel=1e-3)
+    # the closing refine takes the 2% overshoot back with forward passes only
+    r = attacks.deepfool(model, x, y, norm="l2", overshoot=0.02)
+    assert int(r.backward_passes) == 2
+    assert float(r.norm) == pytest.approx(closed_form(z, w, int(y), "l2"), rel=2e-3)
 
 
 MINNORM = [("deepfool", "l2"), ("deepfool", "linf"), ("ddn", "l2"), ("fmn", "l2"), ("fmn", "linf"), ("fmn", "l1"),
@@ -246,7 +250,9 @@ class Recorder(torch.nn.Module):
                                     ("fab", "l2"), ("cw", "l2"), ("ead", "l1"), ("deepfool", "l2")])
 def test_result_is_the_best_adversarial_the_model_saw(mlp, name, p):
     """Best-so-far: on one sample at a time, the returned norm is the smallest over every in-box
-    adversarial point the attack evaluated (so it never grows and no found example is lost)."""
+    adversarial point the attack evaluated (so it never grows and no found example is lost). The closing
+    polish and refine look at points on the boundary and keep only those clearly adversarial (REFINE_GAP),
+    so a point they passed over may be smaller by a hair: 1e-4 relative."""
     m, x, y = mlp
     kw = {"steps": 20}
     if name in ("cw", "ead"):
@@ -258,7 +264,7 @@ def test_result_is_the_best_adversarial_the_model_saw(mlp, name, p):
         with torch.no_grad():
             adv = (m(pts).argmax(1) != y[i]) & ((pts >= 0) & (pts <= 1)).flatten(1).all(1)
         seen_best = ops.norm(pts[adv] - x[i:i + 1], p).min() if bool(adv.any()) else torch.tensor(float("inf"))
-        assert float(r.norm) <= float(seen_best) * (1 + 1e-6) + 1e-9, (i, float(r.norm), float(seen_best))
+        assert float(r.norm) <= float(seen_best) * (1 + 1e-4) + 1e-9, (i, float(r.norm), float(seen_best))
 
 
 @pytest.mark.parametrize("name", ["deepfool", "cw", "ddn", "fmn", "fab", "fab_t", "ead", "sparsefool", "jsma"])

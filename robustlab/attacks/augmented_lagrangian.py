@@ -100,7 +100,8 @@ def _initial_lr(x0: Tensor, g: Tensor, norm: str, target: float) -> Tensor:
 def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, lr_init: float | None = None,
          lr_reduction: float | None = None, init_lr_distance: float | None = None, mu_init: float = 1.0,
          rho_init: float = 1.0, check_steps: int = 10, tau: float = 0.95, gamma: float = 1.2,
-         alpha: float | None = None, logit_tolerance: float = 1e-4, refine: int = 10, targeted: bool = False,
+         alpha: float | None = None, logit_tolerance: float = 1e-4, refine: int = 10, polish: int = 3,
+         targeted: bool = False,
          target: Tensor | None = None, generator: torch.Generator | None = None,
          stop_at: float | None = None) -> AttackResult:
     """ALMA (L2 or L1): gradient steps on D(delta) + P2(c, rho, mu) with the multiplier and penalty
@@ -113,11 +114,15 @@ def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
     gradient at the first step is replaced by a random direction drawn with `generator`. `refine`: forward
     passes of a closing bisection along each best perturbation's own direction (base.refine_along_ray: the
     RMSProp step's last size is fixed per coordinate, not relative to the sample's minimum, and the best
-    iterate can overshoot the boundary by it; the search only shrinks the result; 0 = the paper's attack)."""
+    iterate can overshoot the boundary by it; the search only shrinks the result; 0 = the paper's attack).
+    `polish`: rounds of the closing projection onto the linearised boundary before that search
+    (base.boundary_polish: one forward and two backward passes plus at most five forward passes each; it
+    only shrinks the result; 0 and refine=0 = the paper's attack)."""
     x, labels = prepare(model, x, y, targeted=targeted, target=target)
     check_norm(norm, ("l2", "l1"))
-    if steps < 1 or check_steps < 1 or refine < 0:
-        raise InputError(f"steps and check_steps must be >= 1 and refine >= 0, got {steps}, {check_steps}, {refine}")
+    if steps < 1 or check_steps < 1 or refine < 0 or polish < 0:
+        raise InputError(f"steps and check_steps must be >= 1 and refine, polish >= 0, got {steps}, {check_steps}, "
+                         f"{refine}, {polish}")
     a_def, lr_def, d_def, r_def = DEFAULTS[norm]
     alpha = a_def if alpha is None else alpha
     lr_reduction = r_def if lr_reduction is None else lr_reduction
@@ -185,5 +190,5 @@ def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
         buf = alpha * buf + g / (square_avg.sqrt() + 1e-8)
         delta = ((x0 + delta - view_n(lr * decay, x0) * buf).clamp(0, 1) - x0).detach()
     return finish_last_iterate(model, track, counter, idx, x0 + delta, lab, targeted, refine=refine,
-                               all_labels=labels, stop_at=stop_at)
+                               polish=polish, all_labels=labels, stop_at=stop_at)
 

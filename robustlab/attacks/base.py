@@ -617,18 +617,19 @@ def start_minnorm(model: nn.Module, x: Tensor, labels: Tensor, norm: str,
 
 
 def finish_last_iterate(model: nn.Module, track: BestTracker, counter: PassCounter, idx: Tensor, xa: Tensor,
-                        labels: Tensor, targeted: bool, *, refine: int = 0, all_labels: Tensor | None = None,
-                        stop_at: float | None = None) -> AttackResult:
+                        labels: Tensor, targeted: bool, *, refine: int = 0, polish: int = 0,
+                        all_labels: Tensor | None = None, stop_at: float | None = None) -> AttackResult:
     """The closing of a minimum-norm loop: the samples still running (`idx`) have their last iterate `xa`
-    evaluated (one counted forward pass) and offered to the tracker; with `refine` > 0 (and `all_labels`, the
-    labels of every sample), `refine_along_ray` then shrinks each best point; returns every sample's best."""
+    evaluated (one counted forward pass) and offered to the tracker; with `refine` or `polish` > 0 (and
+    `all_labels`, the labels of every sample), `refine_along_ray` then shrinks each best point; returns every
+    sample's best."""
     if idx.numel():
         with torch.no_grad():
             logits = model(xa)
         counter.add(idx, forward=1)
         track.update(idx, xa, logits, labels, targeted)
-    if refine > 0 and all_labels is not None:
-        refine_along_ray(model, track, counter, all_labels, targeted, refine, stop_at)
+    if (refine > 0 or polish > 0) and all_labels is not None:
+        refine_along_ray(model, track, counter, all_labels, targeted, refine, stop_at, polish=polish)
     return track.result(model, counter)
 
 
@@ -639,14 +640,94 @@ def num_classes_of(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
     return logits, logits.shape[1]
 
 
+def boundary_polish(model: nn.Module, track: BestTracker, counter: PassCounter, labels: Tensor, targeted: bool,
+                    steps: int, stop_at: float | None = None, *, classes: int = 2, searches: int = 5) -> None:
+    """The closing polish of a minimum-norm attack (linf, l2, l1): `steps` rounds, each one counted forward
+    pass at every best point x_b with `classes` counted backward passes, then at most `searches` counted
+    forward passes.
+
+    A round linearises at x_b the margin between the label and each of the `classes` strongest other
+    classes there (targeted: between the target and the strongest other class, one backward pass), and
+    projects the original point x onto each linearised boundary in the attack's norm inside the [0, 1] box
+    (the exact box-constrained step of FAB and DeepFool, `ops.hyperplane_step_box`, aimed a hair past the
+    boundary); the smallest of these steps is the candidate c. On a linear model c is the exact minimum
+    (the attack may have ended in the region of a class whose boundary is not the nearest: the second class
+    looked at is the one it most often is). Where the model curves, c may not be adversarial: the round
+    then bisects the segment x_b .. c for its adversarial point nearest c. Every point of that segment is
+    no larger than x_b (the norm is convex) and strictly smaller when c is, so the best never grows; a
+    point is kept only when clearly adversarial (`REFINE_GAP`)."""
+    from robustlab.ops import hyperplane_step_box
+    from robustlab.ops import norm as norm_of
+
+    if steps <= 0 or classes <= 0 or track.normname not in ("linf", "l2", "l1"):
+        return
+    for _ in range(steps):
+        ok = track.success & (track.norm > 0)
+        if stop_at is not None:
+            ok &= track.norm > stop_at
+        idx = ok.nonzero().flatten()
+        if idx.numel() == 0:
+            return
+        x0, xb, lab = track.x[idx], track.x_adv[idx], labels[idx]
+        with torch.enable_grad():
+            z = xb.detach().clone().requires_grad_(True)
+            lg = model(z)
+            own = lg.gather(1, lab[:, None]).squeeze(1)
+            rest = lg.detach().scatter(1, lab[:, None], float("-inf"))
+            c = 1 if targeted else min(classes, lg.shape[1] - 1)
+            js = rest.topk(c, dim=1).indices
+            gs, ws = [], []
+            for k in range(c):
+                other = lg.gather(1, js[:, k:k + 1]).squeeze(1)
+                g = other - own if targeted else own - other  # < 0: on the adversarial side of this boundary
+                w, = torch.autograd.grad(g.sum(), z, retain_graph=k + 1 < c)
+                gs.append(g.detach())
+                ws.append(w)
+        counter.add(idx, forward=1, backward=c)
+        gap = 2 * REFINE_GAP * (1 + lg.detach().abs().amax(1))
+        cand, size = xb, track.norm[idx]
+        for g, w in zip(gs, ws):
+            # the linearised margin g(x_b) + <w, x0 + d - x_b> = -gap, solved for the smallest d in the box
+            c0 = -(g + gap) - (w * (x0 - xb)).flatten(1).sum(1)
+            ck = (x0 + hyperplane_step_box(w, c0, -x0, 1 - x0, track.normname)).clamp(0, 1)
+            sk = norm_of(ck - x0, track.normname)
+            smaller = sk < size
+            cand, size = torch.where(view_n(smaller, xb), ck, cand), torch.where(smaller, sk, size)
+        live = size < track.norm[idx]
+        if not bool(live.any()):
+            return
+        idx, xb, cand, lab = idx[live], xb[live], cand[live], lab[live]
+        # the largest a in (0, 1] with x_b + a (c - x_b) clearly adversarial: a = 1 first, then bisection
+        lo, hi = torch.zeros(len(idx), device=xb.device, dtype=xb.dtype), torch.ones(len(idx), device=xb.device,
+                                                                                     dtype=xb.dtype)
+        a = hi.clone()
+        for k in range(max(searches, 1)):
+            pt = xb + view_n(a, xb) * (cand - xb)
+            with torch.no_grad():
+                out = model(pt)
+            counter.add(idx, forward=1)
+            adv = _clearly_adversarial(out, lab, targeted)
+            if bool(adv.any()):
+                track.update(idx[adv], pt[adv], out[adv], lab[adv], targeted)
+            lo, hi = torch.where(adv, a, lo), torch.where(adv, hi, a)
+            if k == 0:  # only the points whose full step failed search on
+                go = ~adv
+                if not bool(go.any()):
+                    break
+                idx, xb, cand, lab, lo, hi = idx[go], xb[go], cand[go], lab[go], lo[go], hi[go]
+            a = (lo + hi) / 2
+
+
 def refine_along_ray(model: nn.Module, track: BestTracker, counter: PassCounter, labels: Tensor, targeted: bool,
-                     steps: int, stop_at: float | None = None) -> None:
-    """The closing refinement of a minimum-norm attack: `refine` along the scaling path only, per sample with
+                     steps: int, stop_at: float | None = None, *, polish: int = 0) -> None:
+    """The closing of a minimum-norm attack: `polish` rounds of `boundary_polish` (the gradient steps onto
+    the linearised boundary), then `refine` along the scaling path only, per sample with
     a success of size > 0 (and > stop_at): a bisection on t in [0, 1] for the smallest t that keeps
     x + t (x_best - x) adversarial, `steps` counted forward passes and no gradient; the tracker keeps what
     shrank. It takes back the overshoot an iterative attack leaves when its last steps are large against the
     sample's own minimum; it does not change the perturbation's direction (the attack's own result), so it
     does nothing for L0 and pixel counts."""
+    boundary_polish(model, track, counter, labels, targeted, polish, stop_at)
     if steps <= 0 or track.normname not in ("linf", "l2", "l1"):
         return
     ok = track.success & (track.norm > 0)

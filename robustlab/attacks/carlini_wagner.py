@@ -24,7 +24,7 @@ from robustlab.ops import margin
 @register("cw", family="minnorm", norms=("l2",))
 def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, search_steps: int = 9,
        initial_const: float = 1.0, kappa: float = 0.0, lr: float = 0.2, anneal: bool = True,
-       abort_early: bool = False, refine: int = 10,
+       abort_early: bool = False, refine: int = 10, polish: int = 3,
        targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
        stop_at: float | None = None) -> AttackResult:
     """Minimise ||x' - x||_2^2 + c * max(m(x'), -kappa) over w with x' = (tanh(w) + 1) / 2 (always in
@@ -44,13 +44,15 @@ def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
     since at 100 steps the windows are shorter than Adam's oscillation and runs stop before settling.
     Deterministic (generator unused). With stop_at, a sample leaves (within a run and for the later
     constants) once its best norm is <= stop_at. `refine`: forward passes of a closing bisection along each
-    best perturbation's own direction (base.refine_along_ray; it only shrinks the result; 0 = off)."""
+    best perturbation's own direction (base.refine_along_ray; it only shrinks the result; 0 = off). `polish`:
+    rounds of the closing projection onto the linearised boundary before that search (base.boundary_polish:
+    one forward and two backward passes plus at most five forward passes each; it only shrinks; 0 = off)."""
     x, labels = prepare(model, x, y, targeted=targeted, target=target)
     if norm != "l2":
         raise InputError("cw is an L2 attack (norm='l2')")
-    if steps < 1 or search_steps < 1 or refine < 0:
-        raise InputError(f"steps and search_steps must be >= 1 and refine >= 0, got {steps}, {search_steps}, "
-                         f"{refine}")
+    if steps < 1 or search_steps < 1 or refine < 0 or polish < 0:
+        raise InputError(f"steps and search_steps must be >= 1 and refine, polish >= 0, got {steps}, "
+                         f"{search_steps}, {refine}, {polish}")
     n = x.shape[0]
     counter = PassCounter(n, x.device)
     logits0, k = num_classes_of(model, x)
@@ -127,5 +129,5 @@ def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
         cl = torch.where(succeeded, lower[idx], torch.maximum(lower[idx], c))
         new_c = torch.where(cu < 1e9, (cl + cu) / 2, c * 10)
         upper[idx], lower[idx], const[idx] = cu, cl, new_c
-    refine_along_ray(model, track, counter, labels, targeted, refine, stop_at)
+    refine_along_ray(model, track, counter, labels, targeted, refine, stop_at, polish=polish)
     return track.result(model, counter)

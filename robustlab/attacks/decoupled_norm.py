@@ -24,8 +24,9 @@ from robustlab.ops import margin
 @register("ddn", family="minnorm", norms=("l2",))
 def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, gamma: float = 0.05,
         init_norm: float = 1.0, alpha_init: float = 1.0, alpha_final: float = 0.01, levels: int = 0,
-        margin_from: float = 0.5, refine: int = 10, targeted: bool = False, target: Tensor | None = None,
-        generator: torch.Generator | None = None, stop_at: float | None = None) -> AttackResult:
+        margin_from: float = 0.5, refine: int = 10, polish: int = 3, targeted: bool = False,
+        target: Tensor | None = None, generator: torch.Generator | None = None,
+        stop_at: float | None = None) -> AttackResult:
     """DDN: a normalised gradient step of size alpha (cosine-annealed from alpha_init to
     alpha_final), then the perturbation is rescaled to the radius eps, which shrinks by (1 - gamma) while
     the current point is adversarial and grows by (1 + gamma) otherwise. levels > 1 quantises x + delta
@@ -44,13 +45,15 @@ def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
     `refine`: forward passes of a closing bisection along each best perturbation's own direction
     (base.refine_along_ray). eps moves by gamma per step from init_norm, so where the sample's minimum is far
     below init_norm most steps go into shrinking eps and the best point overshoots by up to a gamma step;
-    the search only shrinks the result (0 = the paper's attack)."""
+    the search only shrinks the result. `polish`: rounds of the closing projection onto the linearised
+    boundary before that search (base.boundary_polish: one forward and two backward passes plus at most five
+    forward passes each; it only shrinks). refine=0 and polish=0: the paper's attack."""
     x, labels = prepare(model, x, y, targeted=targeted, target=target)
     if norm != "l2":
         raise InputError("ddn is an L2 attack (norm='l2')")
-    if steps < 1 or not 0 < gamma < 1 or not 0 <= margin_from <= 1 or refine < 0:
-        raise InputError(f"need steps >= 1, 0 < gamma < 1, 0 <= margin_from <= 1 and refine >= 0, got {steps}, "
-                         f"{gamma}, {margin_from}, {refine}")
+    if steps < 1 or not 0 < gamma < 1 or not 0 <= margin_from <= 1 or refine < 0 or polish < 0:
+        raise InputError(f"need steps >= 1, 0 < gamma < 1, 0 <= margin_from <= 1 and refine, polish >= 0, got "
+                         f"{steps}, {gamma}, {margin_from}, {refine}, {polish}")
     n = x.shape[0]
     counter, track, _, done = start_minnorm(model, x, labels, "l2", targeted)
     idx = torch.arange(n, device=x.device)[~done]
@@ -84,4 +87,4 @@ def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
             xn = torch.round(xn * (levels - 1)) / (levels - 1)
         delta = xn - x0
     return finish_last_iterate(model, track, counter, idx, x0 + delta, lab, targeted, refine=refine,
-                               all_labels=labels, stop_at=stop_at)
+                               polish=polish, all_labels=labels, stop_at=stop_at)

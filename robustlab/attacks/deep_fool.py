@@ -12,6 +12,7 @@ from robustlab.attacks.base import (
     check_norm,
     num_classes_of,
     prepare,
+    refine_along_ray,
     register,
     view_n,
 )
@@ -49,16 +50,18 @@ def minimal_step(f: Tensor, w: Tensor, norm: str) -> tuple[Tensor, Tensor]:
 
 @register("deepfool", family="minnorm", norms=("l2", "linf"))
 def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 50, overshoot: float = 0.02,
-             candidates: int = 10, max_step_norm: float = 0.0, targeted: bool = False, target: Tensor | None = None,
-             generator: torch.Generator | None = None) -> AttackResult:
+             candidates: int = 10, max_step_norm: float = 0.0, refine: int = 10, targeted: bool = False,
+             target: Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
     """DeepFool: step to the closest linearised boundary among the `candidates` highest-scoring other
     classes (the target's boundary only, when targeted) until the label flips; the total step is
     scaled by 1 + overshoot and clipped to the box. max_step_norm > 0 clips each step's norm (the
-    thesis's variant). No norm minimisation after success (as the original)."""
+    thesis's variant). `refine`: forward passes of a closing bisection along each result's own direction
+    (base.refine_along_ray), which takes back the overshoot; it only shrinks the result (0 = the original,
+    no norm minimisation after success)."""
     x, labels = prepare(model, x, y, targeted=targeted, target=target)
     check_norm(norm, ("l2", "linf"))
-    if steps < 1 or overshoot < 0:
-        raise InputError(f"steps must be >= 1 and overshoot >= 0, got {steps}, {overshoot}")
+    if steps < 1 or overshoot < 0 or refine < 0:
+        raise InputError(f"steps must be >= 1 and overshoot, refine >= 0, got {steps}, {overshoot}, {refine}")
     n = x.shape[0]
     counter = PassCounter(n, x.device)
     logits0, k = num_classes_of(model, x)
@@ -102,4 +105,5 @@ def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps:
             logits = model(xa)
         counter.add(idx, forward=1)
         track.update(idx, xa, logits, labels[idx], targeted)
+    refine_along_ray(model, track, counter, labels, targeted, refine)
     return track.result(model, counter)

@@ -22,8 +22,9 @@ from robustlab.ops import norm as norm_of
 @register("ead", family="minnorm", norms=("l1",))
 def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int = 100, search_steps: int = 9,
         initial_const: float = 1e-2, beta: float = 1e-2, kappa: float = 0.0, lr: float = 0.01,
-        decision_rule: str = "L1", refine: int = 10, targeted: bool = False, target: Tensor | None = None,
-        generator: torch.Generator | None = None, stop_at: float | None = None) -> AttackResult:
+        decision_rule: str = "L1", refine: int = 10, polish: int = 3, targeted: bool = False,
+        target: Tensor | None = None, generator: torch.Generator | None = None,
+        stop_at: float | None = None) -> AttackResult:
     """Minimise c * max(m(x'), -kappa) + ||x' - x||_2^2 + beta ||x' - x||_1 over the box by FISTA: a
     gradient step on the smooth part (lr with square-root decay), the box-constrained
     shrinkage by beta (the paper's S_beta), and Nesterov momentum k / (k + 3). Binary
@@ -33,15 +34,17 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
     EN rule; its L1 norm is reported, which need not be the smallest seen). With stop_at, a sample leaves
     once the L1 norm of the example its rule returns is <= stop_at. `refine` (rule "L1"): forward passes
     of a closing bisection along the best perturbation's own direction (base.refine_along_ray; it only
-    shrinks the result; 0 = off)."""
+    shrinks the result; 0 = off). `polish` (rule "L1"): rounds of the closing projection onto the linearised
+    boundary before that search (base.boundary_polish: one forward and two backward passes plus at most five
+    forward passes each; it only shrinks; 0 = off)."""
     x, labels = prepare(model, x, y, targeted=targeted, target=target)
     if norm != "l1":
         raise InputError("ead is an L1 attack (norm='l1')")
     if decision_rule not in ("EN", "L1"):
         raise InputError(f"decision_rule must be 'EN' or 'L1', got {decision_rule!r}")
-    if steps < 1 or search_steps < 1 or refine < 0:
-        raise InputError(f"steps and search_steps must be >= 1 and refine >= 0, got {steps}, {search_steps}, "
-                         f"{refine}")
+    if steps < 1 or search_steps < 1 or refine < 0 or polish < 0:
+        raise InputError(f"steps and search_steps must be >= 1 and refine, polish >= 0, got {steps}, "
+                         f"{search_steps}, {refine}, {polish}")
     if beta < 0 or lr <= 0 or initial_const <= 0:
         raise InputError(f"need beta >= 0, lr > 0 and initial_const > 0, got {beta}, {lr}, {initial_const}")
     n = x.shape[0]
@@ -113,7 +116,7 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
         upper[idx], lower[idx] = cu, cl
         const[idx] = torch.where(cu < 1e9, (cl + cu) / 2, c * 10)
     if decision_rule == "L1":
-        refine_along_ray(model, track, counter, labels, targeted, refine, stop_at)
+        refine_along_ray(model, track, counter, labels, targeted, refine, stop_at, polish=polish)
         return track.result(model, counter)
     ok = torch.isfinite(en_val)
     l1 = torch.where(ok, norm_of(en_x - x, "l1"), torch.full_like(en_val, float("inf")))

@@ -198,13 +198,18 @@ def recipe(norm: str, budget: int = 500) -> dict[str, float | int | str]:
     (benchmarks/pdpgd_quality.py): medians 1.4% below FAB in linf, 5% below DDN in l2, 40% below FMN
     in l1, 33% below FMN in l0; on the l2-AT and plain models within 1.5% of the best baseline's median
     in linf and l2 (smaller means) and clearly below it in l1 and l0. Below ~300 evaluations it is one
-    run and a finetune, and PDGD's l2 trails DDN/FAB on the plain model."""
+    run and a finetune, and PDGD's l2 trails DDN/FAB on the plain model.
+
+    For linf, l2 and l1 up to three rounds of the closing polish (base.boundary_polish, at most two gradient
+    evaluations a round) come out of the finetune's share, so the whole stays within `budget`."""
     check_norm(norm, tuple(RECIPE))
     if budget < 5:
         raise InputError(f"recipe: budget must be >= 5 gradient evaluations, got {budget}")
     restarts = max(1, min(3, budget // 160))  # a run needs ~100 iterations for the dual to settle
     steps = 3 * budget // 5 // restarts
-    return {**RECIPE[norm], "steps": steps, "restarts": restarts, "finetune": budget - restarts * steps}
+    left = budget - restarts * steps
+    polish = min(3, (left - 1) // 2) if norm in ("linf", "l2", "l1") else 0
+    return {**RECIPE[norm], "steps": steps, "restarts": restarts, "finetune": left - 2 * polish, "polish": polish}
 
 
 @register("pdpgd", family="minnorm", norms=("linf", "l2", "l1", "l0", "pixel"), stochastic=True)
@@ -212,9 +217,9 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
           lr_grid: tuple[float, ...] | list[float] | str = (), lr_decay: float = 0.01, lr_schedule: str = "linear",
           initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
           delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, optimizer: str = "",
-          group_rule: str = "max", finetune: int = 0, finetune_lr: float = 0.0, refine: int = 10, trace: bool = False,
-          targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
-          stop_at: float | None = None) -> AttackResult:
+          group_rule: str = "max", finetune: int = 0, finetune_lr: float = 0.0, refine: int = 10, polish: int = 3,
+          trace: bool = False, targeted: bool = False, target: Tensor | None = None,
+          generator: torch.Generator | None = None, stop_at: float | None = None) -> AttackResult:
     """PDGD (norm="l2", Adam) / PDPGD (linf, l1, l0, pixel: proximal) with the thesis's defaults.
 
     Norms are in pixel units of [0, 1] images (l0 counts values, "pixel" counts pixels with any
@@ -243,7 +248,10 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     first step larger than the whole perturbation it refines can only jump past it: where the minimum is far
     below the lr, as on the linear model of the contract test, the finetune would end coarse). refine:
     forward passes of a closing bisection along each best perturbation's own direction
-    (base.refine_along_ray: linf, l2, l1; it only shrinks the result; 0 = the thesis's attack).
+    (base.refine_along_ray: linf, l2, l1; it only shrinks the result). polish: rounds of the closing
+    projection onto the linearised boundary before that search (base.boundary_polish: linf, l2, l1; one
+    forward and two backward passes plus at most five forward passes each; it only shrinks). refine=0 and
+    polish=0: the thesis's attack.
     trace=True puts (iterations of all runs, N) tensors into info:
     "loss_weight" (averaged lambda2), "loss_weight_raw" (lambda2 before averaging), "adversarial"
     (the iterate of that step was adversarial) and "best_norm" (best-so-far after that step); NaN
@@ -256,9 +264,9 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     if steps < 1 or restarts < 1 or lr <= 0 or not 0 <= dual_ema < 1 or not 0 < lr_decay <= 1:
         raise InputError(f"need steps >= 1, restarts >= 1, lr > 0, 0 <= dual_ema < 1, 0 < lr_decay <= 1 (got "
                          f"steps={steps}, restarts={restarts}, lr={lr}, dual_ema={dual_ema}, lr_decay={lr_decay})")
-    if finetune < 0 or finetune_lr < 0 or refine < 0:
-        raise InputError(f"need finetune >= 0, finetune_lr >= 0 and refine >= 0 (got {finetune}, {finetune_lr}, "
-                         f"{refine})")
+    if finetune < 0 or finetune_lr < 0 or refine < 0 or polish < 0:
+        raise InputError(f"need finetune >= 0, finetune_lr >= 0, refine >= 0 and polish >= 0 (got {finetune}, "
+                         f"{finetune_lr}, {refine}, {polish})")
     if initial_lambda <= 0 or dual_lr < 0 or init_range < 0:
         raise InputError(f"need initial_lambda > 0, dual_lr >= 0, init_range >= 0 (got {initial_lambda}, "
                          f"{dual_lr}, {init_range})")
@@ -305,7 +313,7 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
                  lr_decay=lr_decay, lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr,
                  dual_ema=dual_ema, loss=loss, delta=delta, optimizer=opt, group_rule=group_rule,
                  targeted=targeted, r0=track.x_adv[fi] - x[fi], trace=None, stop_at=stop_at)
-    refine_along_ray(model, track, counter, labels, targeted, refine, stop_at)
+    refine_along_ray(model, track, counter, labels, targeted, refine, stop_at, polish=polish)
     info: dict[str, Tensor] = {}
     if traces is not None:
         for key in keys:
@@ -319,16 +327,16 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
 def pdgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 500, lr: float = 0.1,
          lr_grid: tuple[float, ...] | list[float] | str = (), lr_decay: float = 0.01, lr_schedule: str = "linear",
          initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
-         delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, refine: int = 10, trace: bool = False,
-         targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
-         stop_at: float | None = None) -> AttackResult:
+         delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, refine: int = 10, polish: int = 3,
+         trace: bool = False, targeted: bool = False, target: Tensor | None = None,
+         generator: torch.Generator | None = None, stop_at: float | None = None) -> AttackResult:
     """PDGD: the smooth-norm (L2) primal-dual attack, Adam on the proxy Lagrangian (see `pdpgd`)."""
     if norm != "l2":
         raise InputError(f"pdgd is the L2 version (got norm={norm!r}); use pdpgd for linf, l1, l0 and pixel")
     return pdpgd.__wrapped__(model, x, y, norm="l2", steps=steps, lr=lr, lr_grid=lr_grid, lr_decay=lr_decay,
                  lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr, dual_ema=dual_ema,
                  loss=loss, delta=delta, restarts=restarts, init_range=init_range, optimizer="adam", refine=refine,
-                 trace=trace, targeted=targeted, target=target, generator=generator, stop_at=stop_at)
+                 polish=polish, trace=trace, targeted=targeted, target=target, generator=generator, stop_at=stop_at)
 
 
 @register("pdpgd_r", family="minnorm", norms=tuple(RECIPE), stochastic=True)
