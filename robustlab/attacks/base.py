@@ -702,7 +702,7 @@ def boundary_polish(model: nn.Module, track: BestTracker, counter: PassCounter, 
                                                                                      dtype=xb.dtype)
         a = hi.clone()
         for k in range(max(searches, 1)):
-            pt = xb + view_n(a, xb) * (cand - xb)
+            pt = (xb + view_n(a, xb) * (cand - xb)).clamp(0, 1)  # (rounding can leave the box by an ulp)
             with torch.no_grad():
                 out = model(pt)
             counter.add(idx, forward=1)
