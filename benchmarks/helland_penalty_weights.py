@@ -63,6 +63,7 @@ the direction of the dependence on the weight is visible.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 SETTINGS = ["rule", "code"]
@@ -116,6 +117,235 @@ def train(spec: str) -> dict[str, Any]:
     return info
 
 
+RESULTS = Path("docs/results/helland2020-cpu")
+SETTING_LABELS = {"profile": "Profile's weights (grad 1, FIM 100)", "rule": "(a) the spec's rule",
+                  "code": "(b) the authors' code"}
+COLUMNS = ["pgd_at", "fgsm_rs", "trades6", "grad_penalty", "fim_penalty", "rule:grad_penalty", "rule:fim_penalty",
+           "code:grad_penalty", "code:fim_penalty", "distilled", "standard"]
+
+
+def label(name: str) -> str:
+    from robustlab.experiments.helland2020 import LABELS
+
+    if ":" in name:
+        s, n = name.split(":")
+        return f"{LABELS[n]} ({'a' if s == 'rule' else 'b'})"
+    return LABELS[name]
+
+
+def robust_accuracy(m: Any, p: Any) -> dict[str, Any]:
+    """The profile's robust-accuracy evaluation (as in helland2020.run: the first eval_n test images, worst case
+    over CE and margin PGD, eval_steps steps, eval_restarts restarts, its seed, a verified success carried to
+    larger eps) on the profile's eps grid up to 0.1 (all that the carried value at 0.1 depends on)."""
+    from robustlab import data as rdata
+    from robustlab.evaluate import evaluate
+    from robustlab.experiments import helland2020 as H
+
+    te = rdata.load(p.data, "test")
+    xe, ye = te.x[:p.eval_n], te.y[:p.eval_n]
+    eps = [e for e in p.eval_eps if e <= 0.1 + 1e-12]
+    plan = [("pgd", {"steps": p.eval_steps, "restarts": p.eval_restarts, "loss": "ce"}),
+            ("pgd", {"steps": p.eval_steps, "restarts": p.eval_restarts, "loss": "margin"})]
+    card = evaluate(m, xe, ye, norm="linf", eps=eps, custom=plan, checks=False, seed=p.seed)
+    return {"clean_acc": float(card["clean_accuracy"]), "robust_acc": H._curve(card, eps)}
+
+
+def trained_runs() -> dict[str, tuple[Any, Path, list[dict[str, Any]], bool]]:
+    """{"setting:model": (config, run dir, metrics history, nan_fallback)} of the new models already trained."""
+    from robustlab.config import config_from_dict
+    from robustlab.experiments.common import CACHE_ROOT
+    from robustlab.runs import read_metrics
+
+    out = {}
+    for spec in TRAIN_ORDER:
+        setting, name = spec.split(":")
+        for fallback in (False, True):
+            cfg = config_from_dict(setting_configs(setting, nan_fallback=fallback)[name])
+            run_dir = CACHE_ROOT / f"{cfg.name}-{cfg.hash()}"
+            hist = read_metrics(run_dir)
+            if len(hist) >= cfg.epochs and (run_dir / "model.safetensors").exists():
+                out[spec] = (cfg, run_dir, hist, fallback)
+                break
+    return out
+
+
+def evaluate_all(check: bool = False) -> dict[str, Any]:
+    """Accuracy, robust accuracy and the 12 candidate scores of every trained new model, next to the existing
+    models' stored numbers; only cached (already trained) models are used, nothing trains here."""
+    import json
+    import sys
+    import time
+
+    import helland_recognizability as R
+    import torch
+
+    from robustlab.experiments import helland2020 as H
+    from robustlab.experiments.common import trained_model
+
+    torch.set_num_threads(1)
+    t_start, c_start = time.perf_counter(), time.process_time()
+    p = H.PROFILES["cpu"]
+    stored = json.loads((RESULTS / "results.json").read_text())
+    cand = json.loads((RESULTS / "recognizability_candidates.json").read_text())
+    res: dict[str, Any] = {"candidates": dict(R.CANDIDATES), "stored_betas": stored["betas"], "models": {},
+                           "ceilings": cand["ceilings"], "floors": cand["floors"]}
+    for n in H.MODELS:
+        if n == "trades_extreme":
+            continue
+        r = stored["models"][n]
+        res["models"][n] = {"setting": "profile", "clean_acc": r["clean_acc"],
+                            "robust_acc": {e: r["robust_acc"][e] for e in ("0.05", "0.1")},
+                            "trainer_test_acc": r["train_metrics"].get("test_acc"),
+                            "scores": {key: cand["models"][n][key] for key in R.CANDIDATES.values()},
+                            "source": "stored (results.json, recognizability_candidates.json)"}
+    ctx = R.context(p)
+    for spec, (cfg, run_dir, hist, fallback) in trained_runs().items():
+        t1 = time.perf_counter()
+        m = trained_model(cfg)[0].eval()
+        ra = robust_accuracy(m, p)
+        sc = R.model_scores(R.raw_scores(m, ctx), ctx)
+        res["models"][spec] = {
+            "setting": spec.split(":")[0], "objective": cfg.objective, "lr": cfg.optim["lr"],
+            "nan_fallback": fallback, "run_dir": str(run_dir), "clean_acc": ra["clean_acc"],
+            "robust_acc": {e: ra["robust_acc"][e] for e in ("0.05", "0.1")}, "robust_acc_grid": ra["robust_acc"],
+            "trainer_test_acc": hist[-1].get("test_acc"), "train_loss": hist[-1].get("train_loss"),
+            "penalty": hist[-1].get("penalty"), "train_s": sum(e.get("epoch_time_s", 0.0) for e in hist),
+            "scores": {k: sc[k] for k in R.CANDIDATES.values()}, "source": "measured here"}
+        print(f"{spec}: {time.perf_counter() - t1:.0f} s", file=sys.stderr)
+    if check:  # the same procedure on the existing Profile grad model reproduces its stored numbers
+        m = trained_model(H.model_configs(p, H.penalty_betas(p))["grad_penalty"])[0].eval()
+        ra = robust_accuracy(m, p)
+        sc = R.model_scores(R.raw_scores(m, ctx), ctx)
+        res["check_profile_grad_penalty"] = {
+            "clean_acc": ra["clean_acc"], "stored_clean_acc": stored["models"]["grad_penalty"]["clean_acc"],
+            "robust_acc": ra["robust_acc"],
+            "stored_robust_acc": {e: stored["models"]["grad_penalty"]["robust_acc"][e] for e in ra["robust_acc"]},
+            "max_abs_score_diff": max(abs(sc[k]["score"] - cand["models"]["grad_penalty"][k]["score"])
+                                      for k in R.CANDIDATES.values())}
+    res["seconds"] = {"wall": time.perf_counter() - t_start, "cpu": time.process_time() - c_start}
+    return res
+
+
+def position(score: float, minimax: list[float]) -> str:
+    """Where a penalty model's score lies relative to the minimax models' scores."""
+    if score > max(minimax):
+        return "above"
+    if score < min(minimax):
+        return "below"
+    return "between"
+
+
+def decide(res: dict[str, Any]) -> dict[str, Any]:
+    """The pre-registered decision rule and reading (module docstring) on `res`."""
+    from helland_recognizability import GROUPS, group_order
+
+    cands = res["candidates"]
+    mm = GROUPS["minimax"]
+    per_setting: dict[str, Any] = {}
+    for setting in ["profile", *SETTINGS]:
+        pen = {n: (n if setting == "profile" else f"{setting}:{n}") for n in PENALTIES}
+        pen = {n: k for n, k in pen.items() if k in res["models"]}
+        if not pen:
+            continue
+        orders, positions = {}, {}
+        for lab, key in cands.items():
+            sc = {n: res["models"][n]["scores"][key] for n in mm + GROUPS["undefended"]}
+            sc.update({n: res["models"][k]["scores"][key] for n, k in pen.items()})
+            orders[lab] = group_order(sc)
+            positions[lab] = {k: position(res["models"][k]["scores"][key]["score"], [sc[n]["score"] for n in mm])
+                              for k in pen.values()}
+        flags = ["order", "separated", "minimax>penalty", "minimax>>penalty", "penalty>undefended",
+                 "penalty>>undefended", "penalty>minimax", "penalty>>minimax"]
+        per_setting[setting] = {
+            "models": list(pen.values()), "orders": orders, "positions": positions,
+            "counts": {fl: sum(o[fl] for o in orders.values()) for fl in flags},
+            "position_counts": {k: {w: sum(pp[k] == w for pp in positions.values())
+                                    for w in ("above", "between", "below")} for k in pen.values()}}
+    n = len(cands)
+    new = [s for s in SETTINGS if s in per_setting]
+    mp = {s: per_setting[s]["counts"]["minimax>penalty"] for s in new}
+    if any(v > n / 2 for v in mp.values()):
+        reading = "the weight explains it"
+    elif len(new) == len(SETTINGS) and all(v == 0 for v in mp.values()):
+        reading = "the weight does not explain it"
+    else:
+        reading = "partly"
+    return {"per_setting": per_setting, "reading": reading, "n_candidates": n}
+
+
+def _f(s: dict[str, float]) -> str:
+    return f"{s['score']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    d = res["decision"]
+    n = d["n_candidates"]
+    cols = [c for c in COLUMNS if c in res["models"]]
+    sb = res["stored_betas"]
+    lines = ["# helland2020 `cpu`: does the recognizability ordering depend on the penalty weight?", "",
+             "Pre-registered in benchmarks/helland_penalty_weights.py (its docstring: the settings, the decision rule "
+             "and the reading, committed before any model was trained). Two principled alternatives to the Profile's "
+             f"fixed weights (grad beta {sb['grad_penalty']:g}, FIM beta {sb['fim_penalty']:g}), nothing tuned: "
+             f"(a) the spec's rule (penalty = CE at initialisation): grad beta {sb['rule_grad_penalty']:.2f}, FIM beta "
+             f"{sb['rule_fim_penalty']:g} (the rule's cap); (b) the authors' code: grad beta 64 with "
+             "`grad_of_batch_mean=True` (errata 7: per-example weight 64/128 = 0.5), FIM the paper's beta 1 with the "
+             "paper's Frobenius form (the FIM objective has no `repo_compat`, errata 6, so not the code's objective). "
+             "Everything else is the `cpu` Profile's, built by helland2020's `penalty_betas` / `model_configs`.", "",
+             "## Accuracy", "",
+             "| model | setting | objective | lr | clean acc | robust acc eps 0.05 | robust acc eps 0.1 "
+             "| final train loss | final penalty term |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in cols:
+        m = res["models"][c]
+        ob = m.get("objective")
+        obs = (f"beta {ob['beta']:g}" + (", grad_of_batch_mean" if ob.get("grad_of_batch_mean") else "")) if ob else ""
+        lr = f"{m['lr']:g}" + (" (NaN fallback)" if m.get("nan_fallback") else "") if "lr" in m else ""
+        tl = f"{m['train_loss']:.3f}" if m.get("train_loss") is not None else ""
+        pe = f"{m['penalty']:.4f}" if m.get("penalty") is not None else ""
+        lines.append(f"| {label(c)} | {SETTING_LABELS[m['setting']]} | {obs} | {lr} | {m['clean_acc']:.3f} | "
+                     f"{m['robust_acc']['0.05']:.3f} | {m['robust_acc']['0.1']:.3f} | {tl} | {pe} |")
+    lines += ["", "Clean and robust accuracy on the first 500 test images (the profile's PGD evaluation, CE and "
+              "margin, 20 steps, 2 restarts); the existing models' numbers are results.json's.", ""]
+    if "check_profile_grad_penalty" in res:
+        ck = res["check_profile_grad_penalty"]
+        lines += [f"Check: the same code re-measuring the existing Profile grad model gives clean "
+                  f"{ck['clean_acc']:.3f} (stored {ck['stored_clean_acc']:.3f}), robust at 0.1 "
+                  f"{ck['robust_acc']['0.1']:.3f} (stored {ck['stored_robust_acc']['0.1']:.3f}), and candidate scores "
+                  f"within {ck['max_abs_score_diff']:.2g} of recognizability_candidates.json.", ""]
+    lines += ["## Finding", "", f"Pre-registered reading: **{d['reading']}**.", ""]
+    for s, ps in d["per_setting"].items():
+        c = ps["counts"]
+        pos = "; ".join(f"{label(k)} above every minimax model on {v['above']}, between on {v['between']}, below every "
+                        f"one on {v['below']}" for k, v in ps["position_counts"].items())
+        lines.append(f"- {SETTING_LABELS[s]} ({', '.join(label(k) for k in ps['models'])}): the paper's order on "
+                     f"{c['order']} of {n} candidates ({c['separated']} separated); minimax above penalties on "
+                     f"{c['minimax>penalty']} ({c['minimax>>penalty']} separated); penalties above undefended on "
+                     f"{c['penalty>undefended']}; every penalty model above every minimax one on "
+                     f"{c['penalty>minimax']}. "
+                     f"{pos}.")
+    lines += ["", "STATEMENT", "", "## Candidate scores", "",
+              "Means with 95 % t-intervals over 10 noise seeds (inversions) or 10 image groups (strip); (a) and (b) "
+              "are the new models.", "",
+              "| candidate | " + " | ".join(label(c) for c in cols) + " |", "|---|" + "---|" * len(cols)]
+    for lab, key in res["candidates"].items():
+        lines.append(f"| {lab} | " + " | ".join(_f(res["models"][c]["scores"][key]) for c in cols) + " |")
+    lines += ["", "Order per setting and candidate (`order` / minimax > penalty / penalty > undefended):", "",
+              "| candidate | " + " | ".join(SETTING_LABELS[s] for s in d["per_setting"]) + " |",
+              "|---|" + "---|" * len(d["per_setting"])]
+    for lab in res["candidates"]:
+        cells = []
+        for ps in d["per_setting"].values():
+            o = ps["orders"][lab]
+            cells.append(f"{o['order']} / {o['minimax>penalty']} / {o['penalty>undefended']}")
+        lines.append(f"| {lab} | " + " | ".join(cells) + " |")
+    ceil = ", ".join(f"{o} {v:.3f}" for o, v in res["ceilings"].items())
+    floors = "; ".join(f"{o} rate {f['rate']:.3f}, strip rate {f['strip_rate']:.3f}" for o, f in res["floors"].items())
+    lines += ["", f"Oracles' clean accuracy (ceiling): {ceil}; floors (starting noise / clean strip images): "
+              f"{floors}.", "", "COMMAND"]
+    text = "\n".join(lines) + "\n"
+    return (text.replace("STATEMENT", res.get("statement", "(statement: see the report)"))
+            .replace("COMMAND", res.get("command_note", "")))
+
+
 def main(argv: list[str] | None = None) -> Any:
     import argparse
     import json
@@ -123,12 +353,27 @@ def main(argv: list[str] | None = None) -> Any:
     ap = argparse.ArgumentParser()
     ap.add_argument("--train", help="one of " + ", ".join(TRAIN_ORDER))
     ap.add_argument("--out", help="evaluate the trained models and write OUT.json / OUT.md")
+    ap.add_argument("--from-json", action="store_true", help="only re-render OUT.md from OUT.json")
+    ap.add_argument("--check", action="store_true",
+                    help="also re-measure the existing Profile grad model (robust accuracy and scores)")
     args = ap.parse_args(argv)
     if args.train:
         info = train(args.train)
         print(json.dumps(info, indent=1))
         return info
-    raise SystemExit("--out: evaluation not written yet")
+    if not args.out:
+        ap.error("--train or --out")
+    out = Path(args.out)
+    if args.from_json:
+        res = json.loads(out.with_suffix(".json").read_text())
+    else:
+        res = evaluate_all(args.check)
+    res["decision"] = decide(res)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    out.with_suffix(".md").write_text(markdown(res))
+    print(markdown(res))
+    return res
 
 
 if __name__ == "__main__":

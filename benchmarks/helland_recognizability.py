@@ -83,13 +83,122 @@ def group_order(scores: dict[str, dict[str, float]]) -> dict[str, bool]:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+CANDIDATES = {"A  inversion rate area, MLP oracle": "inv_rate_mlp_auc",
+              "C  inversion rate area, LeNet-5 oracle": "inv_rate_lenet5_auc",
+              "D  inversion prob area, MLP oracle": "inv_prob_mlp_auc",
+              "D  inversion prob area, LeNet-5 oracle": "inv_prob_lenet5_auc",
+              "D  inversion prob step 300, MLP oracle": "inv_prob_mlp_final",
+              "D  inversion prob step 300, LeNet-5 oracle": "inv_prob_lenet5_final",
+              "E  inversion class-mean cosine area": "inv_cos_auc",
+              "B  strip rate mean over eps, MLP oracle": "strip_rate_mlp_auc",
+              "C  strip rate mean over eps, LeNet-5 oracle": "strip_rate_lenet5_auc",
+              "D  strip prob mean over eps, MLP oracle": "strip_prob_mlp_auc",
+              "D  strip prob mean over eps, LeNet-5 oracle": "strip_prob_lenet5_auc",
+              "E  strip class-mean cosine mean over eps": "strip_cos_auc"}
+
+
+def context(p: Any) -> dict[str, Any]:
+    """What every model's scores share: data, both oracles (trained once, cached), their ceilings and
+    floors, the inversions' noise and targets, the strip's images and targets, the class-mean directions."""
     from robustlab import data as rdata
     from robustlab.analysis import inversion as I
-    from robustlab.analysis.recognizability import predictions, seed_interval, target_probability, template_cosine
+    from robustlab.analysis.recognizability import predictions, target_probability
     from robustlab.experiments import helland2020 as H
     from robustlab.experiments.common import trained_model
     from robustlab.runs import read_metrics
+
+    te, tr = rdata.load(p.data, "test"), rdata.load(p.data, "train")
+    k, shape = te.num_classes, tuple(te.x.shape[1:])
+    mean, std = tr.x.mean(dim=(0, 2, 3)).tolist(), tr.x.std(dim=(0, 2, 3)).tolist()
+    mu = torch.stack([tr.x[tr.y == c].mean(0) for c in range(k)])
+    mu_all = tr.x.mean(0)
+    t0 = time.perf_counter()
+    oracles = {"mlp": trained_model(H.oracle_config(p))[0].eval()}
+    o2, o2_dir, o2_metrics = trained_model(oracle2_config(p))
+    o2_epochs = read_metrics(o2_dir)
+    oracles["lenet5"] = o2.eval()
+    train_o2 = time.perf_counter() - t0
+    ceilings = {o: float((predictions(m, te.x[:1000]) == te.y[:1000]).float().mean()) for o, m in oracles.items()}
+    print(f"oracles' clean accuracy {ceilings} (oracle-2 ready after {train_o2:.0f} s)", file=sys.stderr)
+
+    # shared noise and targets, exactly as the experiment's inversions
+    noise = torch.cat([I.shared_noise(shape, k, seed=1000 + s, kind=p.noise, mean=mean, std=std)
+                       for s in range(p.inv_seeds)])
+    targets = torch.arange(k).repeat(p.inv_seeds)
+    xl, yl = te.x[:STRIP_N], te.y[:STRIP_N]
+    tl = (yl + 1) % k
+    floors = {o: {"rate": float((predictions(m, noise) == targets).float().mean()),
+                  "prob": float(target_probability(m, noise, targets).mean()),
+                  "strip_rate": float((predictions(m, xl) == tl).float().mean())} for o, m in oracles.items()}
+    return {"p": p, "oracles": oracles, "ceilings": ceilings, "floors": floors, "noise": noise, "targets": targets,
+            "seeds": torch.arange(p.inv_seeds).repeat_interleave(k), "inv_dir": mu[targets] - mu_all,
+            "xl": xl, "tl": tl, "groups": torch.arange(STRIP_N) % p.inv_seeds, "strip_dir": mu[tl] - mu[yl],
+            "oracle2": {"config": oracle2_config(p), "metrics": o2_metrics,
+                        "train_seconds": sum(e.get("epoch_time_s", 0.0) for e in o2_epochs)},
+            "oracle2_train_wall": train_o2}
+
+
+def raw_scores(m: torch.nn.Module, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Per-example values of one model: its inversions after each of STEPS and its budget strip, as the
+    oracles' target rate and probability, the class-mean cosine and the model's own target probability / hit."""
+    from robustlab.analysis import inversion as I
+    from robustlab.analysis.recognizability import predictions, target_probability, template_cosine
+
+    p, oracles, noise, targets = ctx["p"], ctx["oracles"], ctx["noise"], ctx["targets"]
+    xl, tl = ctx["xl"], ctx["tl"]
+    x, done = noise.clone(), 0
+    inv: dict[str, list[torch.Tensor]] = {"model_prob": []}
+    for o in oracles:
+        inv[f"rate_{o}"], inv[f"prob_{o}"] = [], []
+    inv["cos"] = []
+    for st in STEPS:
+        x = I.invert(m, targets, x, steps=st - done, step_size=p.inv_step_size).images
+        done = st
+        for o, om in oracles.items():
+            inv[f"rate_{o}"].append((predictions(om, x) == targets).double())
+            inv[f"prob_{o}"].append(target_probability(om, x, targets).double())
+        inv["cos"].append(template_cosine(noise, x, ctx["inv_dir"]).double())
+        inv["model_prob"].append(target_probability(m, x, targets).double())
+    imgs, _ = I.budget_strip(m, xl, tl, STRIP_EPS, steps=STRIP_STEPS)
+    strip: dict[str, list[torch.Tensor]] = {"model_hit": [], "cos": []}
+    for o in oracles:
+        strip[f"rate_{o}"], strip[f"prob_{o}"] = [], []
+    for j in range(len(STRIP_EPS)):
+        xa = imgs[:, j]
+        for o, om in oracles.items():
+            strip[f"rate_{o}"].append((predictions(om, xa) == tl).double())
+            strip[f"prob_{o}"].append(target_probability(om, xa, tl).double())
+        strip["cos"].append(template_cosine(xl, xa, ctx["strip_dir"]).double())
+        strip["model_hit"].append((predictions(m, xa) == tl).double())
+    return {"inv": {kk: torch.stack(v) for kk, v in inv.items()},
+            "strip": {kk: torch.stack(v) for kk, v in strip.items()}}
+
+
+def model_scores(r: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
+    """Every score of one model (`raw_scores`) with its interval (noise seeds / image groups)."""
+    from robustlab.analysis.recognizability import seed_interval
+
+    seeds, groups = ctx["seeds"], ctx["groups"]
+    bounds01 = (0.0, 1.0)
+    d: dict[str, Any] = {}
+    for kk, v in r["inv"].items():  # v: (len(STEPS), N)
+        b = (-1.0, 1.0) if kk == "cos" else bounds01
+        d[f"inv_{kk}_by_step"] = [seed_interval(v[i], seeds, bounds=b) for i in range(len(STEPS))]
+        d[f"inv_{kk}_auc"] = seed_interval(v.mean(0), seeds, bounds=b)
+        d[f"inv_{kk}_final"] = d[f"inv_{kk}_by_step"][-1]
+    for kk, v in r["strip"].items():
+        b = (-1.0, 1.0) if kk == "cos" else bounds01
+        d[f"strip_{kk}_by_eps"] = [seed_interval(v[i], groups, bounds=b) for i in range(len(STRIP_EPS))]
+        d[f"strip_{kk}_auc"] = seed_interval(v.mean(0), groups, bounds=b)
+    for v in d.values():
+        for s in (v if isinstance(v, list) else [v]):
+            s.pop("per_seed", None)
+    return d
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from robustlab.experiments import helland2020 as H
+    from robustlab.experiments.common import trained_model
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -104,110 +213,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)
     t_start, cpu_start = time.perf_counter(), time.process_time()
     p = H.PROFILES["cpu"]
-    te, tr = rdata.load(p.data, "test"), rdata.load(p.data, "train")
-    k, shape = te.num_classes, tuple(te.x.shape[1:])
-    mean, std = tr.x.mean(dim=(0, 2, 3)).tolist(), tr.x.std(dim=(0, 2, 3)).tolist()
-    mu = torch.stack([tr.x[tr.y == c].mean(0) for c in range(k)])
-    mu_all = tr.x.mean(0)
-
     betas = H.penalty_betas(p)
     _, tdir, _ = trained_model(H.teacher_config(p))
     cfgs = H.model_configs(p, betas, str(tdir))
     names = [n for n in args.models.split(",") if n]
     models = {n: trained_model(cfgs[n])[0].eval() for n in names}
-    t0 = time.perf_counter()
-    oracles = {"mlp": trained_model(H.oracle_config(p))[0].eval()}
-    o2, o2_dir, o2_metrics = trained_model(oracle2_config(p))
-    o2_epochs = read_metrics(o2_dir)
-    oracles["lenet5"] = o2.eval()
-    train_o2 = time.perf_counter() - t0
-    ceilings = {o: float((predictions(m, te.x[:1000]) == te.y[:1000]).float().mean()) for o, m in oracles.items()}
-    print(f"oracles' clean accuracy {ceilings} (oracle-2 ready after {train_o2:.0f} s)", file=sys.stderr)
-
-    # shared noise and targets, exactly as the experiment's inversions
-    noise = torch.cat([I.shared_noise(shape, k, seed=1000 + s, kind=p.noise, mean=mean, std=std)
-                       for s in range(p.inv_seeds)])
-    targets = torch.arange(k).repeat(p.inv_seeds)
-    seeds = torch.arange(p.inv_seeds).repeat_interleave(k)
-    inv_dir = mu[targets] - mu_all
-    xl, yl = te.x[:STRIP_N], te.y[:STRIP_N]
-    tl = (yl + 1) % k
-    groups = torch.arange(STRIP_N) % p.inv_seeds
-    strip_dir = mu[tl] - mu[yl]
-
-    floors = {o: {"rate": float((predictions(m, noise) == targets).float().mean()),
-                  "prob": float(target_probability(m, noise, targets).mean()),
-                  "strip_rate": float((predictions(m, xl) == tl).float().mean())} for o, m in oracles.items()}
-    raw: dict[str, Any] = {}
+    ctx = context(p)
+    res: dict[str, Any] = {"command": " ".join(["benchmarks/helland_recognizability.py", *(argv or sys.argv[1:])]),
+                           "steps": STEPS, "strip_eps": STRIP_EPS, "ceilings": ctx["ceilings"],
+                           "floors": ctx["floors"], "oracle2": ctx["oracle2"], "models": {}}
     for name, m in models.items():
         t1 = time.perf_counter()
-        x, done = noise.clone(), 0
-        inv: dict[str, list[torch.Tensor]] = {"model_prob": []}
-        for o in oracles:
-            inv[f"rate_{o}"], inv[f"prob_{o}"] = [], []
-        inv["cos"] = []
-        for st in STEPS:
-            x = I.invert(m, targets, x, steps=st - done, step_size=p.inv_step_size).images
-            done = st
-            for o, om in oracles.items():
-                inv[f"rate_{o}"].append((predictions(om, x) == targets).double())
-                inv[f"prob_{o}"].append(target_probability(om, x, targets).double())
-            inv["cos"].append(template_cosine(noise, x, inv_dir).double())
-            inv["model_prob"].append(target_probability(m, x, targets).double())
-        imgs, _ = I.budget_strip(m, xl, tl, STRIP_EPS, steps=STRIP_STEPS)
-        strip: dict[str, list[torch.Tensor]] = {"model_hit": [], "cos": []}
-        for o in oracles:
-            strip[f"rate_{o}"], strip[f"prob_{o}"] = [], []
-        for j in range(len(STRIP_EPS)):
-            xa = imgs[:, j]
-            for o, om in oracles.items():
-                strip[f"rate_{o}"].append((predictions(om, xa) == tl).double())
-                strip[f"prob_{o}"].append(target_probability(om, xa, tl).double())
-            strip["cos"].append(template_cosine(xl, xa, strip_dir).double())
-            strip["model_hit"].append((predictions(m, xa) == tl).double())
-        raw[name] = {"inv": {kk: torch.stack(v) for kk, v in inv.items()},
-                     "strip": {kk: torch.stack(v) for kk, v in strip.items()}}
+        res["models"][name] = model_scores(raw_scores(m, ctx), ctx)
         print(f"{name}: {time.perf_counter() - t1:.0f} s", file=sys.stderr)
-
-    # every score with its interval
-    res: dict[str, Any] = {"command": " ".join(["benchmarks/helland_recognizability.py", *(argv or sys.argv[1:])]),
-                           "steps": STEPS, "strip_eps": STRIP_EPS, "ceilings": ceilings, "floors": floors,
-                           "oracle2": {"config": oracle2_config(p), "metrics": o2_metrics,
-                                       "train_seconds": sum(e.get("epoch_time_s", 0.0) for e in o2_epochs)},
-                           "models": {}}
-    bounds01 = (0.0, 1.0)
-    for name, r in raw.items():
-        d: dict[str, Any] = {}
-        for kk, v in r["inv"].items():  # v: (len(STEPS), N)
-            b = (-1.0, 1.0) if kk == "cos" else bounds01
-            d[f"inv_{kk}_by_step"] = [seed_interval(v[i], seeds, bounds=b) for i in range(len(STEPS))]
-            d[f"inv_{kk}_auc"] = seed_interval(v.mean(0), seeds, bounds=b)
-            d[f"inv_{kk}_final"] = d[f"inv_{kk}_by_step"][-1]
-        for kk, v in r["strip"].items():
-            b = (-1.0, 1.0) if kk == "cos" else bounds01
-            d[f"strip_{kk}_by_eps"] = [seed_interval(v[i], groups, bounds=b) for i in range(len(STRIP_EPS))]
-            d[f"strip_{kk}_auc"] = seed_interval(v.mean(0), groups, bounds=b)
-        res["models"][name] = d
-    cands = {"A  inversion rate area, MLP oracle": "inv_rate_mlp_auc",
-             "C  inversion rate area, LeNet-5 oracle": "inv_rate_lenet5_auc",
-             "D  inversion prob area, MLP oracle": "inv_prob_mlp_auc",
-             "D  inversion prob area, LeNet-5 oracle": "inv_prob_lenet5_auc",
-             "D  inversion prob step 300, MLP oracle": "inv_prob_mlp_final",
-             "D  inversion prob step 300, LeNet-5 oracle": "inv_prob_lenet5_final",
-             "E  inversion class-mean cosine area": "inv_cos_auc",
-             "B  strip rate mean over eps, MLP oracle": "strip_rate_mlp_auc",
-             "C  strip rate mean over eps, LeNet-5 oracle": "strip_rate_lenet5_auc",
-             "D  strip prob mean over eps, MLP oracle": "strip_prob_mlp_auc",
-             "D  strip prob mean over eps, LeNet-5 oracle": "strip_prob_lenet5_auc",
-             "E  strip class-mean cosine mean over eps": "strip_cos_auc"}
+    cands = CANDIDATES
     res["candidates"] = {label: {"key": key} for label, key in cands.items()}
     res["seconds"] = {"wall": time.perf_counter() - t_start, "cpu": time.process_time() - cpu_start,
-                      "oracle2_train_wall": train_o2}
+                      "oracle2_train_wall": ctx["oracle2_train_wall"]}
     out.parent.mkdir(parents=True, exist_ok=True)
-    for d in res["models"].values():
-        for v in d.values():
-            for s in (v if isinstance(v, list) else [v]):
-                s.pop("per_seed", None)
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     out.with_suffix(".md").write_text(markdown(res))
     print(markdown(res), file=sys.stderr)
@@ -229,12 +252,13 @@ def markdown(res: dict[str, Any]) -> str:
     def count(flag: str) -> int:
         return sum(c["order"][flag] for c in res["candidates"].values())
 
-    top_pen = sum(max(res["models"][n][c["key"]]["score"] for n in GROUPS["penalty"])
-                  > max(res["models"][n][c["key"]]["score"] for n in GROUPS["minimax"])
+    def sc(c: dict[str, Any], group: list[str]) -> list[float]:  # --models may leave out some
+        return [res["models"][n][c["key"]]["score"] for n in group if n in res["models"]]
+
+    top_pen = sum(max(sc(c, GROUPS["penalty"]), default=0.0) > max(sc(c, GROUPS["minimax"]), default=1.0)
                   for c in res["candidates"].values())
-    oriented = sum(min(res["models"][n][c["key"]]["score"] for n in GROUPS["minimax"] + GROUPS["penalty"])
-                   > max(res["models"][n][c["key"]]["score"] for n in GROUPS["undefended"])
-                   for c in res["candidates"].values())
+    oriented = sum(min(sc(c, GROUPS["minimax"] + GROUPS["penalty"]), default=0.0)
+                   > max(sc(c, GROUPS["undefended"]), default=1.0) for c in res["candidates"].values())
     lines = ["# Candidate recognizability scores, helland2020 `cpu` models", "",
              "Fixed before they were computed (benchmarks/helland_recognizability.py, its docstring gives each "
              "reason and the decision rule). 95 % t-intervals over 10 noise seeds (inversions) or 10 image groups "
