@@ -460,7 +460,8 @@ def tables(r: dict[str, Any]) -> str:
                   f"{sc('inversion', 'penalty')}; large-eps examples {sc('large_eps', 'minimax')} against "
                   f"{sc('large_eps', 'penalty')}. The paper's ordering is a human judgement on CIFAR-10. Other "
                   "candidate scores: benchmarks/helland_recognizability.py (for the cpu profile, "
-                  "docs/results/helland2020-cpu/recognizability_candidates.md)."]
+                  "docs/results/helland2020-cpu/recognizability_candidates.md); whether the penalty weight explains "
+                  "it: benchmarks/helland_penalty_weights.py (docs/results/helland2020-cpu/penalty_weights.md)."]
     lines += ["", f"Wall time: {r['seconds']['total']:.0f} s ("
               + ", ".join(f"{k} {v:.0f} s" for k, v in r["seconds"].items() if k != "total") + ")."]
     return "\n".join(lines) + "\n"
