@@ -557,8 +557,10 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
 class BestTracker:
     """Best-so-far for minimum-norm attacks: per sample, the smallest-norm adversarial seen.
 
-    Never grows: an update is accepted only when the candidate is adversarial (on the logits given,
-    i.e. of that exact tensor) and strictly smaller in `norm` than the current best.
+    Never grows: an update is accepted only when the candidate is clearly adversarial (on the logits
+    given, i.e. of that exact tensor: the adversarial class ahead by `REFINE_GAP`, so that a tie of logits,
+    which another batch or memory layout can break the other way, is never kept as a success) and strictly
+    smaller in `norm` than the current best.
     """
 
     def __init__(self, x: Tensor, norm: str, num_classes: int):
@@ -569,10 +571,11 @@ class BestTracker:
         self.has_logits = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
 
     def update(self, idx: Tensor, x_cand: Tensor, logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
-        """Offer candidates for samples `idx`; returns the (len(idx),) adversarial mask of the candidates."""
+        """Offer candidates for samples `idx`; returns the (len(idx),) mask of the clearly adversarial ones (a
+        candidate on a tie is not: an attack that stops at its first success goes on from it)."""
         from robustlab.ops import norm as norm_of
 
-        adv = is_adversarial(logits, labels, targeted)
+        adv = _clearly_adversarial(logits, labels, targeted)
         size = norm_of(x_cand - self.x[idx], self.normname)
         better = adv & (size < self.norm[idx])
         if bool(better.any()):
