@@ -1,0 +1,77 @@
+"""Choosing `minimum`'s per-norm plan on held-out points: candidate portfolios at given budgets.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/portfolio_shares.py --norm l2 --budgets 100,200
+
+Each candidate (runs and shares, as in attacks/portfolio.PORTFOLIO) replaces the norm's plan and runs through
+`attacks.minimum` on Fashion-MNIST test points `--offset` .. `--offset + --n` (held out: benchmarks/minnorm_sota.py
+reports on the first 200) of benchmarks/minnorm_sota.py's plain standard and PGD-trained CNNs; printed are the
+median norms over the originally correct points (every example re-verified on a fresh NCHW forward pass). The plan
+kept is the one no worse than the others on both models at both budgets, where there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import eval_points  # noqa: E402
+from minnorm import stats  # noqa: E402
+from minnorm_sota import plain_model  # noqa: E402
+
+from robustlab import attacks  # noqa: E402
+from robustlab.attacks import portfolio  # noqa: E402
+
+CANDIDATES = {
+    "l2": {"ddn .6 fmn .4": [("ddn", 0.6, {}), ("fmn", 0.4, {})],
+           "alma .6 fmn .4": [("alma", 0.6, {}), ("fmn", 0.4, {})],
+           "alma .5 ddn .5": [("alma", 0.5, {}), ("ddn", 0.5, {})],
+           "alma 1": [("alma", 1.0, {})], "ddn 1": [("ddn", 1.0, {})], "fmn 1": [("fmn", 1.0, {})]},
+    "l1": {"fmn .4 alma .4 warm .2": [("fmn", 0.4, {}), ("alma", 0.4, {}), (portfolio.WARM, 0.2, {})],
+           "alma 1": [("alma", 1.0, {})], "fmn 1": [("fmn", 1.0, {})],
+           "alma .8 warm .2": [("alma", 0.8, {}), (portfolio.WARM, 0.2, {})],
+           "alma .5 fmn .5": [("alma", 0.5, {}), ("fmn", 0.5, {})]},
+    "linf": {"fmn .5 pdpgd_r .5": [("fmn", 0.5, {}), ("pdpgd_r", 0.5, {})], "fmn 1": [("fmn", 1.0, {})]},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--norm", default="l2")
+    ap.add_argument("--budgets", default="100,200")
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--offset", type=int, default=1000)
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    saved, saved_min = dict(portfolio.PORTFOLIO), dict(portfolio.MIN_SHARE)
+    if args.norm == "l2":  # ALMA's minimum share (75 steps) is L1's; an L2 candidate gives it whatever it plans
+        portfolio.MIN_SHARE.pop("alma", None)
+    out: dict = {"command": " ".join(sys.argv), "results": {}}
+    for key in ("standard", "pgd_at"):
+        model = plain_model(key)
+        x, y, _ = eval_points(model, args.n, args.offset)
+        with torch.no_grad():
+            correct = model(x).argmax(1) == y
+        for budget in map(int, args.budgets.split(",")):
+            for name, plan in CANDIDATES[args.norm].items():
+                portfolio.PORTFOLIO[args.norm] = plan
+                r = attacks.minimum(model, x, y, norm=args.norm, steps=budget)
+                s = stats(model, x, y, r.x_adv, args.norm, correct)
+                s["plan"] = r.info["plan"]
+                out["results"].setdefault(key, {}).setdefault(str(budget), {})[name] = s
+                print(key, budget, f"{name:24s}", s["median"], s["mean"], s["success"], flush=True)
+    portfolio.PORTFOLIO.update(saved)
+    portfolio.MIN_SHARE.clear()
+    portfolio.MIN_SHARE.update(saved_min)
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(out, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
