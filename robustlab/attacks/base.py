@@ -643,6 +643,14 @@ def num_classes_of(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
     return logits, logits.shape[1]
 
 
+def _refinable(track: BestTracker, stop_at: float | None) -> Tensor:
+    """The samples a closing step works on: a success of size > 0 (and > stop_at)."""
+    ok = track.success & (track.norm > 0)
+    if stop_at is not None:
+        ok &= track.norm > stop_at
+    return ok.nonzero().flatten()
+
+
 def boundary_polish(model: nn.Module, track: BestTracker, counter: PassCounter, labels: Tensor, targeted: bool,
                     steps: int, stop_at: float | None = None, *, classes: int = 2, searches: int = 5) -> None:
     """The closing polish of a minimum-norm attack (linf, l2, l1): `steps` rounds, each one counted forward
@@ -665,10 +673,7 @@ def boundary_polish(model: nn.Module, track: BestTracker, counter: PassCounter, 
     if steps <= 0 or classes <= 0 or track.normname not in ("linf", "l2", "l1"):
         return
     for _ in range(steps):
-        ok = track.success & (track.norm > 0)
-        if stop_at is not None:
-            ok &= track.norm > stop_at
-        idx = ok.nonzero().flatten()
+        idx = _refinable(track, stop_at)
         if idx.numel() == 0:
             return
         x0, xb, lab = track.x[idx], track.x_adv[idx], labels[idx]
@@ -733,10 +738,7 @@ def refine_along_ray(model: nn.Module, track: BestTracker, counter: PassCounter,
     boundary_polish(model, track, counter, labels, targeted, polish, stop_at)
     if steps <= 0 or track.normname not in ("linf", "l2", "l1"):
         return
-    ok = track.success & (track.norm > 0)
-    if stop_at is not None:
-        ok &= track.norm > stop_at
-    idx = ok.nonzero().flatten()
+    idx = _refinable(track, stop_at)
     if idx.numel() == 0:
         return
     x_adv, size, logits, fwd = refine(model, track.x[idx], labels[idx], track.x_adv[idx], track.norm[idx],
