@@ -570,6 +570,14 @@ class BestTracker:
         self.logits = torch.zeros(x.shape[0], num_classes, device=x.device, dtype=x.dtype)
         self.has_logits = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
 
+    @classmethod
+    def seeded(cls, x: Tensor, norm: str, x_adv: Tensor, size: Tensor, logits: Tensor) -> BestTracker:
+        """A tracker whose best so far is given (size inf where there is none), e.g. a portfolio's result."""
+        track = cls(x, norm, logits.shape[1])
+        track.x_adv, track.norm, track.logits = x_adv.clone(), size.clone(), logits.clone()
+        track.has_logits = torch.isfinite(size)
+        return track
+
     def update(self, idx: Tensor, x_cand: Tensor, logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
         """Offer candidates for samples `idx`; returns the (len(idx),) mask of the clearly adversarial ones (a
         candidate on a tie is not: an attack that stops at its first success goes on from it)."""
@@ -773,9 +781,9 @@ REFINE_GAP = 1e-5
 def _clearly_adversarial(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
     from robustlab.ops import margin
 
+    # m < -gap implies the prediction (untargeted: not the label; targeted: the target); NaN logits never pass
     m = -margin(logits, labels) if targeted else margin(logits, labels)  # < 0: adversarial
-    gap = REFINE_GAP * (1 + logits.abs().amax(1))
-    return is_adversarial(logits, labels, targeted) & (m < -gap)
+    return m < -REFINE_GAP * (1 + logits.abs().amax(1))
 
 
 @torch.no_grad()
