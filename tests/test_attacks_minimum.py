@@ -26,7 +26,7 @@ def test_plan_spends_the_budget_in_the_portfolio_shares(p):
     left = 1000 - 2 * polish_rounds(p, 1000)  # the closing polish's gradients come off the top
     assert [a for a, _ in runs] == [a for a, _, _ in PORTFOLIO[p]]
     assert [kw["steps"] for _, kw in runs] == [int(s * left) for _, s, _ in PORTFOLIO[p]]
-    for budget in (100, 200, 333):
+    for budget in (100, 195, 200, 333):
         runs = plan(p, budget)
         left = budget - 2 * polish_rounds(p, budget)
         assert left - len(runs) <= sum(kw["steps"] for _, kw in runs) <= left

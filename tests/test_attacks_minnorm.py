@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from robustlab import attacks, ops
-from robustlab.attacks.base import REFINE_GAP, BestTracker
+from robustlab.attacks.base import REFINE_GAP, BestTracker, PassCounter, boundary_polish
 from robustlab.evaluate import combine_minnorm, minnorm_summary, robust_accuracy_curve
 from tests.helpers import Linear, digits_mlp
 
@@ -417,3 +417,34 @@ def test_cw_search_is_not_misled_by_the_first_steps_transient():
     best = closed_form(z, w, int(y), "l2")
     r = attacks.cw(model, x, y)
     assert bool(r.success) and best * (1 - 1e-6) <= float(r.norm) <= best * 1.01, float(r.norm) / best
+
+
+@pytest.mark.parametrize("p", ["l2", "linf", "l1"])
+def test_boundary_polish_reaches_the_linear_minimum_from_a_far_best(p):
+    """One round of the polish from an adversarial best far off the optimum (a random direction, 0.3 in
+    every coordinate): on a linear model the projection onto the linearised boundary is the exact minimum,
+    in one forward, two backward and one forward pass; a second round from there only shrinks it by the
+    rounding of its aim (the margin it aims at is measured at the new point)."""
+    model, x, y, z, w = linear_case(seed=1)
+    best = l1_box(x, z, w, int(y)) if p == "l1" else closed_form(z, w, int(y), p)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(100):  # a random adversarial corner of the 0.3-box around x
+        start = (x + 0.3 * (2 * torch.randint(0, 2, x.shape, generator=g).double() - 1)).clamp(0, 1)
+        with torch.no_grad():
+            lg = model(start)
+        if lg.argmax(1) != y:
+            break
+    size0 = ops.norm(start - x, p)
+    assert lg.argmax(1) != y and float(size0) > 1.5 * best
+    track = BestTracker.seeded(x, p, start, size0, lg)
+    counter = PassCounter(1, "cpu")
+    boundary_polish(model, track, counter, y, False, 1)
+    assert best * (1 - 1e-9) <= float(track.norm) <= best * (1 + 1e-3), (float(track.norm), best)
+    assert int(counter.backward) == 2 and int(counter.forward) == 2  # the candidate was adversarial at once
+    with torch.no_grad():
+        assert model(track.x_adv).argmax(1) != y
+    assert torch.allclose(track.norm, ops.norm(track.x_adv - x, p))
+    before = float(track.norm)
+    boundary_polish(model, track, counter, y, False, 1)
+    assert before * (1 - 1e-4) <= float(track.norm) <= before
+    assert int(counter.backward) == 4 and int(counter.forward) in (3, 4)
