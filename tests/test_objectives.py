@@ -63,6 +63,95 @@ def test_fim_exact_equals_sum_over_classes_and_projection_is_unbiased():
     assert torch.isclose(out.loss, F.cross_entropy(m(X), Y) + 2.0 * 0.04 / 2 * exact.mean())
 
 
+def test_fim_repo_compat_is_the_authors_class0_logit_term_closed_form_for_a_linear_model():
+    """Errata 6: with repo_compat=True the penalty is beta * (K / 2B) sum_i ||eps grad_x g_0(x_i) / f_0(x_i)||^2;
+    for a linear softmax model grad_x g_0 = w_0, so it is a closed form in (W, b), differentiated through the
+    1/f_0 weight (not detached)."""
+    torch.manual_seed(1)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4)).double()
+    W, b = m[1].weight, m[1].bias
+    eps, beta, k, n = 0.2, 3.0, 4, len(X)
+
+    def closed(W, b, detach=False):
+        z = X.flatten(1) @ W.T + b
+        f0 = F.softmax(z, 1)[:, 0]
+        f0 = f0.detach() if detach else f0
+        return F.cross_entropy(z, Y) + beta * k / (2 * n) * ((eps * W[0]).pow(2).sum() / f0.pow(2)).sum()
+
+    obj = build_objective({"name": "fim_penalty", "eps": eps, "beta": beta, "repo_compat": True})
+    out = obj.loss(m, X, Y, ctx())
+    expect = closed(W, b)
+    assert torch.isclose(out.loss, expect, rtol=1e-12)
+    assert out.metrics["penalty"] == pytest.approx(float((expect - F.cross_entropy(m(X), Y)).detach()), rel=1e-12)
+    got = torch.autograd.grad(out.loss, (W, b))
+    want = torch.autograd.grad(expect, (W, b))
+    assert all(torch.allclose(g, w, rtol=1e-10) for g, w in zip(got, want))
+    # the bias enters the penalty only through 1/f_0: a detached weight would give it the CE's gradient alone
+    detached, = torch.autograd.grad(closed(W, b, detach=True), b)
+    assert not torch.allclose(got[1], detached, rtol=1e-3)
+    # not the paper's Frobenius term, and the default (repo_compat absent or false) is that term, unchanged
+    paper = build_objective({"name": "fim_penalty", "eps": eps, "beta": beta}).loss(m, X, Y, ctx()).loss
+    off = build_objective({"name": "fim_penalty", "eps": eps, "beta": beta, "repo_compat": False}).loss(m, X, Y, ctx())
+    fro, _ = fim_frobenius(m, X, create_graph=False)
+    assert torch.equal(off.loss, paper)
+    assert torch.isclose(paper, F.cross_entropy(m(X), Y) + beta * eps**2 / 2 * fro.mean(), rtol=1e-12)
+    assert not torch.isclose(out.loss, paper, rtol=1e-3)
+
+
+def test_fim_repo_compat_equals_brute_force_autograd_of_g0_over_f0():
+    from robustlab.train.objectives.fim_penalty import fim_repo_compat
+
+    m = tiny()
+    per, logits = fim_repo_compat(m, X, create_graph=False)
+    assert torch.allclose(logits, m(X))
+    for i in range(5):
+        xi = X[i:i + 1].clone().requires_grad_(True)
+        z = m(xi)[0]
+        g, = torch.autograd.grad(z[0], xi)
+        assert per[i].item() == pytest.approx(float(g.pow(2).sum() / F.softmax(z, 0)[0].detach() ** 2), rel=1e-10)
+    out = build_objective({"name": "fim_penalty", "eps": 0.5, "beta": 2.0, "repo_compat": True,
+                           "estimator": "projection"}).loss(m, X, Y, ctx())
+    assert torch.isclose(out.loss, F.cross_entropy(m(X), Y) + 2.0 * 4 / 2 * 0.25 * per.mean(), rtol=1e-12)
+    out.loss.backward()  # double backprop reaches the first layer
+    assert m[1].weight.grad is not None and m[1].weight.grad.abs().sum() > 0
+    # with BatchNorm in training mode: each sample's own gradient at the batch's statistics held constant
+    import copy
+
+    torch.manual_seed(0)
+    bn = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.BatchNorm1d(8), torch.nn.Tanh(),
+                             torch.nn.Linear(8, 4)).double().train()
+    h = bn[1](X.flatten(1)).detach()
+    ref = copy.deepcopy(bn).eval()
+    ref[2].running_mean.copy_(h.mean(0))
+    ref[2].running_var.copy_(h.var(0, unbiased=False))
+    per_bn, _ = fim_repo_compat(bn, X, create_graph=False)
+    for i in range(5):
+        xi = X[i:i + 1].clone().requires_grad_(True)
+        z = ref(xi)[0]
+        g, = torch.autograd.grad(z[0], xi)
+        assert per_bn[i].item() == pytest.approx(float(g.pow(2).sum() / F.softmax(z, 0)[0].detach() ** 2), rel=1e-9)
+
+
+def test_fim_penalty_bad_options_are_input_errors_and_repo_compat_trains_from_a_config(tmp_path):
+    import math
+
+    from robustlab.data.checks import InputError
+    from robustlab.train.trainer import train
+
+    for bad in ({"repo_compat": "yes"}, {"repo_compat": 1}, {"repo_compat": True, "n_projections": 2},
+                {"estimator": "spectral"}, {"n_projections": 0}, {"eps": -0.1}, {"beta": float("nan")}):
+        with pytest.raises(InputError):
+            build_objective({"name": "fim_penalty", **bad})
+    base = {"name": "r", "epochs": 1, "data": {"name": "digits"}, "model": {"name": "mlp"},
+            "optim": {"name": "adam", "lr": 0.003}, "objective": {"name": "fim_penalty", "eps": 0.1, "beta": 1.0}}
+    cfg = config_from_dict({**base, "objective": {**base["objective"], "repo_compat": True}})
+    assert cfg.hash() != config_from_dict(base).hash()
+    from robustlab.train.objectives.fim_penalty import FIMPenalty
+    assert build_objective(cfg.objective) == FIMPenalty(eps=0.1, beta=1.0, repo_compat=True)
+    _, met = train(cfg, out=tmp_path / "r")
+    assert math.isfinite(met["train_loss"]) and met["penalty"] > 0 and met["test_acc"] > 0.5, met
+
+
 def test_margin_penalty_equals_loop_over_classes():
     m = tiny()
     for q, p in ((2, "l2"), (1, "l1")):
