@@ -53,6 +53,36 @@ Reading, fixed in advance:
 Each new model's own position (above every minimax model, between, below every one) is reported too, so
 the direction of the dependence on the weight is visible.
 
+Added setting (c) "repo", pre-registered in its own commit AFTER (a) and (b) were measured (the result of
+docs/results/helland2020-cpu/penalty_weights.md) and BEFORE its model was trained or scored. The FIM objective
+now offers `repo_compat=True` (errata 6): the authors' code's FIM term, beta * (K / 2B) * sum_i
+||eps * grad_x g_0(x_i) / f_0(x_i)||^2 (logit Jacobian, 1/f weights not detached, the code's single class-0
+projection). (b)'s FIM model was the paper's objective at the authors' weight; (c) is the authors' objective:
+
+  (c) "repo": FIM = (b)'s FIM config (beta 1, eps 0.1, lr 0.1, the Profile's everything else) with
+      `repo_compat=True`; the only model trained for (c). Its gradient-penalty model IS (b)'s (the same
+      config, the cached model, not retrained): (c) is "the authors' code, both objectives". NaN training
+      loss: retrained once at 0.05 as above; NaN again: reported untrainable, nothing scored.
+
+Reading of (c), fixed in advance (the reading above stays as it is, on (a) and (b) only):
+  - (c)'s gradient model is (b)'s, which scored above at least one minimax model on all 12 candidates, so the
+    group rule's "order" and "minimax > penalty" cannot hold for (c) on any candidate; they are reported,
+    computed mechanically, but carry no information about the new model.
+  - The question is the code-FIM model's own place. On a candidate it is "in the paper's place" when its
+    mean is below every minimax model's and above every undefended model's, i.e. `group_order` with the
+    minimax models, the undefended models and this model as the whole penalty group gives "order"
+    ("separated" when the intervals are separated at both boundaries too).
+  - Reading: "the code's FIM objective puts FIMPenalty in the paper's place" if that holds on a majority (7 or
+    more) of the 12 candidates; "the code's FIM objective does not" if on none; otherwise "partly", with the
+    count. Its position relative to the minimax models (above every one / between / below every one) is
+    reported per candidate, and whether it is above every undefended model.
+  - A model whose most frequent predicted class covers at least 90 % of the first 1000 test images is
+    reported as collapsed (a constant classifier), whatever its position.
+
+    PYTHONPATH=$PWD ROBUSTLAB_CACHE=/work/runs4/cache OMP_NUM_THREADS=1 /usr/bin/time -v \
+        python benchmarks/helland_penalty_weights.py --train repo:fim_penalty
+    (then the --out command below, which re-measures every trained new model).
+
     PYTHONPATH=$PWD ROBUSTLAB_CACHE=/work/runs4/cache OMP_NUM_THREADS=1 /usr/bin/time -v \
         python benchmarks/helland_penalty_weights.py --train rule:grad_penalty
     (then code:grad_penalty, rule:fim_penalty, code:fim_penalty, each its own process), and
@@ -66,29 +96,35 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-SETTINGS = ["rule", "code"]
+SETTINGS = ["rule", "code", "repo"]
+WEIGHT_SETTINGS = ["rule", "code"]  # the first pre-registered reading's settings
 PENALTIES = ["grad_penalty", "fim_penalty"]
-TRAIN_ORDER = ["rule:grad_penalty", "code:grad_penalty", "rule:fim_penalty", "code:fim_penalty"]
+TRAIN_ORDER = ["rule:grad_penalty", "code:grad_penalty", "rule:fim_penalty", "code:fim_penalty", "repo:fim_penalty"]
+SHARED = {"repo:grad_penalty": "code:grad_penalty"}  # (c)'s gradient model is (b)'s (same config, not retrained)
+COLLAPSE_FRACTION = 0.9
 NAN_FALLBACK_LR = 0.05
 
 
 def setting_configs(setting: str, nan_fallback: bool = False) -> dict[str, dict[str, Any]]:
-    """The two penalty models' training configs of `setting` ("rule" or "code"), built by helland2020's
-    own machinery on the `cpu` Profile; `nan_fallback` puts the optimiser at NAN_FALLBACK_LR."""
+    """The two penalty models' training configs of `setting` ("rule", "code" or "repo"), built by helland2020's
+    own machinery on the `cpu` Profile; `nan_fallback` puts the optimiser at NAN_FALLBACK_LR. "repo" is
+    "code" with the FIM objective's `repo_compat=True` (its gradient config is "code"'s, unchanged)."""
     from robustlab.experiments import helland2020 as H
 
     p = H.PROFILES["cpu"]
     if setting == "rule":
         q = replace(p, grad_beta=0.0, fim_beta=0.0, models=list(PENALTIES))
         betas = H.penalty_betas(q)
-    elif setting == "code":
+    elif setting in ("code", "repo"):
         q = replace(p, grad_beta=64.0, fim_beta=1.0, models=list(PENALTIES))
         betas = {"grad_penalty": 64.0, "fim_penalty": 1.0}
     else:
         raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
     cfgs = H.model_configs(q, betas)
-    if setting == "code":
+    if setting in ("code", "repo"):
         cfgs["grad_penalty"]["objective"] = {**cfgs["grad_penalty"]["objective"], "grad_of_batch_mean": True}
+    if setting == "repo":
+        cfgs["fim_penalty"]["objective"] = {**cfgs["fim_penalty"]["objective"], "repo_compat": True}
     if nan_fallback:
         for c in cfgs.values():
             c["optim"] = {**c["optim"], "lr": NAN_FALLBACK_LR}
@@ -129,7 +165,7 @@ def label(name: str) -> str:
 
     if ":" in name:
         s, n = name.split(":")
-        return f"{LABELS[n]} ({'a' if s == 'rule' else 'b'})"
+        return f"{LABELS[n]} ({dict(rule='a', code='b', repo='c')[s]})"
     return LABELS[name]
 
 
@@ -251,8 +287,9 @@ def decide(res: dict[str, Any]) -> dict[str, Any]:
     per_setting: dict[str, Any] = {}
     for setting in ["profile", *SETTINGS]:
         pen = {n: (n if setting == "profile" else f"{setting}:{n}") for n in PENALTIES}
+        pen = {n: SHARED.get(k, k) for n, k in pen.items()}
         pen = {n: k for n, k in pen.items() if k in res["models"]}
-        if not pen:
+        if not pen or (setting == "repo" and "repo:fim_penalty" not in pen.values()):
             continue
         orders, positions = {}, {}
         for lab, key in cands.items():
@@ -269,15 +306,47 @@ def decide(res: dict[str, Any]) -> dict[str, Any]:
             "position_counts": {k: {w: sum(pp[k] == w for pp in positions.values())
                                     for w in ("above", "between", "below")} for k in pen.values()}}
     n = len(cands)
-    new = [s for s in SETTINGS if s in per_setting]
+    new = [s for s in WEIGHT_SETTINGS if s in per_setting]
     mp = {s: per_setting[s]["counts"]["minimax>penalty"] for s in new}
     if any(v > n / 2 for v in mp.values()):
         reading = "the weight explains it"
-    elif len(new) == len(SETTINGS) and all(v == 0 for v in mp.values()):
+    elif len(new) == len(WEIGHT_SETTINGS) and all(v == 0 for v in mp.values()):
         reading = "the weight does not explain it"
     else:
         reading = "partly"
-    return {"per_setting": per_setting, "reading": reading, "n_candidates": n}
+    out = {"per_setting": per_setting, "reading": reading, "n_candidates": n}
+    if "repo" in per_setting:
+        out["repo"] = decide_repo(res)
+    return out
+
+
+def decide_repo(res: dict[str, Any]) -> dict[str, Any]:
+    """The pre-registered reading of setting (c) (module docstring): the code-FIM model alone as the penalty
+    group between the minimax and the undefended models."""
+    from helland_recognizability import GROUPS, group_order
+
+    key_m = "repo:fim_penalty"
+    n = len(res["candidates"])
+    orders, positions, above_undef = {}, {}, {}
+    for lab, key in res["candidates"].items():
+        sc = {k: res["models"][k]["scores"][key] for k in GROUPS["minimax"] + GROUPS["undefended"]}
+        own = res["models"][key_m]["scores"][key]
+        orders[lab] = group_order({**sc, "fim_penalty": own})
+        positions[lab] = position(own["score"], [sc[k]["score"] for k in GROUPS["minimax"]])
+        above_undef[lab] = own["score"] > max(sc[k]["score"] for k in GROUPS["undefended"])
+    places = sum(o["order"] for o in orders.values())
+    if places > n / 2:
+        reading = "the code's FIM objective puts FIMPenalty in the paper's place"
+    elif places == 0:
+        reading = "the code's FIM objective does not"
+    else:
+        reading = "partly"
+    top = res["models"][key_m].get("top_class_fraction")
+    return {"orders": orders, "positions": positions, "above_undefended": above_undef,
+            "counts": {"paper's place": places, "separated": sum(o["separated"] for o in orders.values()),
+                       "above undefended": sum(above_undef.values()),
+                       **{w: sum(p == w for p in positions.values()) for w in ("above", "between", "below")}},
+            "collapsed": top is not None and top >= COLLAPSE_FRACTION, "reading": reading}
 
 
 def _f(s: dict[str, float]) -> str:

@@ -26,7 +26,7 @@ def no_data_betas(monkeypatch):
     monkeypatch.setattr(H, "penalty_betas", fake)
 
 
-def _strip(cfg, keys=("beta", "grad_of_batch_mean")):
+def _strip(cfg, keys=("beta", "grad_of_batch_mean", "repo_compat")):
     c = {**cfg, "objective": {k: v for k, v in cfg["objective"].items() if k not in keys}}
     c.pop("name")
     return c
@@ -47,6 +47,12 @@ def test_settings_change_only_the_penalty_weight(no_data_betas):
     assert code["grad_penalty"]["objective"] == {**base["grad_penalty"]["objective"], "beta": 64.0,
                                                  "grad_of_batch_mean": True}
     assert code["fim_penalty"]["objective"]["beta"] == 1.0
+    repo = W.setting_configs("repo")  # (c): (b)'s gradient model, (b)'s FIM config with the code's objective
+    assert repo["grad_penalty"] == code["grad_penalty"]
+    assert repo["fim_penalty"] == {**code["fim_penalty"], "objective": {**code["fim_penalty"]["objective"],
+                                                                         "repo_compat": True}}
+    assert W.SHARED == {"repo:grad_penalty": "code:grad_penalty"} and "repo:grad_penalty" not in W.TRAIN_ORDER
+    build_objective(repo["fim_penalty"]["objective"])  # a valid objective
     assert rule["grad_penalty"]["optim"]["lr"] == p.grad_penalty_lr and rule["fim_penalty"]["optim"]["lr"] == p.lr
     assert all(c["optim"]["lr"] == W.NAN_FALLBACK_LR for c in W.setting_configs("rule", nan_fallback=True).values())
     with pytest.raises(ValueError):
@@ -95,3 +101,32 @@ def test_pre_registered_reading():
     # only the grad models trained: a reading on what there is, never "does not explain" with a setting missing
     only = {"rule:grad_penalty": 0.99}
     assert W.decide(_fake_res({**profile, **only}))["reading"] == "partly"
+
+
+def test_pre_registered_reading_of_the_repo_setting():
+    """(c): the code-FIM model alone between the minimax (0.7-0.8) and the undefended (0.2-0.3) models; its
+    gradient model is (b)'s; the weight reading stays on (a) and (b)."""
+    pen = {"grad_penalty": 0.9, "fim_penalty": 0.95, "rule:grad_penalty": 0.1, "rule:fim_penalty": 0.1,
+           "code:grad_penalty": 0.9, "code:fim_penalty": 0.25}
+    res = _fake_res({**pen, "repo:fim_penalty": 0.5})
+    d = W.decide(res)
+    assert d["reading"] == W.decide(_fake_res(pen))["reading"] == "the weight explains it"
+    assert "repo" not in W.decide(_fake_res(pen))
+    assert d["per_setting"]["repo"]["models"] == ["code:grad_penalty", "repo:fim_penalty"]
+    assert d["per_setting"]["repo"]["counts"]["order"] == 0  # (b)'s grad model is above the minimax ones
+    r = d["repo"]
+    assert r["reading"] == "the code's FIM objective puts FIMPenalty in the paper's place"
+    assert r["counts"] == {"paper's place": 12, "separated": 12, "above undefended": 12, "above": 0, "between": 0,
+                           "below": 12}
+    assert not r["collapsed"]
+    for v, reading, where in ((0.75, "the code's FIM objective does not", "between"),
+                              (0.99, "the code's FIM objective does not", "above"),
+                              (0.25, "the code's FIM objective does not", "below")):
+        r = W.decide(_fake_res({**pen, "repo:fim_penalty": v}))["repo"]
+        assert r["reading"] == reading and r["counts"][where] == 12, v
+    res = _fake_res({**pen, "repo:fim_penalty": 0.5})
+    for i in range(6):  # 6 of 12 candidates with the model above the minimax ones: "partly"
+        res["models"]["repo:fim_penalty"]["scores"][f"k{i}"] = {"score": 0.9, "low": 0.89, "high": 0.91}
+    res["models"]["repo:fim_penalty"]["top_class_fraction"] = 0.95
+    r = W.decide(res)["repo"]
+    assert r["reading"] == "partly" and r["counts"]["paper's place"] == 6 and r["collapsed"]
