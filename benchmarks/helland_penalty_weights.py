@@ -142,22 +142,72 @@ def train(spec: str) -> dict[str, Any]:
     torch.set_num_threads(1)
     setting, name = spec.split(":")
     t0, c0 = time.perf_counter(), time.process_time()
-    info: dict[str, Any] = {"nan_fallback": False}
+    info: dict[str, Any] = {"spec": spec, "nan_fallback": False, "untrainable": False}
     try:  # the Trainer raises FloatingPointError when an epoch's training loss is not finite
         _, run_dir, met = trained_model(setting_configs(setting)[name])
     except FloatingPointError as e:
         info.update(nan_fallback=True, nan_error=str(e))
-        _, run_dir, met = trained_model(setting_configs(setting, nan_fallback=True)[name])
-    info["run_dir"] = str(run_dir)
+        try:
+            _, run_dir, met = trained_model(setting_configs(setting, nan_fallback=True)[name])
+        except FloatingPointError as e2:  # NaN at the fallback lr too: untrainable (pre-registered for (c))
+            info.update(untrainable=True, nan_fallback_error=str(e2), attempts=attempts(spec))
+            run_dir, met = None, None
+    info["run_dir"] = None if run_dir is None else str(run_dir)
     info.update(metrics=met, wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0)
     return info
 
 
+def checkpoint_diagnostic(run_dir: Path, eps: float) -> dict[str, Any]:
+    """For a run that never finished: the saved model's predictions on the first 1000 test images (most frequent
+    class and its share), quantiles (0, 0.1, 0.5, 0.9, 1) of f_0 there, and quantiles (0, 0.5, 0.9, 0.99, 1) of
+    the code's per-example FIM term (K/2) ||eps grad_x g_0 / f_0||^2 on the first 256 of them."""
+    import torch
+    import torch.nn.functional as F
+
+    from robustlab import data as rdata
+    from robustlab.experiments import helland2020 as H
+    from robustlab.models.io import load_model
+    from robustlab.train.objectives.fim_penalty import fim_repo_compat
+
+    torch.set_num_threads(1)
+    m = load_model(run_dir).eval()
+    x = rdata.load(H.PROFILES["cpu"].data, "test").x[:1000]
+    with torch.no_grad():
+        z = m(x)
+    counts = torch.bincount(z.argmax(1), minlength=z.shape[1])
+    sq, _ = fim_repo_compat(m, x[:256], create_graph=False)
+    pen = z.shape[1] / 2 * eps**2 * sq.detach()
+    return {"top_class": int(counts.argmax()), "top_class_fraction": float(counts.max()) / len(x),
+            "f0_quantiles": torch.quantile(F.softmax(z, 1)[:, 0], torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0])).tolist(),
+            "penalty_quantiles": torch.quantile(pen, torch.tensor([0.0, 0.5, 0.9, 0.99, 1.0])).tolist()}
+
+
+def attempts(spec: str, diagnose: bool = False) -> list[dict[str, Any]]:
+    """What the cache holds of `spec` at the Profile's lr and at the NaN fallback lr: run dir, epochs logged
+    (an epoch whose training loss is NaN is not logged), the last logged epoch's metrics."""
+    from robustlab.config import config_from_dict
+    from robustlab.experiments.common import CACHE_ROOT
+    from robustlab.runs import read_metrics
+
+    setting, name = spec.split(":")
+    out = []
+    for fallback in (False, True):
+        cfg = config_from_dict(setting_configs(setting, nan_fallback=fallback)[name])
+        run_dir = CACHE_ROOT / f"{cfg.name}-{cfg.hash()}"
+        hist = read_metrics(run_dir) if run_dir.exists() else []
+        out.append({"lr": cfg.optim.lr, "run_dir": str(run_dir), "exists": run_dir.exists(),
+                    "epochs_logged": len(hist), "epochs": cfg.epochs, "last": hist[-1] if hist else None})
+        if diagnose and hist and cfg.objective.get("repo_compat") and (run_dir / "model.safetensors").exists():
+            out[-1]["diagnostic"] = checkpoint_diagnostic(run_dir, cfg.objective["eps"])
+    return out
+
+
 RESULTS = Path("docs/results/helland2020-cpu")
 SETTING_LABELS = {"profile": "Profile's weights (grad 1, FIM 100)", "rule": "(a) the spec's rule",
-                  "code": "(b) the authors' code"}
+                  "code": "(b) the authors' code", "repo": "(c) the authors' code, FIM repo_compat"}
 COLUMNS = ["pgd_at", "fgsm_rs", "trades6", "grad_penalty", "fim_penalty", "rule:grad_penalty", "rule:fim_penalty",
-           "code:grad_penalty", "code:fim_penalty", "distilled", "standard"]
+           "code:grad_penalty", "code:fim_penalty", "repo:fim_penalty", "distilled", "standard"]
+KEPT = ("statement", "command_note", "train_log")  # hand-written or training-time entries kept by a re-measurement
 
 
 def label(name: str) -> str:
@@ -343,10 +393,43 @@ def decide_repo(res: dict[str, Any]) -> dict[str, Any]:
         reading = "partly"
     top = res["models"][key_m].get("top_class_fraction")
     return {"orders": orders, "positions": positions, "above_undefended": above_undef,
-            "counts": {"paper's place": places, "separated": sum(o["separated"] for o in orders.values()),
+            "counts": {"place": places, "separated": sum(o["separated"] for o in orders.values()),
                        "above undefended": sum(above_undef.values()),
                        **{w: sum(p == w for p in positions.values()) for w in ("above", "between", "below")}},
             "collapsed": top is not None and top >= COLLAPSE_FRACTION, "reading": reading}
+
+
+def repo_lines(res: dict[str, Any]) -> list[str]:
+    """The finding of setting (c): its pre-registered reading, or why there is none."""
+    d = res["decision"]
+    if "repo" in d:
+        r, n = d["repo"], d["n_candidates"]
+        c = r["counts"]
+        return [f"Pre-registered reading of (c): **{r['reading']}**: FIMPenalty (c) in the paper's place (below every "
+                f"minimax model, above every undefended one) on {c['place']} of {n} candidates "
+                f"({c['separated']} separated); above every minimax model on {c['above']}, between on "
+                f"{c['between']}, below every one on {c['below']}; above every undefended model on "
+                f"{c['above undefended']}" + ("; collapsed (a constant classifier)" if r["collapsed"] else "") + "."]
+    log = res.get("train_log", {}).get("repo:fim_penalty")
+    if not log or not log.get("untrainable"):
+        return ["Setting (c): its FIM model is not trained yet; no reading."]
+    tried = "; ".join(f"lr {a['lr']:g}: {a['epochs_logged']} of {a['epochs']} epochs logged"
+                      + (f" (last: train loss {a['last']['train_loss']:.3f}, train acc {a['last']['train_acc']:.3f}, "
+                         f"test acc {a['last']['test_acc']:.3f}, penalty {a['last']['penalty']:.4f})"
+                         if a["last"] else "") for a in log["attempts"])
+    out = [f"Setting (c): **untrainable**, so, as pre-registered, nothing scored and no reading: the training loss "
+           f"became NaN at the Profile's lr ({log['nan_error']}) and again at the fallback lr 0.05 "
+           f"({log['nan_fallback_error']}). {tried}."]
+    for a in res.get("not_trained", {}).get("repo:fim_penalty", []):
+        dg = a.get("diagnostic")
+        if dg:
+            out += ["", f"Diagnostic (not a score) of the last checkpoint before the NaN (lr {a['lr']:g}, epoch "
+                    f"{a['epochs_logged']}): it gives class {dg['top_class']} to {dg['top_class_fraction']:.3f} of the "
+                    f"first 1000 test images; f_0 ranges over [{dg['f0_quantiles'][0]:.3f}, "
+                    f"{dg['f0_quantiles'][-1]:.3f}] (median {dg['f0_quantiles'][2]:.3f}); the code's per-example term "
+                    f"(K/2) ||eps grad_x g_0 / f_0||^2 on the first 256 test images has median "
+                    f"{dg['penalty_quantiles'][1]:.3g} and maximum {dg['penalty_quantiles'][-1]:.3g}."]
+    return out
 
 
 def _f(s: dict[str, float]) -> str:
@@ -365,8 +448,13 @@ def markdown(res: dict[str, Any]) -> str:
              f"(a) the spec's rule (penalty = CE at initialisation): grad beta {sb['rule_grad_penalty']:.2f}, FIM beta "
              f"{sb['rule_fim_penalty']:g} (the rule's cap); (b) the authors' code: grad beta 64 with "
              "`grad_of_batch_mean=True` (errata 7: per-example weight 64/128 = 0.5), FIM the paper's beta 1 with the "
-             "paper's Frobenius form (the FIM objective has no `repo_compat`, errata 6, so not the code's objective). "
-             "Everything else is the `cpu` Profile's, built by helland2020's `penalty_betas` / `model_configs`.", "",
+             "paper's Frobenius form (the FIM objective had no `repo_compat`, errata 6, then, so not the code's "
+             "objective). Everything else is the `cpu` Profile's, built by helland2020's `penalty_betas` / "
+             "`model_configs`. Added later, pre-registered in its own commit after (a) and (b) were measured and "
+             "before its model was trained: (c) the authors' code's FIM objective (`repo_compat=True`: "
+             "beta (K/2B) sum_i ||eps grad_x g_0(x_i) / f_0(x_i)||^2, logit Jacobian, 1/f not detached, the class-0 "
+             "projection) at the authors' beta 1, with (b)'s gradient model (not retrained), read on the FIM model's "
+             "own place between the minimax and the undefended models.", "",
              "## Accuracy", "",
              "| model | setting | objective | lr | clean acc | robust acc eps 0.05 | robust acc eps 0.1 "
              "| final train loss | final penalty term | top-class fraction |", "|---" * 10 + "|"]
@@ -390,7 +478,7 @@ def markdown(res: dict[str, Any]) -> str:
                   f"{ck['clean_acc']:.3f} (stored {ck['stored_clean_acc']:.3f}), robust at 0.1 "
                   f"{ck['robust_acc']['0.1']:.3f} (stored {ck['stored_robust_acc']['0.1']:.3f}), and the 12 candidate "
                   f"scores of recognizability_candidates.json (largest difference {ck['max_abs_score_diff']:.2g}).", ""]
-    lines += ["## Finding", "", f"Pre-registered reading: **{d['reading']}**.", ""]
+    lines += ["## Finding", "", f"Pre-registered reading of (a) and (b): **{d['reading']}**.", ""]
     for s, ps in d["per_setting"].items():
         c = ps["counts"]
         pos = "; ".join(f"{label(k)} above every minimax model on {v['above']}, between on {v['between']}, below every "
@@ -401,7 +489,7 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{c['penalty>undefended']}; every penalty model above every minimax one on "
                      f"{c['penalty>minimax']}. "
                      f"{pos}.")
-    lines += ["", "STATEMENT", "", "## Candidate scores", "",
+    lines += ["", *repo_lines(res), "", "STATEMENT", "", "## Candidate scores", "",
               "Means with 95 % t-intervals over 10 noise seeds (inversions) or 10 image groups (strip); (a) and (b) "
               "are the new models.", "",
               "| candidate | " + " | ".join(label(c) for c in cols) + " |", "|---|" + "---|" * len(cols)]
@@ -435,6 +523,8 @@ def main(argv: list[str] | None = None) -> Any:
     ap.add_argument("--from-json", action="store_true", help="only re-render OUT.md from OUT.json")
     ap.add_argument("--check", action="store_true",
                     help="also re-measure the existing Profile grad model (robust accuracy and scores)")
+    ap.add_argument("--train-log", nargs="*", default=[],
+                    help="JSON files printed by --train runs, kept in OUT.json under train_log (by spec)")
     args = ap.parse_args(argv)
     if args.train:
         info = train(args.train)
@@ -449,7 +539,11 @@ def main(argv: list[str] | None = None) -> Any:
         res = evaluate_all(args.check)
         if out.with_suffix(".json").exists():  # the written judgement and command note survive a re-measurement
             old = json.loads(out.with_suffix(".json").read_text())
-            res.update({k: old[k] for k in ("statement", "command_note") if k in old})
+            res.update({k: old[k] for k in KEPT if k in old})
+    for f in args.train_log:
+        info = json.loads(Path(f).read_text())
+        res.setdefault("train_log", {})[info["spec"]] = info
+    res["not_trained"] = {spec: attempts(spec, diagnose=True) for spec in TRAIN_ORDER if spec not in res["models"]}
     res["decision"] = decide(res)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))

@@ -116,7 +116,7 @@ def test_pre_registered_reading_of_the_repo_setting():
     assert d["per_setting"]["repo"]["counts"]["order"] == 0  # (b)'s grad model is above the minimax ones
     r = d["repo"]
     assert r["reading"] == "the code's FIM objective puts FIMPenalty in the paper's place"
-    assert r["counts"] == {"paper's place": 12, "separated": 12, "above undefended": 12, "above": 0, "between": 0,
+    assert r["counts"] == {"place": 12, "separated": 12, "above undefended": 12, "above": 0, "between": 0,
                            "below": 12}
     assert not r["collapsed"]
     for v, reading, where in ((0.75, "the code's FIM objective does not", "between"),
@@ -129,4 +129,27 @@ def test_pre_registered_reading_of_the_repo_setting():
         res["models"]["repo:fim_penalty"]["scores"][f"k{i}"] = {"score": 0.9, "low": 0.89, "high": 0.91}
     res["models"]["repo:fim_penalty"]["top_class_fraction"] = 0.95
     r = W.decide(res)["repo"]
-    assert r["reading"] == "partly" and r["counts"]["paper's place"] == 6 and r["collapsed"]
+    assert r["reading"] == "partly" and r["counts"]["place"] == 6 and r["collapsed"]
+
+
+def test_a_second_nan_is_reported_untrainable(monkeypatch):
+    """(c)'s pre-registered NaN rule: NaN at the Profile's lr, retrained once at the fallback lr, NaN again:
+    `train` reports it untrainable (no model), and the finding says so instead of a reading."""
+    import robustlab.experiments.common as C
+
+    lrs = []
+
+    def nan(cfg):
+        lrs.append(cfg["optim"]["lr"])
+        raise FloatingPointError(f"training loss became nan in epoch {len(lrs)}; lower optim.lr")
+
+    monkeypatch.setattr(C, "trained_model", nan)
+    monkeypatch.setattr(W, "attempts", lambda spec, diagnose=False: [{"lr": 0.1}, {"lr": 0.05}])
+    info = W.train("repo:fim_penalty")
+    assert lrs == [H.PROFILES["cpu"].lr, W.NAN_FALLBACK_LR]
+    assert info["untrainable"] and info["nan_fallback"] and info["run_dir"] is None and info["metrics"] is None
+    assert "epoch 2" in info["nan_fallback_error"]
+    res = {"decision": {"n_candidates": 12}, "train_log": {"repo:fim_penalty": {
+        **info, "attempts": [{"lr": 0.1, "epochs": 4, "epochs_logged": 0, "last": None}]}}}
+    assert "**untrainable**" in W.repo_lines(res)[0] and "nothing scored" in W.repo_lines(res)[0]
+    assert "not trained yet" in W.repo_lines({"decision": {"n_candidates": 12}})[0]
