@@ -1,5 +1,6 @@
-"""Set-up the benchmarks share: a frozen model (a demo model, trained once and cached, or a saved one)
-and the first test points with the model's clean-correct mask."""
+"""Set-up the benchmarks share: a frozen model (a demo model, trained once and cached, or a saved one),
+the first test points with the model's clean-correct mask, and the `steps` that keep a robustlab attack
+within a gradient budget."""
 
 from __future__ import annotations
 
@@ -36,3 +37,14 @@ def eval_points(model: nn.Module, n: int, offset: int = 0) -> tuple[Tensor, Tens
     with torch.no_grad():
         correct = model(te.x).argmax(1) == te.y
     return te.x, te.y, correct
+
+
+def budget_steps(name: str, budget: int) -> int:
+    """The `steps` at which robustlab's attack `name` spends at most `budget` gradient evaluations per point:
+    an attack that closes with `base.boundary_polish` (a `polish` parameter; at most two gradient evaluations
+    a round) spends its default rounds on top of `steps`, so they come out of the budget, as they do in
+    `attacks.minimum` and `attacks.pdpgd_r`."""
+    from robustlab import attacks
+
+    polish = attacks.get(name).params.get("polish")
+    return budget - 2 * (polish.default if polish is not None else 0)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import eval_points, frozen_model  # noqa: E402
+from common import budget_steps, eval_points, frozen_model  # noqa: E402
 from peers import import_peers  # noqa: E402
 
 from robustlab import attacks, ops  # noqa: E402
@@ -67,7 +67,7 @@ def main() -> None:
         res: dict = {}
         for p in args.norms.split(","):
             runs: dict[str, Callable] = {
-                "pdpgd": lambda p=p: attacks.pdpgd(model, x, y, norm=p, steps=T).x_adv,
+                "pdpgd": lambda p=p: attacks.pdpgd(model, x, y, norm=p, steps=budget_steps("pdpgd", T)).x_adv,
                 "fmn": lambda p=p: attacks.fmn(model, x, y, norm=p, steps=T).x_adv,
             }
             if p in ("l2", "linf"):
@@ -75,10 +75,11 @@ def main() -> None:
             if p in ("l2", "linf", "l1"):
                 runs["fab"] = lambda p=p: attacks.fab(model, x, y, norm=p, steps=T).x_adv
             if p == "l2":
-                runs["ddn"] = lambda: attacks.ddn(model, x, y, steps=T).x_adv
-                runs["cw"] = lambda: attacks.cw(model, x, y, steps=max(T // 9, 1)).x_adv  # ~T passes in all
+                runs["ddn"] = lambda: attacks.ddn(model, x, y, steps=budget_steps("ddn", T)).x_adv
+                # ~T gradient evaluations in all: 9 binary-search steps (C&W), 2 passes a step (EAD)
+                runs["cw"] = lambda: attacks.cw(model, x, y, steps=max(budget_steps("cw", T) // 9, 1)).x_adv
             if p == "l1":
-                runs["ead"] = lambda: attacks.ead(model, x, y, steps=max(T // 18, 1)).x_adv  # 2 passes a step
+                runs["ead"] = lambda: attacks.ead(model, x, y, steps=max(budget_steps("ead", T) // 18, 1)).x_adv
             if al is not None:
                 pf = P_FLOAT[p]
                 runs["adv-lib fmn"] = lambda pf=pf: al.fmn(model, x, y, norm=pf, steps=T)

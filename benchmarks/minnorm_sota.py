@@ -9,7 +9,9 @@ a PGD-trained one (Linf 0.1), each cached after its first run. For each model an
 gradient evaluations per point: median norm over the originally correct points (failures count as
 inf), success rate and time, every returned example re-verified here (fresh forward pass, box). The
 JSON's `portfolio_vs_best_single` gives, per model and norm, the portfolio's median against the best
-single attack's (robustlab's or adv-lib's). `--attacks` may also name ead, cw or pdpgd: they run at their
+single attack's (robustlab's or adv-lib's). The budget includes a robustlab attack's closing polish
+(`common.budget_steps`), and each robustlab result's backward passes are recorded (`grads_max`, `grads_mean`)
+and must stay within it. `--attacks` may also name ead, cw or pdpgd: they run at their
 default settings, outside the equal-budget comparison (a check that a change of defaults does no harm).
 """
 
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import eval_points  # noqa: E402
+from common import budget_steps, eval_points  # noqa: E402
 from minnorm import stats  # noqa: E402
 from peers import import_peers  # noqa: E402
 
@@ -120,17 +122,18 @@ def main() -> None:
         x, y, correct = eval_points(model, args.n)
         out["results"][key], out["portfolio_vs_best_single"][key] = {}, {}
         for p in args.norms.split(","):
-            runs = {"minimum": lambda p=p: attacks.minimum(model, x, y, norm=p, steps=T).x_adv,
-                    "pdpgd_r": lambda p=p: attacks.pdpgd_r(model, x, y, norm=p, steps=T).x_adv,
-                    "fmn": lambda p=p: attacks.fmn(model, x, y, norm=p, steps=T).x_adv}
+            # robustlab's runs return their AttackResult: its backward_passes show the budget was kept
+            runs = {"minimum": lambda p=p: attacks.minimum(model, x, y, norm=p, steps=T),
+                    "pdpgd_r": lambda p=p: attacks.pdpgd_r(model, x, y, norm=p, steps=T),
+                    "fmn": lambda p=p: attacks.fmn(model, x, y, norm=p, steps=budget_steps("fmn", T))}
             if p in ("l2", "l1"):
-                runs["alma"] = lambda p=p: attacks.alma(model, x, y, norm=p, steps=T).x_adv
+                runs["alma"] = lambda p=p: attacks.alma(model, x, y, norm=p, steps=budget_steps("alma", T))
             if p == "l2":
-                runs["ddn"] = lambda: attacks.ddn(model, x, y, steps=T).x_adv
+                runs["ddn"] = lambda: attacks.ddn(model, x, y, steps=budget_steps("ddn", T))
             if p == "linf":  # FAB's step takes the 9 other classes' gradients: T // 9 steps
-                runs["fab"] = lambda: attacks.fab(model, x, y, norm="linf", steps=max(T // 9, 1)).x_adv
+                runs["fab"] = lambda: attacks.fab(model, x, y, norm="linf", steps=max(T // 9, 1))
             if p == "l0":
-                runs["sigma_zero"] = lambda: attacks.sigma_zero(model, x, y, steps=T).x_adv
+                runs["sigma_zero"] = lambda: attacks.sigma_zero(model, x, y, steps=budget_steps("sigma_zero", T))
             if al is not None:
                 pf = P_FLOAT[p]
                 runs["adv-lib fmn"] = lambda pf=pf: al.fmn(model, x, y, norm=pf, steps=T)
@@ -148,7 +151,7 @@ def main() -> None:
             for name in sorted(chosen & set(AT_DEFAULTS)):  # their own budgets: not compared as singles
                 if p in attacks.REGISTRY[name].norms:
                     runs[f"{name} (defaults)"] = lambda p=p, name=name: attacks.REGISTRY[name](
-                        model, x, y, norm=p, generator=torch.Generator().manual_seed(0)).x_adv
+                        model, x, y, norm=p, generator=torch.Generator().manual_seed(0))
             res = out["results"][key][p] = {}
             for name, fn in runs.items():
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -157,11 +160,20 @@ def main() -> None:
                 except Exception as e:  # noqa: BLE001 - a peer failing is reported, not fatal
                     res[name] = {"error": repr(e)[:200]}
                     continue
+                grads = None
+                if isinstance(adv, attacks.AttackResult):
+                    adv, grads = adv.x_adv, adv.backward_passes
                 s = stats(model, x, y, adv, p, correct)
+                if grads is not None:  # gradient evaluations per point: the budget check
+                    s["grads_max"], s["grads_mean"] = int(grads.max()), round(float(grads.float().mean()), 1)
                 s["seconds"] = round(time.perf_counter() - t0, 2)
                 s["cpu_seconds"] = round(time.process_time() - c0, 2)
                 res[name] = s
                 print(key, p, name, s, file=sys.stderr, flush=True)
+            over = {k: v["grads_max"] for k, v in res.items()
+                    if v.get("grads_max", 0) > T and not k.endswith("(defaults)")}
+            if over:  # the comparison is at equal budgets or not at all
+                raise SystemExit(f"{key} {p}: over the budget of {T} gradient evaluations per point: {over}")
             singles = {k: v["median"] for k, v in res.items()
                        if k != "minimum" and "median" in v and not k.endswith("(defaults)")}
             if "minimum" in res and singles:
