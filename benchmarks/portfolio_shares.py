@@ -35,7 +35,11 @@ CANDIDATES = {
            "alma 1": [("alma", 1.0, {})], "fmn 1": [("fmn", 1.0, {})],
            "alma .8 warm .2": [("alma", 0.8, {}), (portfolio.WARM, 0.2, {})],
            "alma .5 fmn .5": [("alma", 0.5, {}), ("fmn", 0.5, {})]},
-    "linf": {"fmn .5 pdpgd_r .5": [("fmn", 0.5, {}), ("pdpgd_r", 0.5, {})], "fmn 1": [("fmn", 1.0, {})]},
+    "linf": {"fmn .3 pd_warm .7": [("fmn", 0.3, {}), (portfolio.PD_WARM, 0.7, {})],
+             "fmn .5 pdpgd_r .5": [("fmn", 0.5, {}), ("pdpgd_r", 0.5, {})], "fmn 1": [("fmn", 1.0, {})],
+             "pdpgd_r 1": [("pdpgd_r", 1.0, {})], "fmn .5 warm .5": [("fmn", 0.5, {}), (portfolio.WARM, 0.5, {})],
+             "fmn .2 pd_warm .8": [("fmn", 0.2, {}), (portfolio.PD_WARM, 0.8, {})],
+             "fmn .4 pd_warm .6": [("fmn", 0.4, {}), (portfolio.PD_WARM, 0.6, {})]},
 }
 
 
@@ -51,6 +55,8 @@ def main() -> None:
     saved, saved_min = dict(portfolio.PORTFOLIO), dict(portfolio.MIN_SHARE)
     if args.norm == "l2":  # ALMA's minimum share (75 steps) is L1's; an L2 candidate gives it whatever it plans
         portfolio.MIN_SHARE.pop("alma", None)
+    if args.norm == "linf":  # each candidate's warm share runs at the budgets asked for
+        portfolio.MIN_SHARE[portfolio.PD_WARM] = 100
     out: dict = {"command": " ".join(sys.argv), "results": {}}
     for key in ("standard", "pgd_at"):
         model = plain_model(key)

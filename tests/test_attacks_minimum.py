@@ -6,7 +6,8 @@ import torch
 from robustlab import attacks, ops
 from robustlab.attacks.base import refine
 from robustlab.attacks.fast_minimum_norm import fmn_from
-from robustlab.attacks.portfolio import MIN_SHARE, MIN_STEPS, PORTFOLIO, WARM, plan, polish_rounds
+from robustlab.attacks.portfolio import MIN_SHARE, MIN_STEPS, PD_WARM, PORTFOLIO, WARM, plan, polish_rounds
+from robustlab.attacks.primal_dual import pdpgd_from
 from robustlab.data.checks import InputError
 from tests.helpers import digits_mlp
 from tests.test_attacks_minnorm import closed_form, linear_case
@@ -58,7 +59,7 @@ def test_minimum_is_the_verified_per_point_minimum(mlp, p):
     # each deterministic member, run alone with its planned budget (and without the closing that `minimum`
     # does once for all of them), is never better on any point
     for name, kw in r.info["plan"]:
-        if name in ("pdpgd_r", WARM):  # random restarts / no run of its own: its start is the portfolio's best
+        if name in ("pdpgd_r", WARM, PD_WARM):  # random restarts / no run of its own: it starts at the best
             continue
         spec = attacks.get(name)
         raw = {key: 0 for key in ("refine", "polish") if key in spec.params}
@@ -78,7 +79,7 @@ def test_minimum_on_a_linear_model(p):
         assert bool(r.success)
         assert best * (1 - 1e-6) <= float(r.norm) <= best * 1.001, (float(r.norm), best)
         for name, kw in r.info["plan"]:  # never worse than a member alone at its share
-            if name != WARM:
+            if name not in (WARM, PD_WARM):
                 spec = attacks.get(name)
                 raw = {key: 0 for key in ("refine", "polish") if key in spec.params}
                 assert float(r.norm) <= float(spec(model, x, y, norm=p, **kw, **raw).norm) * (1 + 1e-12)
@@ -172,3 +173,21 @@ def test_warm_fmn_never_leaves_its_start_worse(mlp):
     assert r.success.all() and (r.norm <= start.norm + 1e-6).all()
     assert (r.norm < start.norm - 1e-6).float().mean() > 0.5  # and it does shrink most of them
     assert (r.backward_passes == 10).all() and (r.forward_passes == 13).all()  # clean, start, 10 steps, last
+
+
+def test_warm_pdpgd_never_leaves_its_start_worse(mlp):
+    m, x, y = mlp
+    start = attacks.fmn(m, x, y, norm="linf", steps=10)  # a coarse start
+    r = pdpgd_from(m, x, y, start.x_adv, norm="linf", steps=100)  # the dual needs ~100 iterations
+    assert r.success.all() and (r.norm <= start.norm + 1e-6).all()
+    assert (r.norm < start.norm - 1e-6).float().mean() > 0.5  # and it does shrink most of them
+    assert (r.backward_passes == 100).all() and (r.forward_passes == 103).all()  # clean, start, 100 steps, last
+    with torch.no_grad():  # its points are adversarial on a fresh pass
+        assert (m(r.x_adv).argmax(1) != y).all()
+    none = pdpgd_from(m, x, y, x, norm="linf", steps=5)  # a start that is not adversarial: left alone
+    assert not none.success.any() and (none.backward_passes == 0).all()
+
+
+def test_linf_plan_warm_stage_from_200():
+    assert [a for a, _ in plan("linf", 199)] == ["fmn"]
+    assert plan("linf", 200) == [("fmn", {"steps": 60}), (PD_WARM, {"steps": 140})]

@@ -6,9 +6,11 @@ gradient evaluations per point, split between the norm's runs in the fixed share
 
 1. each attack of the norm runs from the clean point on every point (a point within `stop_at` is left
    alone) with its share of the budget;
-2. where the plan has it (L1), `WARM` spends the last share: FMN restarted from each point's best so far
-   (`fast_minimum_norm.fmn_from`: the start's own size as the first ball, steps a tenth of its scale), a
-   local search around the best point instead of another search from scratch;
+2. where the plan has one, a warm stage spends the last share on a local search around each point's best so
+   far instead of another search from scratch: in L1 `WARM`, FMN restarted from it
+   (`fast_minimum_norm.fmn_from`: the start's own size as the first ball, steps a tenth of its scale); in Linf
+   `PD_WARM`, the PDPGD recipe's finetune run from it (`primal_dual.pdpgd_from`: primal-dual steps at most the
+   start's own size);
 3. after every run, each of its points is shrunk by `refine`, forward passes only (no gradient, so the
    gradient budget is unchanged; the passes are counted in forward_passes): a bisection along paths from
    the point's own perturbation toward x (scaling; for L1 also soft thresholding, for Linf clamping), and
@@ -26,7 +28,7 @@ exact tensor (inside the box); the entry point verifies the final one again.
 |------|-------------------------------------------------------------------|--------------------------------|
 | l2   | DDN 0.6, FMN 0.4                                                  | scale                          |
 | l1   | FMN 0.4, ALMA 0.4, WARM 0.2 (ALMA from 100 steps, WARM from 200)  | soft threshold, scale; put back|
-| linf | FMN 0.5, PDPGD-r 0.5 (PDPGD-r from 200 steps)                     | clamp, then scale              |
+| linf | FMN 0.3, PD_WARM 0.7 (PD_WARM from 200 steps)                     | clamp, then scale              |
 | l0   | sigma-zero 0.6, PDPGD-r 0.4 (PDPGD-r from 250 steps)              | put entries back               |
 
 The entries are put back (at most 64 tries per point) once, on each point's final best; the bisections
@@ -52,6 +54,8 @@ from robustlab.attacks.base import (
 from robustlab.data.checks import InputError
 
 WARM = "fmn_warm"  # FMN started from each point's best so far (fast_minimum_norm.fmn_from); always last
+PD_WARM = "pdpgd_warm"  # the PDPGD recipe's finetune from each point's best (primal_dual.pdpgd_from); always last
+WARM_STAGES = (WARM, PD_WARM)
 
 # per norm: (run, share of the gradient budget, fixed keyword arguments), the first being the run a budget
 # too small to split goes to. Each run's `steps` is set so it spends its share (one gradient per step for
@@ -65,7 +69,7 @@ WARM = "fmn_warm"  # FMN started from each point's best so far (fast_minimum_nor
 PORTFOLIO: dict[str, list[tuple[str, float, dict]]] = {
     "l2": [("ddn", 0.6, {}), ("fmn", 0.4, {})],
     "l1": [("fmn", 0.4, {}), ("alma", 0.4, {}), (WARM, 0.2, {})],
-    "linf": [("fmn", 0.5, {}), ("pdpgd_r", 0.5, {})],
+    "linf": [("fmn", 0.3, {}), (PD_WARM, 0.7, {})],
     "l0": [("sigma_zero", 0.6, {}), ("pdpgd_r", 0.4, {})],
 }
 
@@ -79,7 +83,10 @@ POLISH = 3  # rounds of base.boundary_polish on each point's final best (l2, l1)
 # standard model, 1.3% above ALMA alone on the PGD-trained one), against 3.6% above ALMA for FMN alone and 2.0%
 # above FMN for ALMA 0.6 / FMN 0.4. At 200, FMN/ALMA/warm beat FMN and ALMA alone on both models.
 # (in L1 the shares are of the budget left after the polish, 194 of 200: WARM's 35 keeps the plan measured at 200)
-MIN_SHARE = {"pdpgd_r": 100, "alma": 35, WARM: 35}
+# Linf at 200: FMN 60 then PD_WARM 140 (held-out points 1000-1099, benchmarks/portfolio_shares.py) beat FMN alone
+# and PDPGD-r alone on both models, where FMN/PDPGD-r halves lost to either alone; below 200 (PD_WARM's share
+# under 140) FMN alone, the best single Linf attack at 100 on both.
+MIN_SHARE = {"pdpgd_r": 100, "alma": 35, WARM: 35, PD_WARM: 140}
 
 
 def plan(norm: str, steps: int) -> list[tuple[str, dict]]:
@@ -89,7 +96,7 @@ def plan(norm: str, steps: int) -> list[tuple[str, dict]]:
         raise InputError(f"minimum: steps (the gradient budget per point) must be >= {MIN_STEPS}, got {steps}")
     steps -= 2 * polish_rounds(norm, steps)
     shares = [(a, s, kw) for a, s, kw in PORTFOLIO[norm] if int(s * steps) >= MIN_SHARE.get(a, MIN_STEPS)]
-    if not shares or shares[0][0] == WARM:  # a small budget: all of it to the first attack
+    if not shares or shares[0][0] in WARM_STAGES:  # a small budget: all of it to the first attack
         shares = [(PORTFOLIO[norm][0][0], 1.0, PORTFOLIO[norm][0][2])]
     total = sum(s for _, s, _ in shares)
     return [(name, {**kw, "steps": int(share / total * steps)}) for name, share, kw in shares]
@@ -111,6 +118,7 @@ def minimum(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: 
     attack runs only on the points whose best is still > stop_at."""
     from robustlab import attacks
     from robustlab.attacks.fast_minimum_norm import fmn_from
+    from robustlab.attacks.primal_dual import pdpgd_from
 
     x, labels = prepare(model, x, y, targeted=targeted, target=target)
     runs = plan(norm, steps)
@@ -124,9 +132,9 @@ def minimum(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: 
         todo = size > stop_at if stop_at is not None else torch.ones(n, dtype=torch.bool, device=x.device)
         if not bool(todo.any()):
             break
-        if name == WARM:  # its result is verified by minimum's entry point, like the refinement's
-            r = fmn_from(model, x[todo], labels[todo], x_adv[todo], norm=norm, targeted=targeted, stop_at=stop_at,
-                         **kw)
+        if name in WARM_STAGES:  # its result is verified by minimum's entry point, like the refinement's
+            warm = fmn_from if name == WARM else pdpgd_from
+            r = warm(model, x[todo], labels[todo], x_adv[todo], norm=norm, targeted=targeted, stop_at=stop_at, **kw)
         else:
             spec = attacks.get(name)
             if targeted:

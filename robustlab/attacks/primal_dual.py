@@ -29,6 +29,7 @@ from robustlab.attacks.base import (
     prepare,
     refine_along_ray,
     register,
+    start_minnorm,
     still_running,
     view_n,
 )
@@ -348,6 +349,32 @@ def pdpgd_r(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps
     finetune from each sample's best. For the thesis's protocol use `pdpgd` / `pdgd`."""
     return pdpgd.__wrapped__(model, x, y, norm=norm, targeted=targeted, target=target, generator=generator,
                  stop_at=stop_at, **recipe(norm, steps))
+
+
+def pdpgd_from(model: nn.Module, x: Tensor, labels: Tensor, x_start: Tensor, *, norm: str, steps: int,
+               targeted: bool = False, stop_at: float | None = None) -> AttackResult:
+    """The recipe's finetune run (`RECIPE[norm]`: its optimizer and initial lambda, primal step a tenth of its
+    lr and at most each point's own start size) started from x_start where x_start is adversarial (one
+    counted forward pass tells), for `steps` iterations; the other points are left as they are (failures).
+    Inputs already checked; `labels` are the targets when targeted. A warm stage for `attacks.minimum`: a
+    local primal-dual search around another attack's best point."""
+    check_norm(norm, ("linf", "l2", "l1"))
+    counter, track, _, done = start_minnorm(model, x, labels, norm, targeted)
+    idx = torch.arange(x.shape[0], device=x.device)[~done]
+    if idx.numel():
+        with torch.no_grad():
+            lg = model(x_start[idx])
+        counter.add(idx, forward=1)
+        track.update(idx, x_start[idx], lg, labels[idx], targeted)
+    fi = idx[track.success[idx] & (track.norm[idx] > stop_at if stop_at is not None else True)]
+    if fi.numel() and steps > 0:
+        settings = RECIPE[norm]
+        _run(model, x, labels, fi, track, counter, norm=norm, steps=steps,
+             lr=track.norm[fi].clamp(max=settings["lr"] / 10), lr_decay=0.01, lr_schedule="linear",
+             initial_lambda=settings["initial_lambda"], dual_lr=0.1, dual_ema=0.9, loss="hinge", delta=0.0,
+             optimizer=settings["optimizer"], group_rule="max", targeted=targeted, r0=track.x_adv[fi] - x[fi],
+             trace=None, stop_at=stop_at)
+    return track.result(model, counter, {})
 
 
 pdpgd.recipe = recipe  # type: ignore[attr-defined]  # ``attacks.pdpgd.recipe(norm, budget)`` reads naturally
