@@ -30,11 +30,19 @@ CANDIDATES = {
     "l2": {"ddn .6 fmn .4": [("ddn", 0.6, {}), ("fmn", 0.4, {})],
            "alma .6 fmn .4": [("alma", 0.6, {}), ("fmn", 0.4, {})],
            "alma .5 ddn .5": [("alma", 0.5, {}), ("ddn", 0.5, {})],
-           "alma 1": [("alma", 1.0, {})], "ddn 1": [("ddn", 1.0, {})], "fmn 1": [("fmn", 1.0, {})]},
+           "alma 1": [("alma", 1.0, {})], "ddn 1": [("ddn", 1.0, {})], "fmn 1": [("fmn", 1.0, {})],
+           "ddn .8 fmn .2": [("ddn", 0.8, {}), ("fmn", 0.2, {})], "ddn .7 fmn .3": [("ddn", 0.7, {}), ("fmn", 0.3, {})],
+           "ddn .5 fmn .5": [("ddn", 0.5, {}), ("fmn", 0.5, {})],
+           "ddn .3 pd_warm .7": [("ddn", 0.3, {}), (portfolio.PD_WARM, 0.7, {})],
+           "alma .3 pd_warm .7": [("alma", 0.3, {}), (portfolio.PD_WARM, 0.7, {})]},
     "l1": {"fmn .4 alma .4 warm .2": [("fmn", 0.4, {}), ("alma", 0.4, {}), (portfolio.WARM, 0.2, {})],
            "alma 1": [("alma", 1.0, {})], "fmn 1": [("fmn", 1.0, {})],
            "alma .8 warm .2": [("alma", 0.8, {}), (portfolio.WARM, 0.2, {})],
-           "alma .5 fmn .5": [("alma", 0.5, {}), ("fmn", 0.5, {})]},
+           "alma .5 fmn .5": [("alma", 0.5, {}), ("fmn", 0.5, {})],
+           "fmn .3 alma .5 warm .2": [("fmn", 0.3, {}), ("alma", 0.5, {}), (portfolio.WARM, 0.2, {})],
+           "fmn .3 pd_warm .7": [("fmn", 0.3, {}), (portfolio.PD_WARM, 0.7, {})],
+           "alma .3 pd_warm .7": [("alma", 0.3, {}), (portfolio.PD_WARM, 0.7, {})],
+           "alma .5 warm .5": [("alma", 0.5, {}), (portfolio.WARM, 0.5, {})]},
     "linf": {"fmn .3 pd_warm .7": [("fmn", 0.3, {}), (portfolio.PD_WARM, 0.7, {})],
              "fmn .5 pdpgd_r .5": [("fmn", 0.5, {}), ("pdpgd_r", 0.5, {})], "fmn 1": [("fmn", 1.0, {})],
              "pdpgd_r 1": [("pdpgd_r", 1.0, {})], "fmn .5 warm .5": [("fmn", 0.5, {}), (portfolio.WARM, 0.5, {})],
@@ -55,8 +63,7 @@ def main() -> None:
     saved, saved_min = dict(portfolio.PORTFOLIO), dict(portfolio.MIN_SHARE)
     if args.norm == "l2":  # ALMA's minimum share (75 steps) is L1's; an L2 candidate gives it whatever it plans
         portfolio.MIN_SHARE.pop("alma", None)
-    if args.norm == "linf":  # each candidate's warm share runs at the budgets asked for
-        portfolio.MIN_SHARE[portfolio.PD_WARM] = 100
+    portfolio.MIN_SHARE[portfolio.PD_WARM] = 50  # each candidate's warm share runs at the budgets asked for
     out: dict = {"command": " ".join(sys.argv), "results": {}}
     for key in ("standard", "pgd_at"):
         model = plain_model(key)
@@ -71,6 +78,9 @@ def main() -> None:
                 s["plan"] = r.info["plan"]
                 out["results"].setdefault(key, {}).setdefault(str(budget), {})[name] = s
                 print(key, budget, f"{name:24s}", s["median"], s["mean"], s["success"], flush=True)
+                if args.out:  # what is done so far survives an interrupted run
+                    with open(args.out, "w") as fh:
+                        json.dump(out, fh, indent=1)
     portfolio.PORTFOLIO.update(saved)
     portfolio.MIN_SHARE.clear()
     portfolio.MIN_SHARE.update(saved_min)
