@@ -167,6 +167,26 @@ def test_lr_grid_and_restarts_never_worse():
     assert (grid.backward_passes[one.backward_passes > 0] == 200).all()
 
 
+def test_each_run_closed_is_never_worse_than_one_closing():
+    """close_runs (the default with several runs): each run of the grid and restarts gets the closing (polish,
+    refine) on its own best. The run that holds the overall best is closed from that same point, so, without a
+    finetune, the result is per point never above the one closing on the overall best; the closings' passes
+    are counted (at most two gradients a polish round, each run)."""
+    m, x, y = digits_mlp()
+    x, y = x[:30], y[:30]
+    kw = dict(norm="linf", steps=40, lr_grid=(0.1, 0.5), restarts=2)
+    each = attacks.pdpgd(m, x, y, generator=torch.Generator().manual_seed(0), **kw)
+    once = attacks.pdpgd(m, x, y, close_runs=False, generator=torch.Generator().manual_seed(0), **kw)
+    assert torch.equal(each.success, once.success)
+    assert (each.norm <= once.norm * (1 + 1e-6)).all()
+    with torch.no_grad():
+        assert (m(each.x_adv).argmax(1) != y)[each.success].all()
+    attacked = once.backward_passes > 0
+    assert (each.backward_passes[attacked] <= 4 * 40 + 4 * 2 * 3).all()
+    assert (once.backward_passes[attacked] <= 4 * 40 + 2 * 3).all()
+    assert (each.forward_passes[attacked] > once.forward_passes[attacked]).all()  # each run's closing searches
+
+
 def test_bad_inputs_raise():
     m, x, y = digits_mlp()
     x, y = x[:4], y[:4]

@@ -89,7 +89,10 @@ def lr_at(k: int, steps: int, lr: float, lr_decay: float, schedule: str) -> floa
 def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTracker, counter: PassCounter, *,
          norm: str, steps: int, lr: float | Tensor, lr_decay: float, lr_schedule: str, initial_lambda: float,
          dual_lr: float, dual_ema: float, loss: str, delta: float, optimizer: str, group_rule: str,
-         targeted: bool, r0: Tensor, trace: dict[str, list[Tensor]] | None, stop_at: float | None = None) -> None:
+         targeted: bool, r0: Tensor, trace: dict[str, list[Tensor]] | None, stop_at: float | None = None,
+         own: BestTracker | None = None) -> None:
+    """One primal-dual run on the samples `idx` from r0; every iterate is offered to `track` (the attack's best
+    so far) and, when given, to `own` (this run's own best, for a closing of its own)."""
     x0, lab = x[idx], labels[idx]
     n = len(idx)
     r = clip_box(r0, x0)
@@ -119,6 +122,8 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
         grad, = torch.autograd.grad(g.sum(), xa)
         counter.add(idx, forward=1, backward=1)
         track.update(idx, xa.detach(), logits.detach(), lab, targeted)
+        if own is not None:
+            own.update(idx, xa.detach(), logits.detach(), lab, targeted)
         lam1, lam2 = lam_ema[:, 0], lam_ema[:, 1]  # the r-player answers the current (averaged) dual
         if smooth:  # PDGD: Adam on L_r = lambda1 ||r||_2 + lambda2 g(x + r)  (thesis 5.3)
             rn = r.flatten(1).norm(dim=1).clamp_min(1e-12)
@@ -155,6 +160,8 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
         logits = model(xa)
     counter.add(idx, forward=1)
     track.update(idx, xa, logits, lab, targeted)
+    if own is not None:
+        own.update(idx, xa, logits, lab, targeted)
 
 
 def _parse_grid(lr_grid: tuple[float, ...] | list[float] | str, lr: float) -> tuple[float, ...]:
@@ -210,7 +217,8 @@ def recipe(norm: str, budget: int = 500) -> dict[str, float | int | str]:
     steps = 3 * budget // 5 // restarts
     left = budget - restarts * steps
     polish = min(3, (left - 1) // 2) if norm in ("linf", "l2", "l1") else 0
-    return {**RECIPE[norm], "steps": steps, "restarts": restarts, "finetune": left - 2 * polish, "polish": polish}
+    return {**RECIPE[norm], "steps": steps, "restarts": restarts, "finetune": left - 2 * polish, "polish": polish,
+            "close_runs": False}
 
 
 @register("pdpgd", family="minnorm", norms=("linf", "l2", "l1", "l0", "pixel"), stochastic=True)
@@ -219,7 +227,7 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
           initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
           delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, optimizer: str = "",
           group_rule: str = "max", finetune: int = 0, finetune_lr: float = 0.0, refine: int = 10, polish: int = 3,
-          trace: bool = False, targeted: bool = False, target: Tensor | None = None,
+          close_runs: bool = True, trace: bool = False, targeted: bool = False, target: Tensor | None = None,
           generator: torch.Generator | None = None, stop_at: float | None = None) -> AttackResult:
     """PDGD (norm="l2", Adam) / PDPGD (linf, l1, l0, pixel: proximal) with the thesis's defaults.
 
@@ -252,7 +260,11 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     (base.refine_along_ray: linf, l2, l1; it only shrinks the result). polish: rounds of the closing
     projection onto the linearised boundary before that search (base.boundary_polish: linf, l2, l1; one
     forward and two backward passes plus at most five forward passes each; it only shrinks). refine=0 and
-    polish=0: the thesis's attack.
+    polish=0: the thesis's attack. close_runs: with more than one run (lr_grid x restarts), each run ends
+    with that closing on its own best and the smallest closed result is kept, PDPGD-R being the best of R
+    complete attacks (runs that end in different decision regions are each brought to their own nearest
+    boundary, where a single closing on the overall best reaches one region only); False: one closing, on
+    the overall best (`recipe`, whose budget counts one). The finetune run is always closed on the overall best.
     trace=True puts (iterations of all runs, N) tensors into info:
     "loss_weight" (averaged lambda2), "loss_weight_raw" (lambda2 before averaging), "adversarial"
     (the iterate of that step was adversarial) and "best_norm" (best-so-far after that step); NaN
@@ -289,6 +301,7 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     idx = all_idx[~done]
     keys = ("loss_weight", "loss_weight_raw", "adversarial", "best_norm")
     traces: dict[str, list[Tensor]] | None = {key: [] for key in keys} if trace else None
+    each = close_runs and len(grid) * restarts > 1 and (refine > 0 or polish > 0)
     for lr_i in grid:
         for rs in range(restarts):
             keep = still_running(track, idx, stop_at)
@@ -300,10 +313,16 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
             else:
                 u = torch.rand(x[run].shape, generator=generator, device=x.device, dtype=x.dtype)
                 r0 = (2 * u - 1) * init_range
+            own = BestTracker(x, norm, k) if each else None
             _run(model, x, labels, run, track, counter, norm=norm, steps=steps, lr=lr_i, lr_decay=lr_decay,
                  lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr, dual_ema=dual_ema,
                  loss=loss, delta=delta, optimizer=opt, group_rule=group_rule, targeted=targeted, r0=r0,
-                 trace=traces, stop_at=stop_at)
+                 trace=traces, stop_at=stop_at, own=own)
+            if own is not None:  # this run's closing, on its own best; what it shrinks goes to the overall best
+                refine_along_ray(model, own, counter, labels, targeted, refine, stop_at, polish=polish)
+                won = run[own.success[run]]
+                if won.numel():
+                    track.update(won, own.x_adv[won], own.logits[won], labels[won], targeted)
     if finetune > 0:
         fi = idx[track.success[idx] & (track.norm[idx] > stop_at if stop_at is not None else True)]
         if fi.numel():
@@ -314,7 +333,8 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
                  lr_decay=lr_decay, lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr,
                  dual_ema=dual_ema, loss=loss, delta=delta, optimizer=opt, group_rule=group_rule,
                  targeted=targeted, r0=track.x_adv[fi] - x[fi], trace=None, stop_at=stop_at)
-    refine_along_ray(model, track, counter, labels, targeted, refine, stop_at, polish=polish)
+    if finetune > 0 or not each:  # (with each run closed, the overall best is a closed run's already)
+        refine_along_ray(model, track, counter, labels, targeted, refine, stop_at, polish=polish)
     info: dict[str, Tensor] = {}
     if traces is not None:
         for key in keys:
@@ -329,7 +349,7 @@ def pdgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
          lr_grid: tuple[float, ...] | list[float] | str = (), lr_decay: float = 0.01, lr_schedule: str = "linear",
          initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
          delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, refine: int = 10, polish: int = 3,
-         trace: bool = False, targeted: bool = False, target: Tensor | None = None,
+         close_runs: bool = True, trace: bool = False, targeted: bool = False, target: Tensor | None = None,
          generator: torch.Generator | None = None, stop_at: float | None = None) -> AttackResult:
     """PDGD: the smooth-norm (L2) primal-dual attack, Adam on the proxy Lagrangian (see `pdpgd`)."""
     if norm != "l2":
@@ -337,7 +357,8 @@ def pdgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
     return pdpgd.__wrapped__(model, x, y, norm="l2", steps=steps, lr=lr, lr_grid=lr_grid, lr_decay=lr_decay,
                  lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr, dual_ema=dual_ema,
                  loss=loss, delta=delta, restarts=restarts, init_range=init_range, optimizer="adam", refine=refine,
-                 polish=polish, trace=trace, targeted=targeted, target=target, generator=generator, stop_at=stop_at)
+                 polish=polish, close_runs=close_runs, trace=trace, targeted=targeted, target=target,
+                 generator=generator, stop_at=stop_at)
 
 
 @register("pdpgd_r", family="minnorm", norms=tuple(RECIPE), stochastic=True)
