@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--budgets", default="100,200")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--offset", type=int, default=1000)
+    ap.add_argument("--candidates", default="", help="';'-separated candidate names (default: all)")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -72,6 +73,8 @@ def main() -> None:
             correct = model(x).argmax(1) == y
         for budget in map(int, args.budgets.split(",")):
             for name, plan in CANDIDATES[args.norm].items():
+                if args.candidates and name not in args.candidates.split(";"):
+                    continue
                 portfolio.PORTFOLIO[args.norm] = plan
                 r = attacks.minimum(model, x, y, norm=args.norm, steps=budget)
                 s = stats(model, x, y, r.x_adv, args.norm, correct)
