@@ -9,12 +9,10 @@ from torch import Tensor, nn
 
 from robustlab.attacks.base import (
     AttackResult,
-    BestTracker,
-    PassCounter,
-    num_classes_of,
     prepare,
     refine_along_ray,
     register,
+    start_minnorm,
     still_running,
 )
 from robustlab.data.checks import InputError
@@ -54,12 +52,8 @@ def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
         raise InputError(f"steps and search_steps must be >= 1 and refine, polish >= 0, got {steps}, "
                          f"{search_steps}, {refine}, {polish}")
     n = x.shape[0]
-    counter = PassCounter(n, x.device)
-    logits0, k = num_classes_of(model, x)
-    counter.add(None, forward=1)
-    track = BestTracker(x, "l2", k)
+    counter, track, logits0, _ = start_minnorm(model, x, labels, "l2", targeted)
     all_idx = torch.arange(n, device=x.device)
-    track.update(all_idx, x, logits0, labels, targeted)
     w0 = torch.atanh((x * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6))
     const = torch.full((n,), initial_const, device=x.device, dtype=x.dtype)
     lower = torch.zeros_like(const)

@@ -7,12 +7,10 @@ from torch import Tensor, nn
 
 from robustlab.attacks.base import (
     AttackResult,
-    BestTracker,
-    PassCounter,
-    num_classes_of,
     prepare,
     refine_along_ray,
     register,
+    start_minnorm,
 )
 from robustlab.data.checks import InputError
 from robustlab.ops import margin
@@ -48,12 +46,8 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
     if beta < 0 or lr <= 0 or initial_const <= 0:
         raise InputError(f"need beta >= 0, lr > 0 and initial_const > 0, got {beta}, {lr}, {initial_const}")
     n = x.shape[0]
-    counter = PassCounter(n, x.device)
-    logits0, k = num_classes_of(model, x)
-    counter.add(None, forward=1)
-    track = BestTracker(x, "l1", k)
+    counter, track, logits0, _ = start_minnorm(model, x, labels, "l1", targeted)
     all_idx = torch.arange(n, device=x.device)
-    track.update(all_idx, x, logits0, labels, targeted)
     # the EN rule's own best-so-far (value, example, logits); misclassified points are 0 already
     en_val = torch.where(track.norm == 0, 0.0, float("inf")).to(x.dtype)
     en_l1 = en_val.clone()  # the L1 norm of the EN rule's example

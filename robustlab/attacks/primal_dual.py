@@ -25,7 +25,6 @@ from robustlab.attacks.base import (
     BestTracker,
     PassCounter,
     check_norm,
-    num_classes_of,
     prepare,
     refine_along_ray,
     register,
@@ -292,12 +291,9 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
         raise InputError("norm='pixel' needs (N, C, H, W) images")
     opt = optimizer or ("adam" if norm == "l2" else "sgd")
     n = x.shape[0]
-    counter = PassCounter(n, x.device)
-    logits0, k = num_classes_of(model, x)
-    counter.add(None, forward=1)
-    track = BestTracker(x, norm, k)
+    counter, track, logits0, done = start_minnorm(model, x, labels, norm, targeted)  # misclassified: norm 0
+    k = logits0.shape[1]
     all_idx = torch.arange(n, device=x.device)
-    done = track.update(all_idx, x, logits0, labels, targeted)  # misclassified already: norm 0
     idx = all_idx[~done]
     keys = ("loss_weight", "loss_weight_raw", "adversarial", "best_norm")
     traces: dict[str, list[Tensor]] | None = {key: [] for key in keys} if trace else None
