@@ -66,7 +66,10 @@ WARM_STAGES = (WARM, PD_WARM)
 # wins between the models, FMN and ALMA the L1 wins, and the warm FMN stage beat spending its share on a cold
 # run in L1 (it did not in L2). Rechecked with the closing polish (benchmarks/portfolio_shares.py, test points
 # 1000-1099; benchmarks/results/portfolio_shares_*.json): see MIN_SHARE for L1 and Linf. In L2 no split of DDN,
-# FMN and ALMA beat the best single attack on both models at 100 or at 200 there; DDN/FMN is kept.
+# FMN and ALMA beat the best single attack on both models at 100 or at 200 there, nor on 300 points (1000-1299,
+# portfolio_shares_l2_n300.json: ALMA alone is best on the standard CNN at both budgets, 0.8630 and 0.8631 against
+# DDN/FMN's 0.8650 and 0.8646; DDN/FMN on the PGD-trained one, 1.6597 against DDN alone's 1.6594 at 100 and 1.6236
+# against 1.6382 at 200): DDN/FMN is kept, within 0.25% of the best single attack in every cell.
 PORTFOLIO: dict[str, list[tuple[str, float, dict]]] = {
     "l2": [("ddn", 0.6, {}), ("fmn", 0.4, {})],
     "l1": [("fmn", 0.4, {}), ("alma", 0.4, {}), (WARM, 0.2, {})],
