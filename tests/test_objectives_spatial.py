@@ -49,7 +49,7 @@ def test_sdp_regulariser_matches_the_certificate():
     c = torch.rand(a.shape[0] + a.shape[1], dtype=torch.float64)
     lmax, _ = dual_rayleigh(a.double(), c, None, iters=2000)
     exact = torch.linalg.eigvalsh(S.block_p(a.double()) - torch.diag(c))[-1]
-    assert float(lmax.detach()) == pytest.approx(float(exact), rel=1e-4)
+    assert float(lmax.detach()) == pytest.approx(float(exact.detach()), rel=1e-4)
     # the objective: CE + weight * mean bound; trains without error and changes c
     obj = build_objective({"name": "spatial_sdp", "sdp_weight": 0.5, "pairs_per_step": 6, "power_iters": 5})
     x, y = torch.rand(8, 1, 5, 5), torch.randint(0, 3, (8,))
