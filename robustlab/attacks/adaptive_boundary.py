@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.base import (
+    REFINE_GAP,
     AttackResult,
     BestTracker,
     PassCounter,
@@ -39,6 +40,13 @@ def _step(wj: Tensor, fj: Tensor, xk: Tensor, x0: Tensor, norm: str, alpha_max: 
     nk, no = norm_of(dk, norm), norm_of(do, norm)
     a = view_n(torch.clamp(nk / (nk + no).clamp_min(1e-12), max=alpha_max), xk)
     return ((1 - a) * (xk + eta * dk) + a * (x0 + eta * do)).clamp(0, 1)
+
+
+def _aim(logits: Tensor) -> Tensor:
+    """How far past the linearised boundary FAB's projections aim, in logit units: twice the tracker's tie gap
+    (base.REFINE_GAP), as base.boundary_polish does. The overshoot eta scales the step, so where the minimum is
+    tiny (a point within 1e-3 of the boundary) the plain projection ends on a tie, which the tracker refuses."""
+    return 2 * REFINE_GAP * (1 + logits.detach().abs().amax(1))
 
 
 # _stepped_back: FAB steps back towards x0 from every adversarial iterate, a tie included. The tracker keeps only
@@ -80,7 +88,7 @@ def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Ten
             f = f + (w * (base - xk)[:, None]).flatten(2).sum(2)
         wn = norm_of(w.flatten(0, 1), _DUAL[norm]).view(f.shape).clamp_min(1e-12)
         j = (f.abs() / wn).argmin(1)
-        xn = _step(w[rows, j], f[rows, j], base, x0, norm, alpha_max, eta).detach()
+        xn = _step(w[rows, j], f[rows, j] - _aim(logits), base, x0, norm, alpha_max, eta).detach()
         if reuse_gradient:
             xk = xn
         else:  # the paper's step: a forward pass decides the success of xn, then step back after one
@@ -179,7 +187,7 @@ def _fab_targeted(model, x, y_true, target, cand, idx, track, counter, *, norm, 
         other = logits.detach().scatter(1, tt[:, None], float("-inf")).argmax(1)
         f, w = boundary_gradients(xa, logits, other, tt[:, None])
         counter.add(idx, forward=1, backward=1)
-        xn = _step(w[:, 0], f[:, 0], xk, x0, norm, alpha_max, eta)
+        xn = _step(w[:, 0], f[:, 0] - _aim(logits), xk, x0, norm, alpha_max, eta)
         with torch.no_grad():
             ln = model(xn)
         counter.add(idx, forward=1)
