@@ -627,6 +627,19 @@ def start_minnorm(model: nn.Module, x: Tensor, labels: Tensor, norm: str,
     return counter, track, logits0, done
 
 
+def offer_start(model: nn.Module, track: BestTracker, counter: PassCounter, idx: Tensor, x_start: Tensor,
+                labels: Tensor, targeted: bool) -> Tensor:
+    """A warm start: samples `idx` of x_start (N, ...) offered to the tracker after one counted forward pass;
+    returns the (len(idx),) mask of those clearly adversarial (the tracker's rule), whose start is now their
+    best so far."""
+    if idx.numel() == 0:
+        return torch.zeros(0, dtype=torch.bool, device=x_start.device)
+    with torch.no_grad():
+        logits = model(x_start[idx])
+    counter.add(idx, forward=1)
+    return track.update(idx, x_start[idx], logits, labels[idx], targeted)
+
+
 def finish_last_iterate(model: nn.Module, track: BestTracker, counter: PassCounter, idx: Tensor, xa: Tensor,
                         labels: Tensor, targeted: bool, *, refine: int = 0, polish: int = 0,
                         all_labels: Tensor | None = None, stop_at: float | None = None) -> AttackResult:

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from robustlab.attacks.base import (
     AttackResult,
     check_norm,
+    offer_start,
     prepare,
     register,
     start_minnorm,
@@ -74,10 +75,7 @@ def fmn_from(model: nn.Module, x: Tensor, labels: Tensor, x_start: Tensor | None
     a_final = alpha_init / 100 if alpha_final is None else alpha_final
     a0 = a1 = None  # per-sample step sizes (a warm start); otherwise alpha_init -> a_final
     if x_start is not None and idx.numel():
-        with torch.no_grad():
-            lg = model(x_start[idx])
-        counter.add(idx, forward=1)
-        ok = track.update(idx, x_start[idx], lg, lab, targeted)
+        ok = offer_start(model, track, counter, idx, x_start, labels, targeted)
         d = (x_start[idx] - x0) * view_n(ok.to(x0.dtype), x0)
         delta, eps = d, torch.where(ok, norm_of(d, norm), eps)
         a0 = torch.where(ok, start_alpha * d.flatten(1).norm(dim=1), torch.full_like(eps, alpha_init))

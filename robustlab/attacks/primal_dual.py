@@ -25,6 +25,7 @@ from robustlab.attacks.base import (
     BestTracker,
     PassCounter,
     check_norm,
+    offer_start,
     prepare,
     refine_along_ray,
     register,
@@ -90,8 +91,10 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
          dual_lr: float, dual_ema: float, loss: str, delta: float, optimizer: str, group_rule: str,
          targeted: bool, r0: Tensor, trace: dict[str, list[Tensor]] | None, stop_at: float | None = None,
          own: BestTracker | None = None) -> None:
-    """One primal-dual run on the samples `idx` from r0; every iterate is offered to `track` (the attack's best
-    so far) and, when given, to `own` (this run's own best, for a closing of its own)."""
+    """One primal-dual run on the samples `idx` from r0. Every iterate is offered to `track` (the attack's best so
+    far), or, when given, to `own` instead (this run's own best, for a closing of its own: the caller merges it
+    into `track`; a trace's best_norm is then the smaller of the two)."""
+    best = track if own is None else own
     x0, lab = x[idx], labels[idx]
     n = len(idx)
     r = clip_box(r0, x0)
@@ -104,7 +107,7 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
     b1, b2 = 0.9, 0.999
     smooth = norm == "l2" and optimizer == "adam"  # PDGD
     for k in range(steps):
-        keep = still_running(track, idx, stop_at)
+        keep = still_running(best, idx, stop_at)
         if keep is not None:  # within stop_at: the sample leaves with its best point
             idx, x0, lab, r, log_lam, lam_ema = idx[keep], x0[keep], lab[keep], r[keep], log_lam[keep], lam_ema[keep]
             adam_m, adam_v = adam_m[keep], adam_v[keep]
@@ -120,9 +123,7 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
         g, m = surrogate(logits, lab, loss, delta, targeted)
         grad, = torch.autograd.grad(g.sum(), xa)
         counter.add(idx, forward=1, backward=1)
-        track.update(idx, xa.detach(), logits.detach(), lab, targeted)
-        if own is not None:
-            own.update(idx, xa.detach(), logits.detach(), lab, targeted)
+        best.update(idx, xa.detach(), logits.detach(), lab, targeted)
         lam1, lam2 = lam_ema[:, 0], lam_ema[:, 1]  # the r-player answers the current (averaged) dual
         if smooth:  # PDGD: Adam on L_r = lambda1 ||r||_2 + lambda2 g(x + r)  (thesis 5.3)
             rn = r.flatten(1).norm(dim=1).clamp_min(1e-12)
@@ -148,8 +149,9 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
         log_lam = torch.log_softmax(log_lam, 1).clamp_min(LOG_FLOOR)
         lam_ema = dual_ema * lam_ema + (1 - dual_ema) * log_lam.exp()
         if trace is not None:  # rows over all N samples: NaN / False for those not attacked in this step
+            so_far = track.norm[idx] if own is None else torch.minimum(track.norm[idx], own.norm[idx])
             for key, v in (("loss_weight_raw", log_lam[:, 1].exp()), ("loss_weight", lam_ema[:, 1]),
-                           ("adversarial", violated == 0), ("best_norm", track.norm[idx])):
+                           ("adversarial", violated == 0), ("best_norm", so_far)):
                 row = torch.full((len(track.norm),), False if v.dtype == torch.bool else float("nan"),
                                  dtype=v.dtype, device=v.device)
                 row[idx] = v
@@ -158,9 +160,19 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
         xa = (x0 + r).clamp(0, 1)
         logits = model(xa)
     counter.add(idx, forward=1)
-    track.update(idx, xa, logits, lab, targeted)
-    if own is not None:
-        own.update(idx, xa, logits, lab, targeted)
+    best.update(idx, xa, logits, lab, targeted)
+
+
+def _finetune(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTracker, counter: PassCounter,
+              *, norm: str, lr: float, stop_at: float | None, **settings) -> None:
+    """A run from each best point of `idx` (those with a success still above stop_at), its primal step `lr`
+    capped per sample at the point's own best size for linf, l2 and l1 (see `pdpgd`'s finetune)."""
+    fi = idx[track.success[idx] & (track.norm[idx] > stop_at if stop_at is not None else True)]
+    if fi.numel() == 0:
+        return
+    ft_lr: float | Tensor = track.norm[fi].clamp(max=lr) if norm in ("linf", "l2", "l1") else lr
+    _run(model, x, labels, fi, track, counter, norm=norm, lr=ft_lr, r0=track.x_adv[fi] - x[fi], trace=None,
+         stop_at=stop_at, **settings)
 
 
 def _parse_grid(lr_grid: tuple[float, ...] | list[float] | str, lr: float) -> tuple[float, ...]:
@@ -320,15 +332,10 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
                 if won.numel():
                     track.update(won, own.x_adv[won], own.logits[won], labels[won], targeted)
     if finetune > 0:
-        fi = idx[track.success[idx] & (track.norm[idx] > stop_at if stop_at is not None else True)]
-        if fi.numel():
-            ft_lr: float | Tensor = finetune_lr or lr / 10
-            if norm in ("linf", "l2", "l1"):  # no larger than the sample's own best size (see the docstring)
-                ft_lr = track.norm[fi].clamp(max=ft_lr)
-            _run(model, x, labels, fi, track, counter, norm=norm, steps=finetune, lr=ft_lr,
-                 lr_decay=lr_decay, lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr,
-                 dual_ema=dual_ema, loss=loss, delta=delta, optimizer=opt, group_rule=group_rule,
-                 targeted=targeted, r0=track.x_adv[fi] - x[fi], trace=None, stop_at=stop_at)
+        _finetune(model, x, labels, idx, track, counter, norm=norm, steps=finetune, lr=finetune_lr or lr / 10,
+                  lr_decay=lr_decay, lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr,
+                  dual_ema=dual_ema, loss=loss, delta=delta, optimizer=opt, group_rule=group_rule,
+                  targeted=targeted, stop_at=stop_at)
     if finetune > 0 or not each:  # (with each run closed, the overall best is a closed run's already)
         refine_along_ray(model, track, counter, labels, targeted, refine, stop_at, polish=polish)
     info: dict[str, Tensor] = {}
@@ -378,19 +385,13 @@ def pdpgd_from(model: nn.Module, x: Tensor, labels: Tensor, x_start: Tensor, *, 
     check_norm(norm, ("linf", "l2", "l1"))
     counter, track, _, done = start_minnorm(model, x, labels, norm, targeted)
     idx = torch.arange(x.shape[0], device=x.device)[~done]
-    if idx.numel():
-        with torch.no_grad():
-            lg = model(x_start[idx])
-        counter.add(idx, forward=1)
-        track.update(idx, x_start[idx], lg, labels[idx], targeted)
-    fi = idx[track.success[idx] & (track.norm[idx] > stop_at if stop_at is not None else True)]
-    if fi.numel() and steps > 0:
+    offer_start(model, track, counter, idx, x_start, labels, targeted)
+    if steps > 0:  # the recipe's settings; the rest pdpgd's defaults
         settings = RECIPE[norm]
-        _run(model, x, labels, fi, track, counter, norm=norm, steps=steps,
-             lr=track.norm[fi].clamp(max=settings["lr"] / 10), lr_decay=0.01, lr_schedule="linear",
-             initial_lambda=settings["initial_lambda"], dual_lr=0.1, dual_ema=0.9, loss="hinge", delta=0.0,
-             optimizer=settings["optimizer"], group_rule="max", targeted=targeted, r0=track.x_adv[fi] - x[fi],
-             trace=None, stop_at=stop_at)
+        _finetune(model, x, labels, idx, track, counter, norm=norm, steps=steps, lr=settings["lr"] / 10,
+                  lr_decay=0.01, lr_schedule="linear", initial_lambda=settings["initial_lambda"], dual_lr=0.1,
+                  dual_ema=0.9, loss="hinge", delta=0.0, optimizer=settings["optimizer"], group_rule="max",
+                  targeted=targeted, stop_at=stop_at)
     return track.result(model, counter, {})
 
 
