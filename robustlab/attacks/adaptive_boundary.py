@@ -17,6 +17,7 @@ from robustlab.attacks.base import (
     BestTracker,
     PassCounter,
     check_norm,
+    is_adversarial,
     num_classes_of,
     prepare,
     register,
@@ -49,12 +50,6 @@ def _aim(logits: Tensor) -> Tensor:
     return 2 * REFINE_GAP * (1 + logits.detach().abs().amax(1))
 
 
-# _stepped_back: FAB steps back towards x0 from every adversarial iterate, a tie included. The tracker keeps only
-# clearly adversarial points (base.BestTracker); steering by its answer would leave an iterate that ends on a
-# tie where it is, since the projection from a point on the boundary is a step of about zero, and the sample
-# would end with no success at all.
-
-
 def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Tensor, track: BestTracker,
              counter: PassCounter, *, norm: str, steps: int, alpha_max: float, eta: float, beta: float,
              start: Tensor | None, stop_at: float | None = None, reuse_gradient: bool = True) -> None:
@@ -82,8 +77,11 @@ def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Ten
         counter.add(idx, forward=1, backward=cd.shape[1])
         base = xk
         if reuse_gradient and it > 0:  # this pass also decides the success of xk, the last step's result
+            # FAB steps back from every adversarial iterate, a tie included: the tracker keeps only clearly
+            # adversarial points, and steering by its answer would leave an iterate on a tie where it is (the
+            # projection from a point on the boundary is a step of about zero), the sample with no success
             track.update(idx, xk, logits.detach(), lab, False)
-            adv = logits.detach().argmax(1) != lab  # (see _stepped_back)
+            adv = is_adversarial(logits.detach(), lab, False)
             base = torch.where(view_n(adv, xk), (1 - beta) * x0 + beta * xk, xk)
             f = f + (w * (base - xk)[:, None]).flatten(2).sum(2)
         wn = norm_of(w.flatten(0, 1), _DUAL[norm]).view(f.shape).clamp_min(1e-12)
@@ -96,7 +94,7 @@ def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Ten
                 ln = model(xn)
             counter.add(idx, forward=1)
             track.update(idx, xn, ln, lab, False)
-            adv = ln.argmax(1) != lab  # (see _stepped_back)
+            adv = is_adversarial(ln, lab, False)  # every adversarial iterate, a tie included (as above)
             xk = torch.where(view_n(adv, xn), (1 - beta) * x0 + beta * xn, xn)
         if stop_at is not None:  # an ensemble only needs a success within eps
             keep = track.norm[idx] > stop_at
@@ -192,7 +190,7 @@ def _fab_targeted(model, x, y_true, target, cand, idx, track, counter, *, norm, 
             ln = model(xn)
         counter.add(idx, forward=1)
         track.update(idx, xn, ln, tt, True)
-        adv = ln.argmax(1) == tt  # (see _stepped_back)
+        adv = is_adversarial(ln, tt, True)  # every adversarial iterate, a tie included (see _fab_run)
         xk = torch.where(view_n(adv, xn), (1 - beta) * x0 + beta * xn, xn).detach()
 
 
