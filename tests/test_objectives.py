@@ -98,38 +98,45 @@ def test_fim_repo_compat_is_the_authors_class0_logit_term_closed_form_for_a_line
     assert not torch.isclose(out.loss, paper, rtol=1e-3)
 
 
+def bn_net_and_batch_reference():
+    """A small BatchNorm net in training mode, and an eval-mode copy whose running statistics are X's batch
+    statistics: the copy run on one sample gives that sample's logits at the batch's statistics held constant."""
+    import copy
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.BatchNorm1d(8), torch.nn.Tanh(),
+                            torch.nn.Linear(8, 4)).double().train()
+    h = m[1](X.flatten(1)).detach()
+    ref = copy.deepcopy(m).eval()
+    ref[2].running_mean.copy_(h.mean(0))
+    ref[2].running_var.copy_(h.var(0, unbiased=False))
+    return m, ref
+
+
 def test_fim_repo_compat_equals_brute_force_autograd_of_g0_over_f0():
     from robustlab.train.objectives.fim_penalty import fim_repo_compat
+
+    def g0_over_f0(model, i):  # ||grad_x g_0 / f_0||^2 of sample i alone, by autograd
+        xi = X[i:i + 1].clone().requires_grad_(True)
+        z = model(xi)[0]
+        g, = torch.autograd.grad(z[0], xi)
+        return float(g.pow(2).sum() / F.softmax(z, 0)[0].detach() ** 2)
 
     m = tiny()
     per, logits = fim_repo_compat(m, X, create_graph=False)
     assert torch.allclose(logits, m(X))
     for i in range(5):
-        xi = X[i:i + 1].clone().requires_grad_(True)
-        z = m(xi)[0]
-        g, = torch.autograd.grad(z[0], xi)
-        assert per[i].item() == pytest.approx(float(g.pow(2).sum() / F.softmax(z, 0)[0].detach() ** 2), rel=1e-10)
+        assert per[i].item() == pytest.approx(g0_over_f0(m, i), rel=1e-10)
     out = build_objective({"name": "fim_penalty", "eps": 0.5, "beta": 2.0, "repo_compat": True,
                            "estimator": "projection"}).loss(m, X, Y, ctx())
     assert torch.isclose(out.loss, F.cross_entropy(m(X), Y) + 2.0 * 4 / 2 * 0.25 * per.mean(), rtol=1e-12)
     out.loss.backward()  # double backprop reaches the first layer
     assert m[1].weight.grad is not None and m[1].weight.grad.abs().sum() > 0
     # with BatchNorm in training mode: each sample's own gradient at the batch's statistics held constant
-    import copy
-
-    torch.manual_seed(0)
-    bn = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.BatchNorm1d(8), torch.nn.Tanh(),
-                             torch.nn.Linear(8, 4)).double().train()
-    h = bn[1](X.flatten(1)).detach()
-    ref = copy.deepcopy(bn).eval()
-    ref[2].running_mean.copy_(h.mean(0))
-    ref[2].running_var.copy_(h.var(0, unbiased=False))
+    bn, ref = bn_net_and_batch_reference()
     per_bn, _ = fim_repo_compat(bn, X, create_graph=False)
     for i in range(5):
-        xi = X[i:i + 1].clone().requires_grad_(True)
-        z = ref(xi)[0]
-        g, = torch.autograd.grad(z[0], xi)
-        assert per_bn[i].item() == pytest.approx(float(g.pow(2).sum() / F.softmax(z, 0)[0].detach() ** 2), rel=1e-9)
+        assert per_bn[i].item() == pytest.approx(g0_over_f0(ref, i), rel=1e-9)
 
 
 def test_fim_penalty_bad_options_are_input_errors_and_repo_compat_trains_from_a_config(tmp_path):
@@ -282,13 +289,7 @@ def test_input_gradient_penalties_are_per_sample_with_batchnorm():
     run on that sample alone. Running statistics are updated once, as by one training-mode pass."""
     import copy
 
-    torch.manual_seed(0)
-    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.BatchNorm1d(8), torch.nn.Tanh(),
-                            torch.nn.Linear(8, 4)).double().train()
-    h = m[1](X.flatten(1)).detach()
-    ref = copy.deepcopy(m).eval()
-    ref[2].running_mean.copy_(h.mean(0))
-    ref[2].running_var.copy_(h.var(0, unbiased=False))
+    m, ref = bn_net_and_batch_reference()
     once = copy.deepcopy(m)
     train_logits = once(X).detach()
     for name, params in (("grad_penalty", {"q": 2, "eps": 1.0, "beta": 1.0}), ("margin", {"C": 1.0, "q": 2}),
