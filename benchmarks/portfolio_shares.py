@@ -68,9 +68,7 @@ def main() -> None:
     out: dict = {"command": " ".join(sys.argv), "results": {}}
     for key in ("standard", "pgd_at"):
         model = plain_model(key)
-        x, y, _ = eval_points(model, args.n, args.offset)
-        with torch.no_grad():
-            correct = model(x).argmax(1) == y
+        x, y, correct = eval_points(model, args.n, args.offset)
         for budget in map(int, args.budgets.split(",")):
             for name, plan in CANDIDATES[args.norm].items():
                 if args.candidates and name not in args.candidates.split(";"):
@@ -81,15 +79,12 @@ def main() -> None:
                 s["plan"] = r.info["plan"]
                 out["results"].setdefault(key, {}).setdefault(str(budget), {})[name] = s
                 print(key, budget, f"{name:24s}", s["median"], s["mean"], s["success"], flush=True)
-                if args.out:  # what is done so far survives an interrupted run
+                if args.out:  # written after every candidate: what is done survives an interrupted run
                     with open(args.out, "w") as fh:
                         json.dump(out, fh, indent=1)
     portfolio.PORTFOLIO.update(saved)
     portfolio.MIN_SHARE.clear()
     portfolio.MIN_SHARE.update(saved_min)
-    if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(out, fh, indent=1)
 
 
 if __name__ == "__main__":
