@@ -15,18 +15,21 @@ from tests.helpers import digits_mlp
 
 
 class BF16Blind(nn.Module):
-    """Two logits 1.0 * sum(x) and 1.003 * sum(x): in fp32 class 1 wins at every x > 0 of the box, but
-    bfloat16 rounds 1.003 to 1.0 (its spacing near 1 is 2^-7), so under bf16 autocast the logits tie and
-    argmax says class 0."""
+    """Hidden units 1.003 * sum(x), sum(x) and 0.0015 * sum(x); logits h1 - h0 and -h2. In fp32 that is
+    -0.003 s against -0.0015 s: class 1 wins strictly at every x > 0 of the box. bfloat16 rounds the weight
+    1.003 to 1.0 (its spacing near 1 is 2^-7), so under bf16 autocast h0 == h1 exactly and the logits are
+    0 against -0.0015 s: class 0 wins strictly."""
 
     def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(16, 2, bias=False)
+        self.fc1 = nn.Linear(16, 3, bias=False)
+        self.fc2 = nn.Linear(3, 2, bias=False)
         with torch.no_grad():
-            self.fc.weight.copy_(torch.stack([torch.ones(16), torch.full((16,), 1.003)]))
+            self.fc1.weight.copy_(torch.stack([torch.full((16,), 1.003), torch.ones(16), torch.full((16,), 0.0015)]))
+            self.fc2.weight.copy_(torch.tensor([[-1.0, 1.0, 0.0], [0.0, 0.0, -1.0]]))
 
     def forward(self, x):
-        return self.fc(x.flatten(1))
+        return self.fc2(self.fc1(x.flatten(1)))
 
 
 def test_autocast_finds_are_counted_only_if_adversarial_in_fp32():

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 import robustlab.attacks as attacks
-from robustlab.attacks.base import REGISTRY, predict, verify
+from robustlab.attacks.base import REGISTRY, is_adversarial, predict, verify
 from robustlab.data.checks import InputError
 from robustlab.threats import LP_NORMS, Lp, Unbounded, threat_of
 from tests.test_attacks_minnorm import closed_form, image_scale_case, l1_box, linear_case
@@ -389,3 +389,12 @@ def test_trainer_robust_accuracy_for_any_registered_attack(attack):
            "eval": {"attack": attack, "eps": 0.2, "attack_n": 20, "steps": 3}}
     _, metrics = train(config_from_dict(cfg))
     assert 0 <= metrics[f"robust_acc_{attack}"] <= metrics["test_acc"] + 0.2
+
+
+def test_an_exact_tie_of_logits_is_never_adversarial():
+    """argmax settles a tie by the classes' order (class 0 ahead of 1): neither the label's own class nor a
+    target counts as beaten or reached on a tie, whatever the order; a strict lead does."""
+    logits = torch.tensor([[2.0, 2.0, 0.0], [2.0, 2.0, 0.0], [2.0, 2.0 + 1e-6, 0.0], [float("nan"), 0.0, 0.0]])
+    assert is_adversarial(logits, torch.tensor([1, 0, 0, 1]), False).tolist() == [False, False, True, False]
+    assert is_adversarial(logits, torch.tensor([0, 1, 1, 1]), True).tolist() == [False, False, True, False]
+    assert is_adversarial(logits, torch.tensor([2, 2, 2, 2]), False).tolist() == [True, True, True, False]

@@ -169,10 +169,14 @@ def predict(logits: Tensor) -> Tensor:
 
 
 def is_adversarial(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
-    """Bool (N,): prediction differs from labels (untargeted) or equals them (targeted); rows with NaN/inf
-    logits are never adversarial."""
-    pred = predict(logits)
-    return pred == labels if targeted else (pred != labels) & (pred >= 0)
+    """Bool (N,): another class's logit is strictly above the label's (untargeted), or the target's strictly
+    above every other class's (targeted); rows with NaN/inf logits are never adversarial. An exact tie is not
+    adversarial either way: argmax would settle it by the classes' order, and another batch's rounding can
+    settle it the other way."""
+    finite = torch.isfinite(logits).all(1)
+    own = logits.gather(1, labels.view(-1, 1)).squeeze(1)
+    others = logits.scatter(1, labels.view(-1, 1), float("-inf")).amax(1)
+    return finite & (own > others if targeted else others > own)
 
 
 @torch.no_grad()
