@@ -1,0 +1,109 @@
+"""Held-out check of `minimum`'s plans against the single attacks, at equal budgets, per point.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/portfolio_heldout.py --norm l1 --offset 1000 --n 1000 \
+        --steps 100 --runs 'cur;a2;raw:fmn;raw:alma' --out runs/heldout_l1_100.pt
+    .venv/bin/python benchmarks/portfolio_heldout.py --summary runs/heldout_l1_100.pt
+
+The same comparison as benchmarks/minnorm_sota.py (a run is `raw:<attack>`, the single attack with its closing
+polish taken out of the budget, `raw:<attack>@<alpha>` FMN with that alpha_init, or a named candidate plan run
+through `attacks.minimum`, "cur" being the plan in attacks/portfolio.py), on Fashion-MNIST test points `--offset`
+.. `--offset + --n` of its plain standard and PGD-trained CNNs (minnorm_sota reports on the first ones). Each run's
+per-point norms (inf: not found, nan: misclassified clean) are stored in `--out`, so runs can be added later and
+compared point by point; `--summary` prints the medians and the best single of each model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import budget_steps, eval_points  # noqa: E402
+from minnorm_sota import plain_model  # noqa: E402
+
+from robustlab import attacks, ops  # noqa: E402
+from robustlab.attacks import portfolio  # noqa: E402
+
+PLANS = {
+    "l1": {"fmn .4 alma .4 warm .2 (alpha 1)": [("fmn", .4, {}), ("alma", .4, {}), (portfolio.WARM, .2, {})],
+           "a2": [("fmn", .4, {"alpha_init": 2.0}), ("alma", .4, {}), (portfolio.WARM, .2, {})],
+           "a3": [("fmn", .4, {"alpha_init": 3.0}), ("alma", .4, {}), (portfolio.WARM, .2, {})],
+           "fmn .6 alma .4": [("fmn", .6, {}), ("alma", .4, {})], "fmn 1": [("fmn", 1., {})]},
+    "l2": {"ddn 1": [("ddn", 1., {})], "alma 1": [("alma", 1., {})],
+           "ddn .7 warm .3": [("ddn", .7, {}), (portfolio.WARM, .3, {})],
+           "alma .5 ddn .5": [("alma", .5, {}), ("ddn", .5, {})]},
+}
+
+
+def run_one(model, x, y, norm: str, steps: int, name: str) -> attacks.AttackResult:
+    if name.startswith("raw:"):
+        attack, _, alpha = name[4:].partition("@")
+        kw = {"alpha_init": float(alpha)} if alpha else {}
+        return attacks.REGISTRY[attack](model, x, y, norm=norm, steps=budget_steps(attack, steps), **kw)
+    saved, saved_min = portfolio.PORTFOLIO[norm], dict(portfolio.MIN_SHARE)
+    try:
+        if name != "cur":
+            portfolio.PORTFOLIO[norm] = PLANS[norm][name]
+        return attacks.minimum(model, x, y, norm=norm, steps=steps)
+    finally:
+        portfolio.PORTFOLIO[norm] = saved
+        portfolio.MIN_SHARE.clear()
+        portfolio.MIN_SHARE.update(saved_min)
+
+
+def summary(path: str) -> dict:
+    res = torch.load(path)
+    out: dict = {}
+    for key, v in res.items():
+        model, name = key.split("/", 1)
+        out.setdefault(model, {})[name] = round(float(v[~torch.isnan(v)].median()), 4)
+    for meds in out.values():
+        singles = {k: m for k, m in meds.items() if k.startswith("raw:") and "@" not in k}
+        if singles:
+            b = min(singles, key=singles.get)
+            meds["best single"] = f"{b} {singles[b]}"
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--norm", default="l1")
+    ap.add_argument("--offset", type=int, default=1000)
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--runs", default="cur;raw:fmn;raw:alma", help="';'-separated runs")
+    ap.add_argument("--out", default="runs/heldout.pt")
+    ap.add_argument("--summary", default="", help="print the medians stored in this file and stop")
+    args = ap.parse_args()
+    if args.summary:
+        print(json.dumps(summary(args.summary), indent=1))
+        return
+    torch.set_num_threads(1)
+    res = torch.load(args.out) if os.path.exists(args.out) else {}
+    for key in ("standard", "pgd_at"):
+        model = plain_model(key)
+        x, y, correct = eval_points(model, args.n, args.offset)
+        for name in args.runs.split(";"):
+            if f"{key}/{name}" in res:
+                continue
+            t0 = time.process_time()
+            r = run_one(model, x, y, args.norm, args.steps, name)
+            if int(r.backward_passes.max()) > args.steps:
+                raise SystemExit(f"{name}: over the budget of {args.steps} gradients per point")
+            with torch.no_grad():  # every example re-verified on a fresh forward pass
+                fooled = model(r.x_adv).argmax(1) != y
+            nr = torch.where(fooled, ops.norm(r.x_adv - x, args.norm), torch.full((len(x),), float("inf")))
+            nr[~correct] = float("nan")
+            res[f"{key}/{name}"] = nr
+            torch.save(res, args.out)
+            print(key, name, round(float(nr[correct].median()), 4), f"{time.process_time() - t0:.0f} CPU-s",
+                  r.info.get("plan", ""), flush=True)
+
+
+if __name__ == "__main__":
+    main()
