@@ -33,11 +33,17 @@ from robustlab import attacks, ops  # noqa: E402
 P_FLOAT = {"linf": float("inf"), "l2": 2.0, "l1": 1.0, "l0": 0.0}
 
 
-def stats(model, x, y, x_adv, p, correct) -> dict:
+def point_norms(model, x, y, x_adv, p, correct) -> torch.Tensor:
+    """Per originally correct point, the size of x_adv - x where x_adv is in the box and misclassified on a fresh
+    forward pass, else inf."""
     with torch.no_grad():
         fooled = model(x_adv).argmax(1) != y
     inbox = ((x_adv >= 0) & (x_adv <= 1)).flatten(1).all(1)
-    nr = torch.where(fooled & inbox, ops.norm(x_adv - x, p), torch.full((len(x),), float("inf")))[correct]
+    return torch.where(fooled & inbox, ops.norm(x_adv - x, p), torch.full((len(x),), float("inf")))[correct]
+
+
+def stats(model, x, y, x_adv, p, correct, nr: torch.Tensor | None = None) -> dict:
+    nr = point_norms(model, x, y, x_adv, p, correct) if nr is None else nr
     ok = torch.isfinite(nr)
     return {"success": round(float(ok.float().mean()), 4), "median": round(float(nr.median()), 4),
             "mean": round(float(nr[ok].mean()), 4) if bool(ok.any()) else None}

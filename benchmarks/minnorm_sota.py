@@ -1,7 +1,12 @@
 # ruff: noqa: B023  (the attack closures are called within the loop iteration that defines them)
 """Issue 19: ALMA, sigma-zero and the `minimum` portfolio against the single attacks and adv-lib's versions.
 
-    .venv/bin/python benchmarks/minnorm_sota.py --n 200 --steps 100 --out benchmarks/results/minnorm_sota_n200_b100.json
+    .venv/bin/python benchmarks/minnorm_sota.py --steps 100 --out benchmarks/results/minnorm_sota_n1000_b100.json
+
+(`--models` and `--norms` split a run into processes; benchmarks/results/minnorm_sota_n1000_b*.json merge such
+parts and list their commands.) The first 1000 test points: the attacks' medians differ by less than 1% in most
+cells, which 200 points do not resolve (two disjoint sets of 1000 already disagree by 0.4%); `minimum`'s plans are
+chosen on points 1000-1999 (benchmarks/portfolio_heldout.py, portfolio_shares.py), never on these.
 
 The models are plain NCHW `nn.Module`s defined and trained here (`PlainCNN`: normalisation, two
 conv3x3/ReLU/maxpool blocks, two dense layers; `plain_model`), not built by robustlab: a standard one and
@@ -28,7 +33,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import budget_steps, eval_points  # noqa: E402
-from minnorm import stats  # noqa: E402
+from minnorm import point_norms, stats  # noqa: E402
 from peers import import_peers  # noqa: E402
 
 from robustlab import attacks  # noqa: E402
@@ -99,9 +104,18 @@ def plain_model(key: str, cache: str = "runs/cache") -> nn.Module:
     return m
 
 
+def paired(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """Point by point, a against b (per-point sizes, inf where not found): the share of points where a is no
+    larger, and the median of a / b over the points both found."""
+    both = torch.isfinite(a) & torch.isfinite(b)
+    ratio = a[both] / b[both].clamp_min(1e-12)
+    return {"no_larger": round(float((a <= b).float().mean()), 4),
+            "median_ratio": round(float(ratio.median()), 4) if bool(both.any()) else None}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=200, help="gradient evaluations per point, for every attack")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--norms", default="l2,l1,linf,l0")
@@ -153,6 +167,7 @@ def main() -> None:
                     runs[f"{name} (defaults)"] = lambda p=p, name=name: attacks.REGISTRY[name](
                         model, x, y, norm=p, generator=torch.Generator().manual_seed(0))
             res = out["results"][key][p] = {}
+            sizes = {}  # per point, for the paired comparison
             for name, fn in runs.items():
                 t0, c0 = time.perf_counter(), time.process_time()
                 try:
@@ -163,7 +178,8 @@ def main() -> None:
                 grads = None
                 if isinstance(adv, attacks.AttackResult):
                     adv, grads = adv.x_adv, adv.backward_passes
-                s = stats(model, x, y, adv, p, correct)
+                sizes[name] = point_norms(model, x, y, adv, p, correct)
+                s = stats(model, x, y, adv, p, correct, sizes[name])
                 if grads is not None:  # gradient evaluations per point: the budget check
                     s["grads_max"], s["grads_mean"] = int(grads.max()), round(float(grads.float().mean()), 1)
                 s["seconds"] = round(time.perf_counter() - t0, 2)
@@ -180,7 +196,10 @@ def main() -> None:
                 b = min(singles, key=singles.get)
                 out["portfolio_vs_best_single"][key][p] = {
                     "minimum": res["minimum"]["median"], "best_single": b, "best_single_median": singles[b],
-                    "ok": res["minimum"]["median"] <= singles[b]}
+                    "ok": res["minimum"]["median"] <= singles[b],
+                    # point by point, the portfolio against each single: where it is no larger, and the median of
+                    # its size over the single's (points both found); medians of two sets can differ by more
+                    "paired": {k: paired(sizes["minimum"], sizes[k]) for k in singles}}
     out["cpu_seconds"] = round(time.process_time() - cpu0, 1)
     print(json.dumps(out, indent=1))
     if args.out:
