@@ -26,11 +26,12 @@ def test_plan_spends_the_budget_in_the_portfolio_shares(p):
     runs = plan(p, 1000)
     left = 1000 - 2 * polish_rounds(p, 1000)  # the closing polish's gradients come off the top
     assert [a for a, _ in runs] == [a for a, _, _ in PORTFOLIO[p]]
-    assert [kw["steps"] for _, kw in runs] == [int(s * left) for _, s, _ in PORTFOLIO[p]]
+    spent = [kw["steps"] + 2 * kw.get("polish", 0) for _, kw in runs]  # a run's own polish comes out of its share
+    assert spent == [int(s * left) for _, s, _ in PORTFOLIO[p]]
     for budget in (100, 195, 200, 333):
         runs = plan(p, budget)
         left = budget - 2 * polish_rounds(p, budget)
-        assert left - len(runs) <= sum(kw["steps"] for _, kw in runs) <= left
+        assert left - len(runs) <= sum(kw["steps"] + 2 * kw.get("polish", 0) for _, kw in runs) <= left
         assert all(kw["steps"] >= MIN_SHARE.get(a, MIN_STEPS) for a, kw in runs)
         if budget < 200 and any(a == "pdpgd_r" for a, _, _ in PORTFOLIO[p]):
             assert "pdpgd_r" not in [a for a, _ in runs]  # its dual needs ~100 iterations: left out
@@ -52,18 +53,19 @@ def test_minimum_is_the_verified_per_point_minimum(mlp, p):
     assert ((r.x_adv >= 0) & (r.x_adv <= 1)).all()
     # the gradient budget, all runs together, spent (no point here starts adversarial, none stops early), then
     # the polish's at most two gradients a round, all within `steps`
-    planned = sum(kw["steps"] for _, kw in r.info["plan"])
+    planned = sum(kw["steps"] + 2 * kw.get("polish", 0) for _, kw in r.info["plan"])  # a run's own polish: its share
     rounds = polish_rounds(p, steps)
     assert steps - 2 * rounds - len(r.info["plan"]) <= planned <= steps - 2 * rounds
     assert (r.backward_passes >= planned).all() and (r.backward_passes <= planned + 2 * rounds).all()
     # each deterministic member, run alone with its planned budget (and without the closing that `minimum`
-    # does once for all of them), is never better on any point
+    # does once for all of them, but with a closing polish of its own where the plan gives it one), is never
+    # better on any point
     for name, kw in r.info["plan"]:
         if name in ("pdpgd_r", WARM, PD_WARM):  # random restarts / no run of its own: it starts at the best
             continue
         spec = attacks.get(name)
         raw = {key: 0 for key in ("refine", "polish") if key in spec.params}
-        single = spec(m, x, y, norm=p, **kw, **raw)
+        single = spec(m, x, y, norm=p, **{**raw, **kw})
         assert (r.norm <= single.norm + 1e-6).all(), name
     assert set(r.info["by"]) <= {a for a, _ in r.info["plan"]}
     if p == "l1":
@@ -82,7 +84,7 @@ def test_minimum_on_a_linear_model(p):
             if name not in (WARM, PD_WARM):
                 spec = attacks.get(name)
                 raw = {key: 0 for key in ("refine", "polish") if key in spec.params}
-                assert float(r.norm) <= float(spec(model, x, y, norm=p, **kw, **raw).norm) * (1 + 1e-12)
+                assert float(r.norm) <= float(spec(model, x, y, norm=p, **{**raw, **kw}).norm) * (1 + 1e-12)
 
 
 def test_minimum_targeted_and_bad_input(mlp):
