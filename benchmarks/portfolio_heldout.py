@@ -1,12 +1,13 @@
 """Held-out check of `minimum`'s plans against the single attacks, at equal budgets, per point.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/portfolio_heldout.py --norm l1 --offset 1000 --n 1000 \
-        --steps 100 --runs 'cur;a2;raw:fmn;raw:alma' --out runs/heldout_l1_100.pt
+        --steps 100 --runs 'cur;raw:fmn;raw:alma' --out runs/heldout_l1_100.pt
     .venv/bin/python benchmarks/portfolio_heldout.py --summary runs/heldout_l1_100.pt
 
 The same comparison as benchmarks/minnorm_sota.py (a run is `raw:<attack>`, the single attack with its closing
 polish taken out of the budget, `raw:<attack>@<alpha>` FMN with that alpha_init, or a named candidate plan run
-through `attacks.minimum`, "cur" being the plan in attacks/portfolio.py), on Fashion-MNIST test points `--offset`
+through `attacks.minimum`: "cur" is the plan in attacks/portfolio.py, the others earlier or rejected plans, kept to
+rerun), on Fashion-MNIST test points `--offset`
 .. `--offset + --n` of its plain standard and PGD-trained CNNs (minnorm_sota reports on the first ones). Each run's
 per-point norms (inf: not found, nan: misclassified clean) are stored in `--out`, so runs can be added later and
 compared point by point; `--summary` prints the medians and the best single of each model.
@@ -31,7 +32,7 @@ from robustlab.attacks import portfolio  # noqa: E402
 
 PLANS = {
     "l1": {"fmn .4 alma .4 warm .2 (alpha 1)": [("fmn", .4, {}), ("alma", .4, {}), (portfolio.WARM, .2, {})],
-           "a2": [("fmn", .4, {"alpha_init": 2.0}), ("alma", .4, {}), (portfolio.WARM, .2, {})],
+           "a2, alma unpolished": [("fmn", .4, {"alpha_init": 2.0}), ("alma", .4, {}), (portfolio.WARM, .2, {})],
            "a3": [("fmn", .4, {"alpha_init": 3.0}), ("alma", .4, {}), (portfolio.WARM, .2, {})],
            "fmn .6 alma .4": [("fmn", .6, {}), ("alma", .4, {})], "fmn 1": [("fmn", 1., {})]},
     "l2": {"ddn 1": [("ddn", 1., {})], "alma 1": [("alma", 1., {})],
