@@ -6,7 +6,16 @@ import torch
 from robustlab import attacks, ops
 from robustlab.attacks.base import refine
 from robustlab.attacks.fast_minimum_norm import fmn_from
-from robustlab.attacks.portfolio import MIN_SHARE, MIN_STEPS, PD_WARM, PORTFOLIO, WARM, plan, polish_rounds
+from robustlab.attacks.portfolio import (
+    MIN_SHARE,
+    MIN_STEPS,
+    PD_WARM,
+    PORTFOLIO,
+    SPLIT_FROM,
+    WARM,
+    plan,
+    polish_rounds,
+)
 from robustlab.attacks.primal_dual import pdpgd_from
 from robustlab.data.checks import InputError
 from tests.helpers import digits_mlp
@@ -39,6 +48,14 @@ def test_plan_spends_the_budget_in_the_portfolio_shares(p):
     assert small == [(PORTFOLIO[p][0][0], {**PORTFOLIO[p][0][2], "steps": MIN_STEPS})]
     with pytest.raises(InputError):
         plan(p, MIN_STEPS - 1)
+
+
+@pytest.mark.parametrize("p", sorted(SPLIT_FROM))
+def test_below_its_split_budget_a_norm_runs_its_first_attack_alone(p):
+    first, _, kw = PORTFOLIO[p][0]
+    below = SPLIT_FROM[p] - 1
+    assert plan(p, below) == [(first, {**kw, "steps": below - 2 * polish_rounds(p, below)})]
+    assert len(plan(p, SPLIT_FROM[p])) > 1
 
 
 @pytest.mark.parametrize("p", ["l2", "l1", "linf", "l0"])
@@ -79,7 +96,9 @@ def test_minimum_on_a_linear_model(p):
     for steps in (30, 300):
         r = attacks.minimum(model, x, y, norm=p, steps=steps)
         assert bool(r.success)
-        assert best * (1 - 1e-6) <= float(r.norm) <= best * 1.001, (float(r.norm), best)
+        # within 0.1% of the minimum; 0.2% at 30 steps in L2, where the plan is DDN alone and too short for the polish
+        bound = 1.002 if p == "l2" and steps < min(SPLIT_FROM["l2"], 50) else 1.001
+        assert best * (1 - 1e-6) <= float(r.norm) <= best * bound, (float(r.norm), best)
         for name, kw in r.info["plan"]:  # never worse than a member alone at its share
             if name not in (WARM, PD_WARM):
                 spec = attacks.get(name)
