@@ -113,6 +113,51 @@ def paired(a: torch.Tensor, b: torch.Tensor) -> dict:
             "median_ratio": round(float(ratio.median()), 4) if bool(both.any()) else None}
 
 
+def compare(res: dict, sizes: dict | None = None) -> dict:
+    """The portfolio's median against the best single attack's in one model-norm cell of results (attacks run at
+    their defaults are not singles), with the point-by-point comparison where per-point sizes are given; {} when
+    the cell has no portfolio or no single."""
+    singles = {k: v["median"] for k, v in res.items()
+               if k != "minimum" and "median" in v and not k.endswith("(defaults)")}
+    if not singles or "median" not in res.get("minimum", {}):
+        return {}
+    b = min(singles, key=singles.get)
+    out = {"minimum": res["minimum"]["median"], "best_single": b, "best_single_median": singles[b],
+           "ok": res["minimum"]["median"] <= singles[b]}
+    if sizes:
+        # point by point, the portfolio against each single: where it is no larger, and the median of its size
+        # over the single's (points both found); the medians of two sets of points can differ by more
+        out["paired"] = {k: paired(sizes["minimum"], sizes[k]) for k in singles if k in sizes}
+    return out
+
+
+def merge(paths: list[str]) -> dict:
+    """One result from the JSON of runs split by --models / --norms / --attacks (same --n and --steps): per model
+    and norm, each attack's entry from the first file that has it; the comparison made again over all of them,
+    its point-by-point part kept from the file that ran the portfolio."""
+    parts = [json.load(open(p)) for p in paths]
+    if len({(d["n"], d["steps"]) for d in parts}) != 1:
+        raise SystemExit("merge: the runs differ in --n or --steps")
+    out: dict = {"n": parts[0]["n"], "steps": parts[0]["steps"], "threads": parts[0]["threads"],
+                 "commands": [d["command"] for d in parts], "results": {}, "portfolio_vs_best_single": {},
+                 "cpu_seconds": round(sum(d["cpu_seconds"] for d in parts), 1)}
+    for d in parts:
+        for key, norms in d["results"].items():
+            for p, res in norms.items():
+                cell = out["results"].setdefault(key, {}).setdefault(p, {})
+                for name, r in res.items():
+                    cell.setdefault(name, r)
+                pp = d["portfolio_vs_best_single"].get(key, {}).get(p, {})
+                if "minimum" in res and "paired" in pp:
+                    out["portfolio_vs_best_single"].setdefault(key, {})[p] = {"paired": pp["paired"]}
+    for key, norms in out["results"].items():
+        for p, res in norms.items():
+            if compare(res):
+                paired_part = out["portfolio_vs_best_single"].get(key, {}).get(p, {})
+                out["portfolio_vs_best_single"].setdefault(key, {})[p] = {**compare(res), **paired_part}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000)
@@ -123,7 +168,15 @@ def main() -> None:
     ap.add_argument("--attacks", default="", help="comma-separated names to run (default: all)")
     ap.add_argument("--out", default="")
     ap.add_argument("--note", default="", help="a note stored in the JSON")
+    ap.add_argument("--merge", nargs="+", default=[], help="merge these JSON results of split runs into --out")
     args = ap.parse_args()
+    if args.merge:
+        merged = merge(args.merge)
+        print(json.dumps(merged["portfolio_vs_best_single"], indent=1))
+        if args.out:
+            with open(args.out, "w") as fh:
+                json.dump(merged, fh, indent=1)
+        return
     torch.set_num_threads(args.threads)
     al = import_peers().get("adv_lib")
     T = args.steps
@@ -190,16 +243,8 @@ def main() -> None:
                     if v.get("grads_max", 0) > T and not k.endswith("(defaults)")}
             if over:  # the comparison is at equal budgets or not at all
                 raise SystemExit(f"{key} {p}: over the budget of {T} gradient evaluations per point: {over}")
-            singles = {k: v["median"] for k, v in res.items()
-                       if k != "minimum" and "median" in v and not k.endswith("(defaults)")}
-            if "minimum" in res and singles:
-                b = min(singles, key=singles.get)
-                out["portfolio_vs_best_single"][key][p] = {
-                    "minimum": res["minimum"]["median"], "best_single": b, "best_single_median": singles[b],
-                    "ok": res["minimum"]["median"] <= singles[b],
-                    # point by point, the portfolio against each single: where it is no larger, and the median of
-                    # its size over the single's (points both found); medians of two sets can differ by more
-                    "paired": {k: paired(sizes["minimum"], sizes[k]) for k in singles}}
+            if compare(res):
+                out["portfolio_vs_best_single"][key][p] = compare(res, sizes)
     out["cpu_seconds"] = round(time.process_time() - cpu0, 1)
     print(json.dumps(out, indent=1))
     if args.out:
