@@ -90,7 +90,7 @@ MIN_STEPS = 10  # the smallest budget `minimum` accepts
 # 200; PGD-trained: 7.694 against ALMA's 7.752, 7.235 against 7.591), and FMN 0.3 / ALMA 0.5 / WARM 0.2 did too but
 # less in three of the four cells. (On 100 of those points alone, 1000-1099, the halves had lost to ALMA alone at
 # 100: so small a sample does not separate these plans.) The shares of L1 are of the budget left after the polish.
-# On 1000 held-out points (1000-1999; benchmarks/portfolio_heldout.py, results/portfolio_heldout_l1.json) that plan
+# On 1000 held-out points (1000-1999; benchmarks/portfolio_heldout.py, results/portfolio_heldout.json) that plan
 # was level with the best single attack at 100 (standard CNN 4.921 against FMN's 4.918; PGD-trained 7.969 against
 # ALMA's 7.962). FMN's L1 run there starts with steps twice FMN's default (alpha_init 2; alpha 3 did about as well),
 # which puts the plan below both (4.912, 7.926) and, on points 1000-1499 at 200, below the alpha-1 plan (standard CNN
