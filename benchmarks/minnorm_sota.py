@@ -152,9 +152,10 @@ def merge(paths: list[str]) -> dict:
                     out["portfolio_vs_best_single"].setdefault(key, {})[p] = {"paired": pp["paired"]}
     for key, norms in out["results"].items():
         for p, res in norms.items():
-            if compare(res):
+            c = compare(res)
+            if c:
                 paired_part = out["portfolio_vs_best_single"].get(key, {}).get(p, {})
-                out["portfolio_vs_best_single"].setdefault(key, {})[p] = {**compare(res), **paired_part}
+                out["portfolio_vs_best_single"].setdefault(key, {})[p] = {**c, **paired_part}
     return out
 
 
@@ -243,8 +244,9 @@ def main() -> None:
                     if v.get("grads_max", 0) > T and not k.endswith("(defaults)")}
             if over:  # the comparison is at equal budgets or not at all
                 raise SystemExit(f"{key} {p}: over the budget of {T} gradient evaluations per point: {over}")
-            if compare(res):
-                out["portfolio_vs_best_single"][key][p] = compare(res, sizes)
+            c = compare(res, sizes)
+            if c:
+                out["portfolio_vs_best_single"][key][p] = c
     out["cpu_seconds"] = round(time.process_time() - cpu0, 1)
     print(json.dumps(out, indent=1))
     if args.out:

@@ -25,9 +25,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import budget_steps, eval_points  # noqa: E402
+from minnorm import point_norms  # noqa: E402
 from minnorm_sota import plain_model  # noqa: E402
 
-from robustlab import attacks, ops  # noqa: E402
+from robustlab import attacks  # noqa: E402
 from robustlab.attacks import portfolio  # noqa: E402
 
 PLANS = {
@@ -46,15 +47,13 @@ def run_one(model, x, y, norm: str, steps: int, name: str) -> attacks.AttackResu
         attack, _, alpha = name[4:].partition("@")
         kw = {"alpha_init": float(alpha)} if alpha else {}
         return attacks.REGISTRY[attack](model, x, y, norm=norm, steps=budget_steps(attack, steps), **kw)
-    saved, saved_min = portfolio.PORTFOLIO[norm], dict(portfolio.MIN_SHARE)
+    saved = portfolio.PORTFOLIO[norm]
     try:
         if name != "cur":
             portfolio.PORTFOLIO[norm] = PLANS[norm][name]
         return attacks.minimum(model, x, y, norm=norm, steps=steps)
     finally:
         portfolio.PORTFOLIO[norm] = saved
-        portfolio.MIN_SHARE.clear()
-        portfolio.MIN_SHARE.update(saved_min)
 
 
 def summary(path: str) -> dict:
@@ -96,10 +95,8 @@ def main() -> None:
             r = run_one(model, x, y, args.norm, args.steps, name)
             if int(r.backward_passes.max()) > args.steps:
                 raise SystemExit(f"{name}: over the budget of {args.steps} gradients per point")
-            with torch.no_grad():  # every example re-verified on a fresh forward pass
-                fooled = model(r.x_adv).argmax(1) != y
-            nr = torch.where(fooled, ops.norm(r.x_adv - x, args.norm), torch.full((len(x),), float("inf")))
-            nr[~correct] = float("nan")
+            nr = torch.full((len(x),), float("nan"))  # nan: misclassified clean
+            nr[correct] = point_norms(model, x, y, r.x_adv, args.norm, correct)  # re-verified on a fresh pass
             res[f"{key}/{name}"] = nr
             torch.save(res, args.out)
             print(key, name, round(float(nr[correct].median()), 4), f"{time.process_time() - t0:.0f} CPU-s",
