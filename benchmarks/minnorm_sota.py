@@ -148,8 +148,8 @@ def merge(paths: list[str]) -> dict:
                 for name, r in res.items():
                     cell.setdefault(name, r)
                 pp = d["portfolio_vs_best_single"].get(key, {}).get(p, {})
-                if "minimum" in res and "paired" in pp:
-                    out["portfolio_vs_best_single"].setdefault(key, {})[p] = {"paired": pp["paired"]}
+                if "minimum" in res and "paired" in pp:  # from the first file with the portfolio, like its entry
+                    out["portfolio_vs_best_single"].setdefault(key, {}).setdefault(p, {"paired": pp["paired"]})
     for key, norms in out["results"].items():
         for p, res in norms.items():
             c = compare(res)

@@ -61,7 +61,8 @@ def main() -> None:
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    saved, saved_min = dict(portfolio.PORTFOLIO), dict(portfolio.MIN_SHARE)
+    saved, saved_min, saved_alone = dict(portfolio.PORTFOLIO), dict(portfolio.MIN_SHARE), dict(portfolio.ALONE_BELOW)
+    portfolio.ALONE_BELOW.pop(args.norm, None)  # a candidate runs its own plan at every budget asked for
     if args.norm == "l2":  # ALMA's minimum share (75 steps) is L1's; an L2 candidate gives it whatever it plans
         portfolio.MIN_SHARE.pop("alma", None)
     portfolio.MIN_SHARE[portfolio.PD_WARM] = 50  # each candidate's warm share runs at the budgets asked for
@@ -85,6 +86,7 @@ def main() -> None:
     portfolio.PORTFOLIO.update(saved)
     portfolio.MIN_SHARE.clear()
     portfolio.MIN_SHARE.update(saved_min)
+    portfolio.ALONE_BELOW.update(saved_alone)
 
 
 if __name__ == "__main__":

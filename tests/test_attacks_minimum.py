@@ -7,11 +7,12 @@ from robustlab import attacks, ops
 from robustlab.attacks.base import refine
 from robustlab.attacks.fast_minimum_norm import fmn_from
 from robustlab.attacks.portfolio import (
+    ALONE_BELOW,
     MIN_SHARE,
     MIN_STEPS,
+    PD_RUN,
     PD_WARM,
     PORTFOLIO,
-    SPLIT_FROM,
     WARM,
     plan,
     polish_rounds,
@@ -44,18 +45,19 @@ def test_plan_spends_the_budget_in_the_portfolio_shares(p):
         assert all(kw["steps"] >= MIN_SHARE.get(a, MIN_STEPS) for a, kw in runs)
         if budget < 200 and any(a == "pdpgd_r" for a, _, _ in PORTFOLIO[p]):
             assert "pdpgd_r" not in [a for a, _ in runs]  # its dual needs ~100 iterations: left out
-    small = plan(p, MIN_STEPS)  # too small to split: everything to the first attack
-    assert small == [(PORTFOLIO[p][0][0], {**PORTFOLIO[p][0][2], "steps": MIN_STEPS})]
+    small = plan(p, MIN_STEPS)  # too small to split: everything to the first attack (or the one ALONE_BELOW names)
+    _, first, kw = ALONE_BELOW.get(p, (0,) + PORTFOLIO[p][0][::2])
+    assert small == [(first, {**kw, "steps": MIN_STEPS})]
     with pytest.raises(InputError):
         plan(p, MIN_STEPS - 1)
 
 
-@pytest.mark.parametrize("p", sorted(SPLIT_FROM))
-def test_below_its_split_budget_a_norm_runs_its_first_attack_alone(p):
-    first, _, kw = PORTFOLIO[p][0]
-    below = SPLIT_FROM[p] - 1
+@pytest.mark.parametrize("p", sorted(ALONE_BELOW))
+def test_below_its_split_budget_a_norm_runs_one_attack_alone(p):
+    split, first, kw = ALONE_BELOW[p]
+    below = split - 1
     assert plan(p, below) == [(first, {**kw, "steps": below - 2 * polish_rounds(p, below)})]
-    assert len(plan(p, SPLIT_FROM[p])) > 1
+    assert len(plan(p, split)) > 1
 
 
 @pytest.mark.parametrize("p", ["l2", "l1", "linf", "l0"])
@@ -97,7 +99,7 @@ def test_minimum_on_a_linear_model(p):
         r = attacks.minimum(model, x, y, norm=p, steps=steps)
         assert bool(r.success)
         # within 0.1% of the minimum; 0.2% at 30 steps in L2, where the plan is DDN alone and too short for the polish
-        bound = 1.002 if p == "l2" and steps < min(SPLIT_FROM["l2"], 50) else 1.001
+        bound = 1.002 if p == "l2" and steps < min(ALONE_BELOW["l2"][0], 50) else 1.001
         assert best * (1 - 1e-6) <= float(r.norm) <= best * bound, (float(r.norm), best)
         for name, kw in r.info["plan"]:  # never worse than a member alone at its share
             if name not in (WARM, PD_WARM):
@@ -209,6 +211,7 @@ def test_warm_pdpgd_never_leaves_its_start_worse(mlp):
     assert not none.success.any() and (none.backward_passes == 0).all()
 
 
-def test_linf_plan_warm_stage_from_200():
-    assert [a for a, _ in plan("linf", 199)] == ["fmn"]
-    assert plan("linf", 200) == [("fmn", {"steps": 60}), (PD_WARM, {"steps": 140})]
+def test_linf_plan_primal_dual_from_200():
+    assert plan("linf", 199) == [("fmn", {"steps": 199})]
+    assert plan("linf", 200) == [("pdpgd", {**PD_RUN, "steps": 100}), (PD_WARM, {"steps": 100})]
+    assert PD_RUN["restarts"] == 1 and PD_RUN["finetune"] == 0  # one run from r = 0; the warm stage is the finetune

@@ -5,7 +5,7 @@ without knowing which attack wins for which norm and model. The budget (`steps`)
 gradient evaluations per point, split between the norm's runs in the fixed shares of `PORTFOLIO`:
 
 1. each attack of the norm runs from the clean point on every point (a point within `stop_at` is left
-   alone) with its share of the budget;
+   alone) with its share of the budget (in Linf the first run is PDPGD-r's first primal-dual run, `PD_RUN`);
 2. where the plan has one, a warm stage spends the last share on a local search around each point's best so
    far instead of another search from scratch: in L1 `WARM`, FMN restarted from it
    (`fast_minimum_norm.fmn_from`: the start's own size as the first ball, steps a tenth of its scale); in Linf
@@ -17,20 +17,21 @@ gradient evaluations per point, split between the norm's runs in the fixed share
    for L0 and L1 putting the changed entries back one at a time while the point stays adversarial;
 4. for L2 and L1, `POLISH` rounds of `base.boundary_polish` on each point's best (the exact step onto the
    boundary linearised there; at most two gradient evaluations a round, taken out of the budget before it is
-   split), then the bisections again; in L1, ALMA also closes its own run with those rounds, out of its share
-   (its RMSProp iterates stop short of the boundary by a step, so its unpolished points lose to FMN's where its
-   polished ones would win: measured below). Not for Linf: FMN's Linf result is already on the boundary (within 0.02%
-   of a linear model's minimum), and the six gradients it would lose cost more than the polish gives back
-   (measured on the plain PGD-trained CNN at a budget of 100: median 0.161 against FMN's 0.1598 alone).
+   split), then the bisections again; ALMA also closes its own run with those rounds, out of its share
+   (its RMSProp iterates stop short of the boundary by a step, so its unpolished points lose to the other
+   run's where its polished ones would win: measured below). Not for Linf: FMN's Linf result is already on the
+   boundary (within 0.02% of a linear model's minimum), and the six gradients it would lose cost more than the
+   polish gives back (measured on the plain PGD-trained CNN at a budget of 100: median 0.161 against FMN's 0.1598
+   alone).
 
 Each point keeps the smallest perturbation any run found whose success was read off a forward pass of that
 exact tensor (inside the box); the entry point verifies the final one again.
 
 | norm | runs (share of `steps`; a run below its `MIN_SHARE` is left out) | refinement                     |
 |------|-------------------------------------------------------------------|--------------------------------|
-| l2   | DDN 0.6, FMN 0.4 (from 150 steps; below, DDN alone)               | scale                          |
+| l2   | DDN 0.3, ALMA 0.7 (polished) from 150 steps; below, DDN alone     | scale                          |
 | l1   | FMN 0.4 (alpha 2), ALMA 0.4 (polished), WARM 0.2 (from 100 / 200) | soft threshold, scale; put back|
-| linf | FMN 0.3, PD_WARM 0.7 (PD_WARM from 200 steps)                     | clamp, then scale              |
+| linf | PD_RUN 0.5, PD_WARM 0.5 from 200 steps; below, FMN alone          | clamp, then scale              |
 | l0   | sigma-zero 0.6, PDPGD-r 0.4 (PDPGD-r from 250 steps)              | put entries back               |
 
 The entries are put back (at most 64 tries per point) once, on each point's final best; the bisections
@@ -53,6 +54,7 @@ from robustlab.attacks.base import (
     refine,
     register,
 )
+from robustlab.attacks.primal_dual import RECIPE
 from robustlab.data.checks import InputError
 
 WARM = "fmn_warm"  # FMN started from each point's best so far (fast_minimum_norm.fmn_from); always last
@@ -60,56 +62,55 @@ PD_WARM = "pdpgd_warm"  # the PDPGD recipe's finetune from each point's best (pr
 WARM_STAGES = (WARM, PD_WARM)
 POLISH = 3  # rounds of base.boundary_polish on each point's final best (l2, l1), from budgets of 50 on
 
+# one primal-dual run of PDPGD-r's recipe from r = 0 and nothing after it (the first run of `pdpgd_r`)
+PD_RUN = {**RECIPE["linf"], "restarts": 1, "finetune": 0, "close_runs": False}
+
 # per norm: (run, share of the gradient budget, fixed keyword arguments), the first being the run a budget
-# too small to split goes to. Each run's `steps` is set so it spends its share (one gradient per step for
-# every attack here; pdpgd_r's `steps` is its whole budget already). The shares were chosen from
-# measurements at budgets of 100 and 200 on held-out points (Fashion-MNIST test points 1000-1059, not the
-# points benchmarks/minnorm_sota.py reports on) of its plain standard and PGD-trained CNNs: a split costs each
-# attack part of its schedule, which the others' complementary wins must pay back; DDN and FMN split the L2
-# wins between the models, FMN and ALMA the L1 wins, and the warm FMN stage beat spending its share on a cold
-# run in L1 (it did not in L2). Rechecked with the closing polish (benchmarks/portfolio_shares.py, test points
-# 1000-1099; benchmarks/results/portfolio_shares_*.json): see MIN_SHARE for L1 and Linf. In L2 no split of DDN,
-# FMN and ALMA beat the best single attack on both models at 100 or at 200 there, nor on 300 points (1000-1299,
-# portfolio_shares_l2_n300.json: ALMA alone is best on the standard CNN at both budgets, 0.8630 and 0.8631 against
-# DDN/FMN's 0.8650 and 0.8646; DDN/FMN on the PGD-trained one, 1.6597 against DDN alone's 1.6594 at 100 and 1.6236
-# against 1.6382 at 200): DDN/FMN is kept, within 0.25% of the best single attack in every cell.
+# too small to split goes to (unless `ALONE_BELOW` names another). Each run's `steps` is set so it spends its share
+# (one gradient per step for every attack here; pdpgd_r's `steps` is its whole budget already). A split costs each
+# attack part of its schedule, which the others' complementary wins must pay back. The shares were chosen on
+# held-out points (Fashion-MNIST test points 1000-1999 of benchmarks/minnorm_sota.py's plain standard and
+# PGD-trained CNNs; benchmarks/portfolio_heldout.py, results/portfolio_heldout.json), never on the points that
+# benchmark reports on (0-999):
+# - L2 from 150: DDN 0.3, ALMA 0.7 (with its own polish). At 200 on the held-out points it was the best of the
+#   DDN/ALMA splits tried (ALMA 0.5-0.9) on both CNNs: medians 0.8915 / 1.6778 against DDN/FMN's 0.8951 / 1.7002 and
+#   the single attacks' best, ALMA's 0.8905 / 1.7190. On the standard CNN every attack ends at about the same point
+#   (the best of DDN and ALMA per point, each at 200, is 0.8900), so no split beats the single attack that converges
+#   best there; on the PGD-trained one DDN and ALMA find different boundaries (the best of the two, 1.6598).
+# - L1: FMN 0.4 (alpha 2), ALMA 0.4 (with its own polish), WARM 0.2: see MIN_SHARE.
+# - Linf from 200: PDPGD-r's first run 0.5, then PD_WARM 0.5 from each point's best (PDPGD-r's recipe with a longer
+#   finetune and no polish). At 200 on the held-out points: 0.0572 / 0.1542 against FMN's 0.0575 / 0.1587 and
+#   PDPGD-r's 0.0587 / 0.1552; FMN 60 then PD_WARM 140 (the plan before) 0.0574 / 0.1570.
+# - L0: sigma-zero 0.6, PDPGD-r 0.4 (from 250).
 PORTFOLIO: dict[str, list[tuple[str, float, dict]]] = {
-    "l2": [("ddn", 0.6, {}), ("fmn", 0.4, {})],
+    "l2": [("ddn", 0.3, {}), ("alma", 0.7, {"polish": POLISH})],
     "l1": [("fmn", 0.4, {"alpha_init": 2.0}), ("alma", 0.4, {"polish": POLISH}), (WARM, 0.2, {})],
-    "linf": [("fmn", 0.3, {}), (PD_WARM, 0.7, {})],
+    "linf": [("pdpgd", 0.5, PD_RUN), (PD_WARM, 0.5, {})],
     "l0": [("sigma_zero", 0.6, {}), ("pdpgd_r", 0.4, {})],
 }
 
 MIN_STEPS = 10  # the smallest budget `minimum` accepts
 # below its minimum share of steps an attack is left out and the others share its part: schedules need a
-# few steps, PDPGD-r's dual variables need about 100 iterations to settle (attacks/primal_dual.py), and the warm
-# L1 stage pays from a budget of 200. L1, chosen on 300 held-out points (1000-1299; benchmarks/portfolio_shares.py
+# few steps, the primal-dual runs' dual variables about 100 iterations to settle (attacks/primal_dual.py), and the
+# warm L1 stage pays from a budget of 200. L1, chosen on 300 held-out points (1000-1299; benchmarks/portfolio_shares.py
 # --n 300, benchmarks/results/portfolio_shares_l1_n300.json): at 100, after the polish, FMN 47 + ALMA 47 (WARM's 18
 # steps are under its 35); at 200, FMN 77 + ALMA 77 + WARM 38. Both beat the best single attack of each CNN at both
 # budgets there (medians, standard CNN: 4.639 against FMN alone's 4.697 at 100, 4.556 against ALMA alone's 4.666 at
 # 200; PGD-trained: 7.694 against ALMA's 7.752, 7.235 against 7.591), and FMN 0.3 / ALMA 0.5 / WARM 0.2 did too but
-# less in three of the four cells. (On 100 of those points alone, 1000-1099, the halves had lost to ALMA alone at
-# 100: so small a sample does not separate these plans.) The shares of L1 are of the budget left after the polish.
-# On 1000 held-out points (1000-1999; benchmarks/portfolio_heldout.py, results/portfolio_heldout.json) that plan
-# was level with the best single attack at 100 (standard CNN 4.921 against FMN's 4.918; PGD-trained 7.969 against
-# ALMA's 7.962). FMN's L1 run there starts with steps twice FMN's default (alpha_init 2; alpha 3 did about as well),
-# which puts the plan below both (4.912, 7.926) and, on points 1000-1499 at 200, below the alpha-1 plan (standard CNN
-# 4.808 against 4.821). FMN alone at its share of 47 steps: 5.065 / 9.064 with alpha 2 against 5.080 / 9.666.
-# Yet the best of FMN and ALMA run alone at 47 steps each (ALMA with its own polish) was 4.884 / 7.791 there, below
-# that plan: the plan's ALMA ran unpolished, and the one closing polish went to each point's best, FMN's where the
-# unpolished ALMA lost. With ALMA's own 3 rounds taken from its share (41 steps + 6 gradients at 100), the plan is
-# 4.882 / 7.744 against FMN's 4.918 and ALMA's 7.962 (results/portfolio_heldout.json).
-# Linf at 200: FMN 60 then PD_WARM 140 (held-out points 1000-1099, benchmarks/portfolio_shares.py) beat FMN alone
-# and PDPGD-r alone on both models, where FMN/PDPGD-r halves lost to either alone; below 200 (PD_WARM's share
-# under 140) FMN alone, the best single Linf attack at 100 on both.
-MIN_SHARE = {"pdpgd_r": 100, "alma": 35, WARM: 35, PD_WARM: 140}
-# below these budgets a norm's plan is its first attack alone. L2 at 100: DDN 56 / FMN 37 was level with DDN alone
-# point by point on 1000 held-out points (points 1000-1999: no larger on 38% and 43% of them, median ratio 1.0003 on
-# both CNNs; results/portfolio_heldout.json), its median ahead there (0.8957 / 1.7210 against 0.8976 / 1.7416) and
-# its mean behind on the PGD-trained one (1.836 against 1.815); on the benchmark's points 0-999 its median was behind
-# on that CNN. DDN alone is the better bet at 100; at 200 the split was ahead on 300 held-out points (1.6236 against
-# 1.6382 on the PGD-trained CNN). Between the two it is unmeasured: the split starts at 150.
-SPLIT_FROM = {"l2": 150}
+# less in three of the four cells. The shares of L1 are of the budget left after the polish.
+# On 1000 held-out points (1000-1999) that plan was level with the best single attack at 100 (standard CNN 4.921
+# against FMN's 4.918; PGD-trained 7.969 against ALMA's 7.962). FMN's L1 run there starts with steps twice FMN's
+# default (alpha_init 2; alpha 3 did about as well), which puts the plan below both (4.912, 7.926). ALMA closes its
+# own run with the polish, out of its share: unpolished, its points lost to FMN's where polished they win, and the
+# one closing polish went to each point's best (FMN's); polished inside the plan, 4.882 / 7.744 against FMN's 4.918
+# and ALMA's 7.962.
+MIN_SHARE = {"pdpgd": 100, "pdpgd_r": 100, "alma": 35, WARM: 35}
+# below these budgets a norm's plan is one attack alone: (budget, attack, keyword arguments).
+# L2 below 150: DDN. At 100, DDN 56 / FMN 37 was level with DDN alone point by point on the 1000 held-out points (no
+# larger on 38% and 43% of them, median ratio 1.0003 on both CNNs), and ALMA/DDN halves behind DDN alone (0.8994 /
+# 1.7576 against 0.8976 / 1.7416): ALMA needs more steps than a split leaves it. Between 100 and 200 it is unmeasured.
+# Linf below 200: FMN, the best single Linf attack at 100 on both CNNs (the primal-dual run needs its 100 steps).
+ALONE_BELOW: dict[str, tuple[int, str, dict]] = {"l2": (150, "ddn", {}), "linf": (200, "fmn", {})}
 
 
 def plan(norm: str, steps: int) -> list[tuple[str, dict]]:
@@ -119,7 +120,9 @@ def plan(norm: str, steps: int) -> list[tuple[str, dict]]:
         raise InputError(f"minimum: steps (the gradient budget per point) must be >= {MIN_STEPS}, got {steps}")
     budget, steps = steps, steps - 2 * polish_rounds(norm, steps)
     shares = [(a, s, kw) for a, s, kw in PORTFOLIO[norm] if int(s * steps) >= MIN_SHARE.get(a, MIN_STEPS)]
-    if budget < SPLIT_FROM.get(norm, 0) or not shares or shares[0][0] in WARM_STAGES:  # all to the first attack
+    if norm in ALONE_BELOW and budget < ALONE_BELOW[norm][0]:
+        shares = [(ALONE_BELOW[norm][1], 1.0, ALONE_BELOW[norm][2])]
+    elif not shares or shares[0][0] in WARM_STAGES:  # all to the first attack
         shares = [(PORTFOLIO[norm][0][0], 1.0, PORTFOLIO[norm][0][2])]
     total = sum(s for _, s, _ in shares)
     # a run that closes with its own polish (a "polish" entry in its arguments) spends it out of its share
