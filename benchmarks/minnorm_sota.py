@@ -173,6 +173,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.merge:
         merged = merge(args.merge)
+        if args.note:
+            merged["note"] = args.note
         print(json.dumps(merged["portfolio_vs_best_single"], indent=1))
         if args.out:
             with open(args.out, "w") as fh:
