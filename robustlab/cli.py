@@ -632,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--minnorm", nargs="?", const="minimum", default=None,
                     help="also the min-norm route: comma-separated min-norm attacks; the flag alone runs "
-                         "'minimum' (the per-norm portfolio of attacks/minimum.py)")
+                         "'minimum' (the per-norm portfolio of robustlab/attacks/portfolio.py)")
     ev.add_argument("--tensorboard", action="store_true",
                     help="also write clean / robust accuracy per eps to CARD_FOLDER/tensorboard/CARD_NAME/ "
                          "(optional extra tensorboard)")
