@@ -118,15 +118,18 @@ def plan(norm: str, steps: int) -> list[tuple[str, dict]]:
     check_norm(norm, tuple(PORTFOLIO))
     if steps < MIN_STEPS:
         raise InputError(f"minimum: steps (the gradient budget per point) must be >= {MIN_STEPS}, got {steps}")
-    budget, steps = steps, steps - 2 * polish_rounds(norm, steps)
-    shares = [(a, s, kw) for a, s, kw in PORTFOLIO[norm] if int(s * steps) >= MIN_SHARE.get(a, MIN_STEPS)]
-    if norm in ALONE_BELOW and budget < ALONE_BELOW[norm][0]:
-        shares = [(ALONE_BELOW[norm][1], 1.0, ALONE_BELOW[norm][2])]
-    elif not shares or shares[0][0] in WARM_STAGES:  # all to the first attack
-        shares = [(PORTFOLIO[norm][0][0], 1.0, PORTFOLIO[norm][0][2])]
+    left = steps - 2 * polish_rounds(norm, steps)  # the closing polish comes off the top
+    if norm in ALONE_BELOW and steps < ALONE_BELOW[norm][0]:
+        _, name, kw = ALONE_BELOW[norm]
+        shares = [(name, 1.0, kw)]
+    else:
+        shares = [(a, s, kw) for a, s, kw in PORTFOLIO[norm] if int(s * left) >= MIN_SHARE.get(a, MIN_STEPS)]
+        if not shares or shares[0][0] in WARM_STAGES:  # a small budget: all of it to the first attack
+            name, _, kw = PORTFOLIO[norm][0]
+            shares = [(name, 1.0, kw)]
     total = sum(s for _, s, _ in shares)
     # a run that closes with its own polish (a "polish" entry in its arguments) spends it out of its share
-    return [(name, {**kw, "steps": int(share / total * steps) - 2 * kw.get("polish", 0)}) for name, share, kw in shares]
+    return [(name, {**kw, "steps": int(share / total * left) - 2 * kw.get("polish", 0)}) for name, share, kw in shares]
 
 
 def polish_rounds(norm: str, steps: int) -> int:
