@@ -4,7 +4,7 @@
 
 Each candidate (runs and shares, as in attacks/portfolio.PORTFOLIO) replaces the norm's plan and runs through
 `attacks.minimum` on Fashion-MNIST test points `--offset` .. `--offset + --n` (held out: benchmarks/minnorm_sota.py
-reports on the first 200) of benchmarks/minnorm_sota.py's plain standard and PGD-trained CNNs; printed are the
+reports on the first 1000) of benchmarks/minnorm_sota.py's plain standard and PGD-trained CNNs; printed are the
 median norms over the originally correct points (every example re-verified on a fresh NCHW forward pass). The plan
 kept is the one no worse than the others on both models at both budgets, where there is one.
 """
@@ -63,9 +63,9 @@ def main() -> None:
     torch.set_num_threads(1)
     saved, saved_min, saved_alone = dict(portfolio.PORTFOLIO), dict(portfolio.MIN_SHARE), dict(portfolio.ALONE_BELOW)
     portfolio.ALONE_BELOW.pop(args.norm, None)  # a candidate runs its own plan at every budget asked for
-    if args.norm == "l2":  # ALMA's minimum share (75 steps) is L1's; an L2 candidate gives it whatever it plans
+    if args.norm == "l2":  # ALMA's minimum share is L1's; an L2 candidate gives it whatever it plans
         portfolio.MIN_SHARE.pop("alma", None)
-    portfolio.MIN_SHARE[portfolio.PD_WARM] = 50  # each candidate's warm share runs at the budgets asked for
+    portfolio.MIN_SHARE[portfolio.PD_WARM] = 50  # a candidate's PD_WARM share runs from 50 steps (as when chosen)
     out: dict = {"command": " ".join(sys.argv), "results": {}}
     for key in ("standard", "pgd_at"):
         model = plain_model(key)
