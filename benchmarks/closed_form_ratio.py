@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import robustlab.attacks  # noqa: E402,F401  (registers every attack)
-from robustlab.attacks.base import REGISTRY  # noqa: E402
+from robustlab.attacks.registry import REGISTRY  # noqa: E402
 from tests.test_attacks_minnorm import closed_form, linear_case  # noqa: E402
 from tests.test_contract import CLOSED_FORM_BOUND, _l0_closed_form  # noqa: E402
 

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import eval_points, frozen_model  # noqa: E402
 
 import robustlab.attacks  # noqa: E402,F401
-from robustlab.attacks.base import REGISTRY  # noqa: E402
+from robustlab.attacks.registry import REGISTRY  # noqa: E402
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from robustlab.data.checks import InputError
-from robustlab.units import canonical_attack, canonical_norm, parse_number, parse_numbers
+from robustlab.errors import InputError
+from robustlab.units import canonical_norm, parse_number, parse_numbers
 
 
 def _cmd_data_info(a: argparse.Namespace) -> int:
@@ -182,8 +182,8 @@ def _cmd_attack(a: argparse.Namespace) -> int:
     from robustlab import attacks
     from robustlab.io import atomic_write
 
-    real, preset = canonical_attack(a.attack)  # AutoAttack's names: "apgd-ce" -> apgd with loss "ce"
-    spec = attacks.get(real)
+    spec = attacks.get(a.attack)  # any name the field uses: "PGD", "apgd-ce" (apgd with loss "ce"), ...
+    preset = spec.preset
     if spec.family == "fixed" and a.eps is None:
         raise InputError(f"{a.attack} is a fixed-budget attack: give --eps (inf: no budget)")
     if spec.family == "minnorm" and a.eps is not None:
@@ -707,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from robustlab.config import ConfigError
-    from robustlab.data.checks import InputError
+    from robustlab.errors import InputError
     from robustlab.models.io import CheckpointError
     from robustlab.runs import RunLockedError
 

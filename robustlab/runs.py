@@ -310,7 +310,7 @@ def table(runs: list[dict[str, Any]], group_by: str | None, metric: str) -> list
     `metric`: a final metric (``test_acc``) or an evaluation's ``robust_acc@EPS`` / ``robust_acc@NORM:EPS``
     (``record_evaluation``). A metric no finished run has raises InputError listing those that exist.
     """
-    from robustlab.data.checks import InputError
+    from robustlab.errors import InputError
 
     done = [r for r in runs if r["status"] == "done"]
     vals = [(r, _metric_value(r["metrics"], metric)) for r in done]

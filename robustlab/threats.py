@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.ops import norm as norm_of
 from robustlab.ops import project_ball_box, random_in_ball
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 
 NORMS = ("linf", "l2", "l1", "l0", "pixel")
 _NORM_ALIASES = {"inf": "linf", "linfty": "linf", "l_inf": "linf", "2": "l2", "1": "l1",
@@ -65,26 +65,3 @@ def parse_numbers(text: str) -> list[float]:
     if not items:
         raise InputError(f"expected a comma-separated list of numbers, got {text!r}")
     return [parse_number(t) for t in items]
-
-
-# AutoAttack's (and torchattacks') attack names -> robustlab's registered name and the parameters they imply
-ATTACK_ALIASES: dict[str, tuple[str, dict[str, object]]] = {
-    "apgd-ce": ("apgd", {"loss": "ce"}), "apgd-dlr": ("apgd", {"loss": "dlr"}), "apgd-t": ("apgd_t", {}),
-    "apgd-dlr-t": ("apgd_t", {}), "fab-t": ("fab_t", {}), "square": ("square", {}), "fab": ("fab", {}),
-}
-
-
-def canonical_attack(name: str) -> tuple[str, dict[str, object]]:
-    """``"APGD-CE"`` -> ``("apgd", {"loss": "ce"})``, ``"fab-t"`` -> ``("fab_t", {})``; any other name is
-    returned as given, with no parameters (the registry lookup then accepts or refuses it).
-
-    >>> canonical_attack("APGD-DLR"), canonical_attack("pgd")
-    (('apgd', {'loss': 'dlr'}), ('pgd', {}))
-    """
-    if not isinstance(name, str):
-        return name, {}
-    key = name.strip().lower()
-    if key in ATTACK_ALIASES:
-        real, preset = ATTACK_ALIASES[key]
-        return real, dict(preset)
-    return name, {}

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from robustlab.cli import main
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.evaluate import evaluate
 from robustlab.evaluate.ensemble import Autocast, run_ensemble
 from tests.helpers import digits_mlp

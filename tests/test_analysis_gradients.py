@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from robustlab import models
 from robustlab.analysis import gradients as G
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 
 
 def tiny(seed=0, k=10, side=4, channels=1):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from robustlab.analysis import inversion as I
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from tests.helpers import digits_mlp
 
 

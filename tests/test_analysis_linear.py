@@ -12,7 +12,7 @@ from torch import nn
 
 from robustlab.analysis import linear as L
 from robustlab.attacks import pgd
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 
 
 def _problem(n=6, d=8, seed=0):

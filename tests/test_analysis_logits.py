@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from robustlab.analysis import logits as L
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 
 
 def test_max_logit_gap_and_summary_by_hand():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from robustlab.analysis import manifolds as M
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.models import build
 
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from robustlab.analysis import recognizability as R
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 
 
 def test_t_interval_matches_the_textbook_and_covers_at_the_nominal_rate():

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from robustlab import attacks
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 
 
 def setup():

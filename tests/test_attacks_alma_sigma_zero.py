@@ -9,7 +9,7 @@ import torch
 
 from robustlab import attacks, ops
 from robustlab.attacks.augmented_lagrangian import penalty_p2
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from tests.helpers import Linear, digits_mlp
 from tests.test_attacks_minnorm import box_case, closed_form, linear_case
 

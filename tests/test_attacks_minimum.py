@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from robustlab import attacks, ops
-from robustlab.attacks.base import refine
+from robustlab.attacks.best_point import refine
 from robustlab.attacks.fast_minimum_norm import fmn_from
 from robustlab.attacks.portfolio import (
     ALONE_BELOW,
@@ -18,7 +18,7 @@ from robustlab.attacks.portfolio import (
     polish_rounds,
 )
 from robustlab.attacks.primal_dual import pdpgd_from
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from tests.helpers import digits_mlp
 from tests.test_attacks_minnorm import closed_form, linear_case
 

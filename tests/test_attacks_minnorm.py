@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from robustlab import attacks, ops
-from robustlab.attacks.base import REFINE_GAP, BestTracker, PassCounter, boundary_polish
+from robustlab.attacks.best_point import REFINE_GAP, BestTracker, boundary_polish
+from robustlab.attacks.result import PassCounter
 from robustlab.evaluate import combine_minnorm, minnorm_summary, robust_accuracy_curve
 from tests.helpers import Linear, digits_mlp
 
@@ -301,7 +302,7 @@ def test_curves_by_hand_and_bad_input():
 def test_summary_by_hand():
     x = torch.full((4, 1, 1, 2), 0.5)  # ||x||_2 = sqrt(0.5)
     nr = torch.tensor([0.2, float("inf"), 0.4, 0.0])
-    res = attacks.base.AttackResult(x.clone(), torch.isfinite(nr), nr, torch.zeros(4), torch.zeros(4),
+    res = attacks.AttackResult(x.clone(), torch.isfinite(nr), nr, torch.zeros(4), torch.zeros(4),
                                     torch.zeros(4, 2))
     s = minnorm_summary(res, x, torch.tensor([True, True, True, False]), "l2")
     assert s["n_correct"] == 3 and s["success_rate"] == pytest.approx(2 / 3)

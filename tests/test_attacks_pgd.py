@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from robustlab import attacks, ops
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from tests.helpers import binary_linear, digits_mlp
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from robustlab import attacks
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.ops import flow
 from tests.helpers import digits_mlp
 
@@ -101,7 +101,7 @@ def _doctored(name, doctor):
     """The registered attack `name` with its implementation's result passed through doctor(result, x)."""
     import dataclasses
 
-    from robustlab.attacks.base import REGISTRY
+    from robustlab.attacks.registry import REGISTRY
 
     spec = REGISTRY[name]
 
@@ -151,7 +151,7 @@ def test_doctored_flow_results_are_not_verified():
 
 
 def test_points_not_attacked_carry_a_zero_flow_and_verify_agrees():
-    from robustlab.attacks.base import verify
+    from robustlab.attacks.result import verify
     from robustlab.evaluate.ensemble import run_ensemble
 
     m, x, y = digits_mlp()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.evaluate import evaluate
 from robustlab.evaluate.card import accuracy_after_each_attack, fraction_string, summary
 

@@ -7,7 +7,7 @@ import torch
 
 from robustlab import attacks, models
 from robustlab.certify import spatial as S
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.ops import flow
 
 needs_cvxpy = pytest.mark.skipif(not S.has_cvxpy(), reason="CVXPY/SCS not installed (pip install robustlab[certify])")

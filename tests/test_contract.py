@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 import robustlab.attacks as attacks
-from robustlab.attacks.base import REGISTRY, is_adversarial, predict, verify
-from robustlab.data.checks import InputError
+from robustlab.attacks.registry import REGISTRY
+from robustlab.attacks.result import is_adversarial, predict, verify
+from robustlab.errors import InputError
 from robustlab.threats import LP_NORMS, Lp, Unbounded, threat_of
 from tests.test_attacks_minnorm import closed_form, image_scale_case, l1_box, linear_case
 

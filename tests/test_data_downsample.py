@@ -10,8 +10,8 @@ import torch
 
 from robustlab import data
 from robustlab.config import ConfigError, config_from_dict
-from robustlab.data.checks import InputError
 from robustlab.data.dataset import Dataset
+from robustlab.errors import InputError
 
 
 def _ds(n=5, c=2, h=6, w=4, seed=0):

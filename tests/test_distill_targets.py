@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.train import distill_targets as D
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from robustlab import attacks
 from robustlab.cli import main
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.evaluate.ensemble import VERSIONS
 from tests.helpers import digits_mlp
 

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from robustlab import attacks
-from robustlab.attacks.base import REGISTRY, AttackResult, register
+from robustlab.attacks.registry import REGISTRY, register
+from robustlab.attacks.result import AttackResult
 from robustlab.evaluate import evaluate, run_ensemble, summary, verify
 from tests.helpers import digits_mlp
 

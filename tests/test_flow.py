@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.ops import flow
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from robustlab.config import ConfigError, load_config
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.evaluate import evaluate
 from tests.helpers import digits_mlp
 

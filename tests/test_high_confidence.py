@@ -6,7 +6,7 @@ from torch import nn
 
 from robustlab.attacks import high_confidence
 from robustlab.attacks.confident_target import closest_target, hc_perturb
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 
 
 def _linear(d=100, k=5, seed=0):

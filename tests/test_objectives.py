@@ -142,7 +142,7 @@ def test_fim_repo_compat_equals_brute_force_autograd_of_g0_over_f0():
 def test_fim_penalty_bad_options_are_input_errors_and_repo_compat_trains_from_a_config(tmp_path):
     import math
 
-    from robustlab.data.checks import InputError
+    from robustlab.errors import InputError
     from robustlab.train.trainer import train
 
     for bad in ({"repo_compat": "yes"}, {"repo_compat": 1}, {"repo_compat": True, "n_projections": 2},

@@ -99,7 +99,7 @@ def test_stadv_at_pool():
 
 
 def test_stn_model_starts_at_identity_and_trains():
-    from robustlab.data.checks import InputError
+    from robustlab.errors import InputError
 
     m = models.build("stn", 1, 3, (6, 6), hidden=5, loc_hidden=7)
     x, y = torch.rand(4, 1, 6, 6), torch.randint(0, 3, (4,))

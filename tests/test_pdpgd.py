@@ -9,7 +9,7 @@ import torch
 
 from robustlab import attacks, ops
 from robustlab.attacks.primal_dual import THESIS_LR_GRID, _prox, lr_at
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from tests.helpers import Linear, digits_mlp
 from tests.test_attacks_minnorm import closed_form, linear_case
 

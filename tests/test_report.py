@@ -70,7 +70,7 @@ def test_render_report_runs_cards_experiments(tmp_path):
 def test_render_report_refuses_foreign_input(tmp_path):
     import pytest
 
-    from robustlab.data.checks import InputError
+    from robustlab.errors import InputError
     from robustlab.report.html import render_report
 
     (tmp_path / "x.json").write_text("{}")

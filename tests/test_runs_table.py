@@ -8,7 +8,7 @@ import pytest
 
 from robustlab.cli import main
 from robustlab.config import config_from_dict
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.runs import RunIndex, all_runs, table
 
 

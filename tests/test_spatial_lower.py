@@ -5,7 +5,7 @@ import torch
 
 from robustlab import models
 from robustlab.certify import spatial_lower as L
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.ops import flow
 
 

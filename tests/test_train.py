@@ -146,7 +146,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_bad_training_data_rejected():
-    from robustlab.data.checks import InputError
+    from robustlab.errors import InputError
     from robustlab.train.trainer import load_train_data
 
     d = load_train_data(tiny_cfg())

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.units import canonical_norm, parse_number, parse_numbers
 
 
@@ -51,13 +51,13 @@ def test_cli_reads_the_fields_spellings(capsys):
 
 
 def test_autoattack_attack_names():
-    from robustlab.units import canonical_attack
-
-    assert canonical_attack("apgd-ce") == ("apgd", {"loss": "ce"})
-    assert canonical_attack("APGD-DLR") == ("apgd", {"loss": "dlr"})
-    assert canonical_attack("apgd-t") == ("apgd_t", {}) and canonical_attack("fab-t") == ("fab_t", {})
-    assert canonical_attack("Square") == ("square", {}) and canonical_attack("pgd") == ("pgd", {})
     from robustlab import attacks
+    from robustlab.attacks.registry import ATTACK_ALIASES
 
-    for real, _ in __import__("robustlab.units").units.ATTACK_ALIASES.values():
+    ce, dlr = attacks.get("apgd-ce"), attacks.get("APGD-DLR")
+    assert (ce.name, ce.preset, ce.params["loss"].default) == ("apgd", {"loss": "ce"}, "ce")
+    assert (dlr.name, dlr.preset, dlr.params["loss"].default) == ("apgd", {"loss": "dlr"}, "dlr")
+    assert attacks.get("apgd-t").name == "apgd_t" and attacks.get("fab-t").name == "fab_t"
+    assert attacks.get("Square") is attacks.REGISTRY["square"] and attacks.get("PGD") is attacks.REGISTRY["pgd"]
+    for real, _ in ATTACK_ALIASES.values():
         assert attacks.get(real).name == real  # every alias names a registered attack

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from robustlab.cli import main
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.models.io import CheckpointError
 from robustlab.models.user import import_class, load_user_model
 

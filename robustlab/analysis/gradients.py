@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 
 INF = float("inf")
 

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.data.checks import InputError, check_images
+from robustlab.data.checks import check_images
+from robustlab.errors import InputError
 
 INF = float("inf")
 

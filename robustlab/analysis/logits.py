@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 
 
 def _check_logits(z: Tensor, name: str = "logits", min_classes: int = 2) -> Tensor:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 
 
 def default_layers(model: nn.Module) -> list[str]:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 
 
 def mean_interval(values: Tensor | list[float], *, level: float = 0.95, method: str = "t", n_boot: int = 2000,

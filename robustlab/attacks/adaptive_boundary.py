@@ -11,21 +11,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import (
-    REFINE_GAP,
-    AttackResult,
-    BestTracker,
-    PassCounter,
-    check_norm,
-    is_adversarial,
-    num_classes_of,
-    prepare,
-    register,
-    still_running,
-    view_n,
-)
+from robustlab.attacks.best_point import REFINE_GAP, BestTracker, num_classes_of, still_running
 from robustlab.attacks.deep_fool import boundary_gradients
-from robustlab.data.checks import InputError
+from robustlab.attacks.registry import implementation, register
+from robustlab.attacks.result import AttackResult, PassCounter, is_adversarial, view_n
 from robustlab.ops import hyperplane_step_box, random_in_ball
 from robustlab.ops import norm as norm_of
 
@@ -45,7 +34,7 @@ def _step(wj: Tensor, fj: Tensor, xk: Tensor, x0: Tensor, norm: str, alpha_max: 
 
 def _aim(logits: Tensor) -> Tensor:
     """How far past the linearised boundary FAB's projections aim, in logit units: twice the tracker's tie gap
-    (base.REFINE_GAP), as base.boundary_polish does. The overshoot eta scales the step, so where the minimum is
+    (base.REFINE_GAP), as best_point.boundary_polish does. The overshoot eta scales the step, so where the minimum is
     tiny (a point within 1e-3 of the boundary) the plain projection ends on a tie, which the tracker refuses."""
     return 2 * REFINE_GAP * (1 + logits.detach().abs().amax(1))
 
@@ -104,10 +93,7 @@ def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Ten
 
 
 def _common(model, x, y, norm, steps, targeted, target):
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
-    check_norm(norm, ("linf", "l2", "l1"))
-    if steps < 1:
-        raise InputError(f"steps must be >= 1, got {steps}")
+    labels = target if targeted else y
     n = x.shape[0]
     counter = PassCounter(n, x.device)
     logits0, k = num_classes_of(model, x)
@@ -208,7 +194,7 @@ def fab_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     target once `patience` targets in a row brought no new sample within stop_at; 0 tries every target,
     as in the paper. Deterministic."""
     if targeted:
-        return fab.__wrapped__(model, x, y, norm=norm, steps=steps, alpha_max=alpha_max, eta=eta, beta=beta,
+        return implementation("fab")(model, x, y, norm=norm, steps=steps, alpha_max=alpha_max, eta=eta, beta=beta,
                                reuse_gradient=reuse_gradient, targeted=True, target=target)
     x, labels, n, counter, logits0, k = _common(model, x, y, norm, steps, False, None)
     track = BestTracker(x, norm, k)

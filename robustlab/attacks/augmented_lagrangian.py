@@ -21,18 +21,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import (
-    AttackResult,
-    check_norm,
-    check_positive,
-    finish_last_iterate,
-    prepare,
-    register,
-    start_minnorm,
-    still_running,
-    view_n,
-)
-from robustlab.data.checks import InputError
+from robustlab.attacks.best_point import finish_last_iterate, start_minnorm, still_running
+from robustlab.attacks.registry import check_positive, register
+from robustlab.attacks.result import AttackResult, view_n
+from robustlab.errors import InputError
 
 # settings per distance: (alpha, lr_init, init_lr_distance, lr_reduction). alpha and lr_init are the
 # paper's; for L2 at 100 steps (the paper runs 1000) a first step of distance 0.1 (not 1) and a final
@@ -112,17 +104,13 @@ def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
     step's learning rate is chosen per sample so that it moves the point by this distance; 0 keeps
     lr_init; the learning rate decays to lr * lr_reduction from a sample's first success). A zero
     gradient at the first step is replaced by a random direction drawn with `generator`. `refine`: forward
-    passes of a closing bisection along each best perturbation's own direction (base.refine_along_ray: the
+    passes of a closing bisection along each best perturbation's own direction (best_point.refine_along_ray: the
     RMSProp step's last size is fixed per coordinate, not relative to the sample's minimum, and the best
     iterate can overshoot the boundary by it; the search only shrinks the result; 0 = the paper's attack).
     `polish`: rounds of the closing projection onto the linearised boundary before that search
-    (base.boundary_polish: one forward and two backward passes plus at most five forward passes each; it
+    (best_point.boundary_polish: one forward and two backward passes plus at most five forward passes each; it
     only shrinks the result; 0 and refine=0 = the paper's attack)."""
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
-    check_norm(norm, ("l2", "l1"))
-    if steps < 1 or check_steps < 1 or refine < 0 or polish < 0:
-        raise InputError(f"steps and check_steps must be >= 1 and refine, polish >= 0, got {steps}, {check_steps}, "
-                         f"{refine}, {polish}")
+    labels = target if targeted else y
     a_def, lr_def, d_def, r_def = DEFAULTS[norm]
     alpha = a_def if alpha is None else alpha
     lr_reduction = r_def if lr_reduction is None else lr_reduction

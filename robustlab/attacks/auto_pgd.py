@@ -17,9 +17,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import AttackResult, PassCounter, as_eps, check_norm, is_adversarial, prepare, register
 from robustlab.attacks.projected_gradient import check_options
-from robustlab.data.checks import InputError
+from robustlab.attacks.registry import register
+from robustlab.attacks.result import AttackResult, PassCounter, is_adversarial
+from robustlab.errors import InputError
 from robustlab.ops import dlr_loss, dlr_targeted_loss, project_ball_box, random_in_ball, steepest_ascent
 from robustlab.ops import norm as norm_of
 
@@ -153,11 +154,7 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str,
 
 def _setup(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float | Tensor, steps: int,
            restarts: int, targeted: bool, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
-    x, t = prepare(model, x, y, targeted=targeted, target=target)
-    check_norm(norm, ("linf", "l2", "l1"))
-    if steps < 1 or restarts < 1:
-        raise InputError(f"steps and restarts must be >= 1, got {steps}, {restarts}")
-    return as_eps(eps, x.shape[0], x, norm), y.long().to(x.device), (t if targeted else None)
+    return eps, y, (target if targeted else None)
 
 
 def _result(x: Tensor, best_x: Tensor, success: Tensor, best_logits: Tensor, norm: str,

@@ -7,15 +7,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import (
-    AttackResult,
-    prepare,
-    refine_along_ray,
-    register,
-    start_minnorm,
-    still_running,
-)
-from robustlab.data.checks import InputError
+from robustlab.attacks.best_point import refine_along_ray, start_minnorm, still_running
+from robustlab.attacks.registry import register
+from robustlab.attacks.result import AttackResult
+from robustlab.errors import InputError
 from robustlab.ops import margin
 
 
@@ -42,10 +37,10 @@ def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
     since at 100 steps the windows are shorter than Adam's oscillation and runs stop before settling.
     Deterministic (generator unused). With stop_at, a sample leaves (within a run and for the later
     constants) once its best norm is <= stop_at. `refine`: forward passes of a closing bisection along each
-    best perturbation's own direction (base.refine_along_ray; it only shrinks the result; 0 = off). `polish`:
-    rounds of the closing projection onto the linearised boundary before that search (base.boundary_polish:
+    best perturbation's own direction (best_point.refine_along_ray; it only shrinks the result; 0 = off). `polish`:
+    rounds of the closing projection onto the linearised boundary before that search (best_point.boundary_polish:
     one forward and two backward passes plus at most five forward passes each; it only shrinks; 0 = off)."""
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
+    labels = target if targeted else y
     if norm != "l2":
         raise InputError("cw is an L2 attack (norm='l2')")
     if steps < 1 or search_steps < 1 or refine < 0 or polish < 0:

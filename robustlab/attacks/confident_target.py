@@ -18,7 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.attacks.base import AttackResult, InputError, PassCounter, check_norm, num_classes_of, prepare, register
+from robustlab.attacks.best_point import num_classes_of
+from robustlab.attacks.registry import register
+from robustlab.attacks.result import AttackResult, PassCounter
+from robustlab.errors import InputError
 from robustlab.ops import norm as norm_of
 
 
@@ -108,8 +111,7 @@ def high_confidence(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2",
     (target_rule="closest") or a random other class ("random"); targeted: `target`. success: x_adv is
     classified as the target; norm: ||x_adv - x||_2 (inf on failure); info["target"], info["reached"]
     (p_t(x_adv) >= C) and info["confidence"] (C). overshoot: see `hc_perturb`."""
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
-    check_norm(norm, ("l2",))
+    labels = target if targeted else y
     if steps < 1 or max_step < 0 or tau <= 0 or overshoot < 0:
         raise InputError(f"need steps >= 1, max_step >= 0, tau > 0, overshoot >= 0 (got {steps}, {max_step}, {tau}, "
                          f"{overshoot})")

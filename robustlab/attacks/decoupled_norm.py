@@ -8,16 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.attacks.base import (
-    AttackResult,
-    finish_last_iterate,
-    prepare,
-    register,
-    start_minnorm,
-    still_running,
-    view_n,
-)
-from robustlab.data.checks import InputError
+from robustlab.attacks.best_point import finish_last_iterate, start_minnorm, still_running
+from robustlab.attacks.registry import register
+from robustlab.attacks.result import AttackResult, view_n
+from robustlab.errors import InputError
 from robustlab.ops import margin
 
 
@@ -43,12 +37,12 @@ def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
     (benchmarks/minnorm_defaults.py).
 
     `refine`: forward passes of a closing bisection along each best perturbation's own direction
-    (base.refine_along_ray). eps moves by gamma per step from init_norm, so where the sample's minimum is far
+    (best_point.refine_along_ray). eps moves by gamma per step from init_norm, so where the sample's minimum is far
     below init_norm most steps go into shrinking eps and the best point overshoots by up to a gamma step;
     the search only shrinks the result. `polish`: rounds of the closing projection onto the linearised
-    boundary before that search (base.boundary_polish: one forward and two backward passes plus at most five
+    boundary before that search (best_point.boundary_polish: one forward and two backward passes plus at most five
     forward passes each; it only shrinks). refine=0 and polish=0: the paper's attack."""
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
+    labels = target if targeted else y
     if norm != "l2":
         raise InputError("ddn is an L2 attack (norm='l2')")
     if steps < 1 or not 0 < gamma < 1 or not 0 <= margin_from <= 1 or refine < 0 or polish < 0:

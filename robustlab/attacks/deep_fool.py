@@ -5,18 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import (
-    AttackResult,
-    BestTracker,
-    PassCounter,
-    check_norm,
-    num_classes_of,
-    prepare,
-    refine_along_ray,
-    register,
-    view_n,
-)
-from robustlab.data.checks import InputError
+from robustlab.attacks.best_point import BestTracker, num_classes_of, refine_along_ray
+from robustlab.attacks.registry import register
+from robustlab.attacks.result import AttackResult, PassCounter, view_n
+from robustlab.errors import InputError
 from robustlab.ops import norm as norm_of
 
 
@@ -56,12 +48,11 @@ def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps:
     classes (the target's boundary only, when targeted) until the label flips; the total step is
     scaled by 1 + overshoot and clipped to the box. max_step_norm > 0 clips each step's norm (the
     thesis's variant). `refine`: forward passes of a closing bisection along each result's own direction
-    (base.refine_along_ray), which takes back the overshoot; it only shrinks the result (0 = the original,
+    (best_point.refine_along_ray), which takes back the overshoot; it only shrinks the result (0 = the original,
     no norm minimisation after success)."""
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
-    check_norm(norm, ("l2", "linf"))
-    if steps < 1 or overshoot < 0 or refine < 0:
-        raise InputError(f"steps must be >= 1 and overshoot, refine >= 0, got {steps}, {overshoot}, {refine}")
+    labels = target if targeted else y
+    if overshoot < 0:
+        raise InputError(f"overshoot must be >= 0, got {overshoot}")
     n = x.shape[0]
     counter = PassCounter(n, x.device)
     logits0, k = num_classes_of(model, x)

@@ -5,14 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import (
-    AttackResult,
-    prepare,
-    refine_along_ray,
-    register,
-    start_minnorm,
-)
-from robustlab.data.checks import InputError
+from robustlab.attacks.best_point import refine_along_ray, start_minnorm
+from robustlab.attacks.registry import register
+from robustlab.attacks.result import AttackResult
+from robustlab.errors import InputError
 from robustlab.ops import margin
 from robustlab.ops import norm as norm_of
 
@@ -31,11 +27,11 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
     EAD; best-so-far in L1), "EN" the smallest elastic-net value beta ||r||_1 + ||r||_2^2 (the paper's
     EN rule; its L1 norm is reported, which need not be the smallest seen). With stop_at, a sample leaves
     once the L1 norm of the example its rule returns is <= stop_at. `refine` (rule "L1"): forward passes
-    of a closing bisection along the best perturbation's own direction (base.refine_along_ray; it only
+    of a closing bisection along the best perturbation's own direction (best_point.refine_along_ray; it only
     shrinks the result; 0 = off). `polish` (rule "L1"): rounds of the closing projection onto the linearised
-    boundary before that search (base.boundary_polish: one forward and two backward passes plus at most five
+    boundary before that search (best_point.boundary_polish: one forward and two backward passes plus at most five
     forward passes each; it only shrinks; 0 = off)."""
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
+    labels = target if targeted else y
     if norm != "l1":
         raise InputError("ead is an L1 attack (norm='l1')")
     if decision_rule not in ("EN", "L1"):

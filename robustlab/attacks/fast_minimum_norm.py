@@ -7,17 +7,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import (
-    AttackResult,
-    check_norm,
-    offer_start,
-    prepare,
-    register,
-    start_minnorm,
-    still_running,
-    view_n,
-)
-from robustlab.data.checks import InputError
+from robustlab.attacks.best_point import offer_start, start_minnorm, still_running
+from robustlab.attacks.registry import register
+from robustlab.attacks.result import AttackResult, view_n
 from robustlab.ops import clip_box, margin, project_ball
 from robustlab.ops import norm as norm_of
 
@@ -49,10 +41,7 @@ def fmn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
     jumps to the linearised boundary distance ||delta|| + margin / ||grad||_dual (before the first
     success; at least (1 + gamma) eps, since the linear estimate ignores the box, which otherwise can
     stall the search below the boundary) or grows by (1 + gamma); gamma is cosine-annealed."""
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
-    check_norm(norm, ("l0", "l1", "l2", "linf"))
-    if steps < 1:
-        raise InputError(f"steps must be >= 1, got {steps}")
+    labels = target if targeted else y
     return fmn_from(model, x, labels, None, norm=norm, steps=steps, alpha_init=alpha_init, alpha_final=alpha_final,
                     gamma_init=gamma_init, gamma_final=gamma_final, targeted=targeted, stop_at=stop_at)
 

@@ -15,7 +15,7 @@ gradient evaluations per point, split between the norm's runs in the fixed share
    gradient budget is unchanged; the passes are counted in forward_passes): a bisection along paths from
    the point's own perturbation toward x (scaling; for L1 also soft thresholding, for Linf clamping), and
    for L0 and L1 putting the changed entries back one at a time while the point stays adversarial;
-4. for L2 and L1, `POLISH` rounds of `base.boundary_polish` on each point's best (the exact step onto the
+4. for L2 and L1, `POLISH` rounds of `best_point.boundary_polish` on each point's best (the exact step onto the
    boundary linearised there; at most two gradient evaluations a round, taken out of the budget before it is
    split), then the bisections again; ALMA also closes its own run with those rounds, out of its share
    (its RMSProp iterates stop short of the boundary by a step, so its unpolished points lose to the other
@@ -43,24 +43,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import (
-    PRUNE,
-    AttackResult,
-    BestTracker,
-    PassCounter,
-    boundary_polish,
-    check_norm,
-    prepare,
-    refine,
-    register,
-)
+from robustlab.attacks.best_point import PRUNE, BestTracker, boundary_polish, refine
 from robustlab.attacks.primal_dual import RECIPE
-from robustlab.data.checks import InputError
+from robustlab.attacks.registry import register
+from robustlab.attacks.result import AttackResult, PassCounter
+from robustlab.errors import InputError
 
 WARM = "fmn_warm"  # FMN started from each point's best so far (fast_minimum_norm.fmn_from); always last
 PD_WARM = "pdpgd_warm"  # the PDPGD recipe's finetune from each point's best (primal_dual.pdpgd_from); always last
 WARM_STAGES = (WARM, PD_WARM)
-POLISH = 3  # rounds of base.boundary_polish on each point's final best (l2, l1), from budgets of 50 on
+POLISH = 3  # rounds of best_point.boundary_polish on each point's final best (l2, l1), from budgets of 50 on
 
 # one primal-dual run of PDPGD-r's recipe from r = 0 and nothing after it (the first run of `pdpgd_r`)
 PD_RUN = {**RECIPE["linf"], "restarts": 1, "finetune": 0, "close_runs": False}
@@ -115,7 +107,8 @@ ALONE_BELOW: dict[str, tuple[int, str, dict]] = {"l2": (150, "ddn", {}), "linf":
 
 def plan(norm: str, steps: int) -> list[tuple[str, dict]]:
     """The (attack, keyword arguments) runs `minimum` makes for `norm` at a budget of `steps` gradients."""
-    check_norm(norm, tuple(PORTFOLIO))
+    if norm not in PORTFOLIO:
+        raise InputError(f"norm={norm!r}: minimum has plans for {tuple(PORTFOLIO)}")
     if steps < MIN_STEPS:
         raise InputError(f"minimum: steps (the gradient budget per point) must be >= {MIN_STEPS}, got {steps}")
     left = steps - 2 * polish_rounds(norm, steps)  # the closing polish comes off the top
@@ -150,7 +143,7 @@ def minimum(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: 
     from robustlab.attacks.fast_minimum_norm import fmn_from
     from robustlab.attacks.primal_dual import pdpgd_from
 
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
+    labels = target if targeted else y
     runs = plan(norm, steps)
     n = len(x)
     x_adv, logits = x.clone(), torch.zeros(0)

@@ -20,20 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.attacks.base import (
-    AttackResult,
-    BestTracker,
-    PassCounter,
-    check_norm,
-    offer_start,
-    prepare,
-    refine_along_ray,
-    register,
-    start_minnorm,
-    still_running,
-    view_n,
-)
-from robustlab.data.checks import InputError
+from robustlab.attacks.best_point import BestTracker, offer_start, refine_along_ray, start_minnorm, still_running
+from robustlab.attacks.registry import implementation, register
+from robustlab.attacks.result import AttackResult, PassCounter, view_n
+from robustlab.errors import InputError
 from robustlab.ops import clip_box, margin, prox
 
 LOSSES = ("hinge", "cw", "log", "ce")
@@ -219,9 +209,10 @@ def recipe(norm: str, budget: int = 500) -> dict[str, float | int | str]:
     in linf and l2 (smaller means) and clearly below it in l1 and l0. Below ~300 evaluations it is one
     run and a finetune, and PDGD's l2 trails DDN/FAB on the plain model.
 
-    For linf, l2 and l1 up to three rounds of the closing polish (base.boundary_polish, at most two gradient
+    For linf, l2 and l1 up to three rounds of the closing polish (best_point.boundary_polish, at most two gradient
     evaluations a round) come out of the finetune's share, so the whole stays within `budget`."""
-    check_norm(norm, tuple(RECIPE))
+    if norm not in RECIPE:
+        raise InputError(f"norm={norm!r}: the recipe is for {tuple(RECIPE)}")
     if budget < 5:
         raise InputError(f"recipe: budget must be >= 5 gradient evaluations, got {budget}")
     restarts = max(1, min(3, budget // 160))  # a run needs ~100 iterations for the dual to settle
@@ -268,8 +259,8 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     first step larger than the whole perturbation it refines can only jump past it: where the minimum is far
     below the lr, as on the linear model of the contract test, the finetune would end coarse). refine:
     forward passes of a closing bisection along each best perturbation's own direction
-    (base.refine_along_ray: linf, l2, l1; it only shrinks the result). polish: rounds of the closing
-    projection onto the linearised boundary before that search (base.boundary_polish: linf, l2, l1; one
+    (best_point.refine_along_ray: linf, l2, l1; it only shrinks the result). polish: rounds of the closing
+    projection onto the linearised boundary before that search (best_point.boundary_polish: linf, l2, l1; one
     forward and two backward passes plus at most five forward passes each; it only shrinks). refine=0 and
     polish=0: the thesis's attack. close_runs: with more than one run (lr_grid x restarts), each run ends
     with that closing on its own best and the smallest closed result is kept, PDPGD-R being the best of R
@@ -282,8 +273,7 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     / False for points not attacked in that step (misclassified from the start, or within stop_at).
     stop_at: a sample whose best size is <= stop_at is attacked no further (no later run either).
     """
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
-    check_norm(norm, ("linf", "l2", "l1", "l0", "pixel"))
+    labels = target if targeted else y
     grid = _parse_grid(lr_grid, lr)
     if steps < 1 or restarts < 1 or lr <= 0 or not 0 <= dual_ema < 1 or not 0 < lr_decay <= 1:
         raise InputError(f"need steps >= 1, restarts >= 1, lr > 0, 0 <= dual_ema < 1, 0 < lr_decay <= 1 (got "
@@ -357,7 +347,7 @@ def pdgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
     """PDGD: the smooth-norm (L2) primal-dual attack, Adam on the proxy Lagrangian (see `pdpgd`)."""
     if norm != "l2":
         raise InputError(f"pdgd is the L2 version (got norm={norm!r}); use pdpgd for linf, l1, l0 and pixel")
-    return pdpgd.__wrapped__(model, x, y, norm="l2", steps=steps, lr=lr, lr_grid=lr_grid, lr_decay=lr_decay,
+    return implementation("pdpgd")(model, x, y, norm="l2", steps=steps, lr=lr, lr_grid=lr_grid, lr_decay=lr_decay,
                  lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr, dual_ema=dual_ema,
                  loss=loss, delta=delta, restarts=restarts, init_range=init_range, optimizer="adam", refine=refine,
                  polish=polish, close_runs=close_runs, trace=trace, targeted=targeted, target=target,
@@ -371,7 +361,7 @@ def pdpgd_r(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps
     """PDPGD with robustlab's budgeted recipe (`recipe(norm, steps)`): `steps` is the whole budget of
     gradient evaluations per point, spent on up to three runs (random starts after the first) and a
     finetune from each sample's best. For the thesis's protocol use `pdpgd` / `pdgd`."""
-    return pdpgd.__wrapped__(model, x, y, norm=norm, targeted=targeted, target=target, generator=generator,
+    return implementation("pdpgd")(model, x, y, norm=norm, targeted=targeted, target=target, generator=generator,
                  stop_at=stop_at, **recipe(norm, steps))
 
 
@@ -382,7 +372,6 @@ def pdpgd_from(model: nn.Module, x: Tensor, labels: Tensor, x_start: Tensor, *, 
     counted forward pass tells), for `steps` iterations; the other points are left as they are (failures).
     Inputs already checked; `labels` are the targets when targeted. A warm stage for `attacks.minimum`: a
     local primal-dual search around another attack's best point."""
-    check_norm(norm, ("linf", "l2", "l1"))
     counter, track, _, done = start_minnorm(model, x, labels, norm, targeted)
     idx = torch.arange(x.shape[0], device=x.device)[~done]
     offer_start(model, track, counter, idx, x_start, labels, targeted)

@@ -12,18 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import (
-    AttackResult,
-    PassCounter,
-    as_eps,
-    check_norm,
-    check_positive,
-    is_adversarial,
-    prepare,
-    register,
-    view_n,
-)
-from robustlab.data.checks import InputError
+from robustlab.attacks.registry import register
+from robustlab.attacks.result import AttackResult, PassCounter, is_adversarial, view_n
+from robustlab.errors import InputError
 from robustlab.ops import attack_loss, project_ball_box, random_in_ball, steepest_ascent
 from robustlab.ops import norm as norm_of
 
@@ -144,15 +135,6 @@ def perturb(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: 
     return (x + delta).detach()
 
 
-def _checked(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float | Tensor, steps: int, restarts: int,
-             loss: str, targeted: bool, target: Tensor | None) -> tuple[Tensor, Tensor]:
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
-    check_norm(norm, ("linf", "l2", "l1"))
-    if steps < 1 or restarts < 1:
-        raise InputError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
-    return as_eps(eps, x.shape[0], x, norm), labels
-
-
 @register("pgd", family="fixed", norms=("linf", "l2", "l1"), stochastic=True, check=check_options)
 def pgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1, steps: int = 40,
         step_size: float | None = None, random_start: bool = True, restarts: int = 1, loss: str = "ce",
@@ -174,10 +156,9 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: floa
     randomised models): every gradient, loss and logit is the mean over that many passes, each counted.
     """
     check_options(x, keep=keep, eot_iter=eot_iter)
-    e, labels = _checked(model, x, y, norm, eps, steps, restarts, loss, targeted, target)
-    a = as_eps(2.5 * e / steps if step_size is None else step_size, x.shape[0], x)
-    check_positive(steps=steps)
-    return run_pgd(model, x, labels, norm=norm, eps=e, steps=steps, step_size=a, random_start=random_start,
+    labels = target if targeted else y
+    a = 2.5 * eps / steps if step_size is None else eps.new_full(eps.shape, step_size)
+    return run_pgd(model, x, labels, norm=norm, eps=eps, steps=steps, step_size=a, random_start=random_start,
                    restarts=restarts, loss=loss, kappa=kappa, momentum=momentum, sparsity=sparsity,
                    targeted=targeted, keep=keep, generator=generator, eot_iter=eot_iter)
 
@@ -191,8 +172,8 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: flo
 
     step_size defaults to eps, or 1.25 * eps with random_start=True (FGSM-RS of Wong et al. 2020).
     """
-    e, labels = _checked(model, x, y, norm, eps, 1, 1, loss, targeted, target)
-    a = as_eps((1.25 if random_start else 1.0) * e if step_size is None else step_size, x.shape[0], x)
-    return run_pgd(model, x, labels, norm=norm, eps=e, steps=1, step_size=a, random_start=random_start, restarts=1,
+    labels = target if targeted else y
+    a = (1.25 if random_start else 1.0) * eps if step_size is None else eps.new_full(eps.shape, step_size)
+    return run_pgd(model, x, labels, norm=norm, eps=eps, steps=1, step_size=a, random_start=random_start, restarts=1,
                    loss=loss, kappa=0.0, momentum=0.0, sparsity=sparsity, targeted=targeted, keep="best",
                    generator=generator)

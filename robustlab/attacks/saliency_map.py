@@ -10,8 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import AttackResult, BestTracker, PassCounter, num_classes_of, prepare, register
-from robustlab.data.checks import InputError
+from robustlab.attacks.best_point import BestTracker, num_classes_of
+from robustlab.attacks.registry import register
+from robustlab.attacks.result import AttackResult, PassCounter
+from robustlab.errors import InputError
 from robustlab.ops import input_jacobian
 
 MAX_FEATURES = 1024
@@ -85,7 +87,7 @@ def jsma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", theta: flo
          generator: torch.Generator | None = None) -> AttackResult:
     """Targeted JSMA (pairs of features, increase by theta, at most a gamma fraction of the features).
     Untargeted: every other class is tried as the target and the smallest L0 result is kept."""
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
+    labels = target if targeted else y
     if norm != "l0":
         raise InputError("jsma is an L0 attack (norm='l0')")
     _check_size(x)

@@ -17,18 +17,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import (
-    AttackResult,
-    check_norm,
-    check_positive,
-    finish_last_iterate,
-    prepare,
-    register,
-    start_minnorm,
-    still_running,
-    view_n,
-)
-from robustlab.data.checks import InputError
+from robustlab.attacks.best_point import finish_last_iterate, start_minnorm, still_running
+from robustlab.attacks.registry import check_positive, register
+from robustlab.attacks.result import AttackResult, view_n
+from robustlab.errors import InputError
 from robustlab.ops import margin
 
 
@@ -40,8 +32,7 @@ def sigma_zero(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", step
     """sigma-zero (L0, counting changed entries): one forward+backward per step; each iterate's
     success is read off that pass and the sparsest adversarial is kept. Targeted (the paper's attack
     is untargeted; the same loss with the target's margin): the hinge is on max_{i != t} z_i - z_t."""
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
-    check_norm(norm, ("l0",))
+    labels = target if targeted else y
     if steps < 1:
         raise InputError(f"steps must be >= 1, got {steps}")
     check_positive(eta_0=eta_0, sigma=sigma)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import AttackResult, BestTracker, PassCounter, num_classes_of, prepare, register
-from robustlab.attacks.deep_fool import deepfool
-from robustlab.data.checks import InputError
+import robustlab.attacks.deep_fool  # noqa: F401  (registers deepfool, which it runs)
+from robustlab.attacks.best_point import BestTracker, num_classes_of
+from robustlab.attacks.registry import implementation, register
+from robustlab.attacks.result import AttackResult, PassCounter
+from robustlab.errors import InputError
 from robustlab.ops import hyperplane_step_box
 
 
@@ -20,7 +22,7 @@ def sparsefool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", step
     and the current point moves onto it with the sparsest box-constrained step (the L1-optimal
     coordinate-wise solver, ops.hyperplane_step_box). Stops per sample once adversarial. targeted=True:
     DeepFool towards the target's boundary, whose normal is that of z_target - z_y. Deterministic."""
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
+    labels = target if targeted else y
     y = y.long().to(x.device)
     if norm != "l1":
         raise InputError("sparsefool is an L1 attack (norm='l1')")
@@ -38,7 +40,7 @@ def sparsefool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", step
     for _ in range(steps):
         if idx.numel() == 0:
             break
-        df = deepfool.__wrapped__(model, xi, y[idx], norm="l2", steps=deepfool_steps, targeted=targeted,
+        df = implementation("deepfool")(model, xi, y[idx], norm="l2", steps=deepfool_steps, targeted=targeted,
                                   target=labels[idx] if targeted else None)
         counter.forward[idx] += df.forward_passes
         counter.backward[idx] += df.backward_passes

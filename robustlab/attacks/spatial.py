@@ -15,8 +15,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import AttackResult, PassCounter, as_eps, check_positive, is_adversarial, prepare, register
-from robustlab.data.checks import InputError
+from robustlab.attacks.registry import register
+from robustlab.attacks.result import AttackResult, PassCounter, is_adversarial
+from robustlab.errors import InputError
 from robustlab.ops import attack_loss, cw_loss
 from robustlab.ops.flow import l_diff, l_flow, m_norm, tv_matrix, warp, warp_image
 
@@ -42,11 +43,10 @@ def spatial_pgd(
     """
     if norm != "flow":
         raise InputError("spatial_pgd measures flows by ||M r||; pass norm='flow'")
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
-    check_positive(steps=steps, restarts=restarts)
+    labels = target if targeted else y
     n, _, h, w = x.shape
-    e = as_eps(eps, n, x)
-    a = 2.5 * e / steps if step_size is None else as_eps(step_size, n, x)
+    e = eps
+    a = 2.5 * e / steps if step_size is None else e.new_full(e.shape, step_size)
     m_inv = tv_matrix(h, w).m_inv.to(x.dtype).to(x.device)
     counter = PassCounter(n, x.device)
     best_r = torch.zeros(n, h, w, dtype=x.dtype, device=x.device)
@@ -121,8 +121,7 @@ def stadv(
         raise InputError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
     if not (tau >= 0):
         raise InputError(f"tau must be >= 0, got {tau}")
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
-    check_positive(steps=steps, lr=lr)
+    labels = target if targeted else y
     n, _, h, w = x.shape
     counter = PassCounter(n, x.device)
     best_r = torch.zeros(n, 2, h, w, dtype=x.dtype, device=x.device)

@@ -13,8 +13,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.base import AttackResult, PassCounter, as_eps, check_norm, is_adversarial, prepare, register
-from robustlab.data.checks import InputError
+from robustlab.attacks.registry import register
+from robustlab.attacks.result import AttackResult, PassCounter, is_adversarial
+from robustlab.errors import InputError
 from robustlab.ops import margin
 from robustlab.ops import norm as norm_of
 
@@ -59,12 +60,11 @@ def square(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: f
     in the first window (the paper's Algorithm 3, with its concentric-square meta-pattern), then
     rescales to the eps-sphere and clips to the box.
     """
-    x, labels = prepare(model, x, y, targeted=targeted, target=target)
-    check_norm(norm, ("linf", "l2"))
-    if queries < 1 or not 0 < p_init <= 1:
-        raise InputError(f"queries must be >= 1 and 0 < p_init <= 1, got {queries}, {p_init}")
+    labels = target if targeted else y
+    if not 0 < p_init <= 1:
+        raise InputError(f"p_init must be in (0, 1], got {p_init}")
     n, c, h, w = x.shape
-    e = as_eps(eps, n, x, norm)
+    e = eps
     counter = PassCounter(n, x.device)
     shape = (-1, 1, 1, 1)
 

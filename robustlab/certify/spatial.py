@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustlab.data.checks import InputError, check_images, check_labels
+from robustlab.data.checks import check_images, check_labels
+from robustlab.errors import InputError
 from robustlab.ops.flow import tv_matrix
 
 BOUNDS = ("sdp", "dual", "linear", "spectral", "frobenius")

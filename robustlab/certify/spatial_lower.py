@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.ops.flow import ellipsoid_lmo, m_norm, pi_2, pi_inf, tv_matrix, warp, warp_jacobian
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-class InputError(ValueError):
-    """Raised when images or labels are malformed (shape, dtype, NaN, outside [0,1], bad labels)."""
+from robustlab.errors import InputError
 
 
 def check_images(x: Tensor, *, name: str = "x", tol: float = 1e-6) -> Tensor:

@@ -14,9 +14,9 @@ from typing import Any
 
 from torch import Tensor
 
-from robustlab.data.checks import InputError
 from robustlab.data.dataset import Dataset, load
 from robustlab.data.subsets import class_subset
+from robustlab.errors import InputError
 
 
 def _check_factor(factor: object, h: int, w: int) -> int:

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustlab.data.checks import InputError, check_images
+from robustlab.data.checks import check_images
 from robustlab.data.dataset import Dataset
+from robustlab.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 

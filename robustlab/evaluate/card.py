@@ -111,7 +111,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
 
 
 def _spelled_norm(norm: Any) -> Any:
-    from robustlab.data.checks import InputError
+    from robustlab.errors import InputError
     from robustlab.units import canonical_norm
 
     try:
@@ -122,7 +122,7 @@ def _spelled_norm(norm: Any) -> Any:
 
 def _check_minnorm(names: Any, norm: str, steps: Any) -> None:
     from robustlab import attacks
-    from robustlab.data.checks import InputError
+    from robustlab.errors import InputError
 
     if not isinstance(names, list | tuple) or not names:
         raise InputError(f"minnorm must be a non-empty list of minimum-norm attack names, got {names!r}")
@@ -136,7 +136,8 @@ def _check_minnorm(names: Any, norm: str, steps: Any) -> None:
 
 def _check_model_and_labels(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """Labels within the model's classes, and x in the dtype the model computes in (one clear InputError)."""
-    from robustlab.data.checks import InputError, check_labels
+    from robustlab.data.checks import check_labels
+    from robustlab.errors import InputError
 
     y = check_labels(y, len(x))
     p = next(iter(model.parameters()), None)
@@ -201,7 +202,7 @@ def minnorm_route(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: list[f
 
 
 def _cat(parts: list) -> Any:
-    from robustlab.attacks.base import AttackResult
+    from robustlab.attacks.result import AttackResult
 
     return AttackResult(*(torch.cat([getattr(p, f) for p in parts]) for f in
                           ("x_adv", "success", "norm", "forward_passes", "backward_passes", "logits")))

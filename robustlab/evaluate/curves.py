@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from robustlab.attacks.base import AttackResult
+from robustlab.attacks.result import AttackResult
 from robustlab.ops import norm as norm_of
 
 

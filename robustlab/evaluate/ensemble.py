@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab import attacks
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.evaluate import shard
 from robustlab.evaluate.verify import verify
 from robustlab.io import atomic_write_json
@@ -173,11 +173,8 @@ def resolve_plan(norm: str, version: str, custom: list[tuple[str, dict[str, Any]
         if not (isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], str)
                 and isinstance(item[1], dict)):
             raise InputError(f"each attack of an evaluation is a (name, parameters dict) pair, got {item!r}")
-        from robustlab.units import canonical_attack
-
-        name, preset = canonical_attack(item[0])  # AutoAttack's names: "apgd-ce" -> apgd with loss "ce"
-        kw = {**preset, **item[1]}
-        spec = attacks.get(name)  # InputError naming the known attacks
+        spec = attacks.get(item[0])  # InputError naming the known attacks; "apgd-ce": apgd with loss "ce"
+        name, kw = spec.name, {**spec.preset, **item[1]}
         if "keep" in spec.params:  # robust accuracy needs the first adversarial example only
             kw.setdefault("keep", "first")
         if norm not in spec.norms:

@@ -154,7 +154,7 @@ def deviations(p: Profile) -> list[str]:
     if p.jsma_n < p.n:
         out.append(f"jsma: first {p.jsma_n} points only (the thesis: all)")
     out.append("FAB: FAB-1 only (the thesis also FAB-10 / FAB-100)")
-    out.append("closing: every PDPGD / PDGD run ends with robustlab's boundary polish (3 rounds, attacks.base."
+    out.append("closing: every PDPGD / PDGD run ends with robustlab's boundary polish (3 rounds, attacks.best_point."
                "boundary_polish) and a 10-pass bisection along its result, each run of the lr grid and the "
                "restarts on its own best; the thesis's attack has neither. C&W, DDN and EAD carry the same "
                "closing, DeepFool the bisection; FAB, FMN, SparseFool and JSMA run as published")

@@ -246,7 +246,7 @@ def _e2(p: SpatialProfile, nets: dict[str, torch.nn.Module], x: torch.Tensor, y:
         ) -> dict[str, Any]:
     from robustlab import attacks
     from robustlab.certify import spatial as S
-    from robustlab.data.checks import InputError
+    from robustlab.errors import InputError
 
     res: dict[str, Any] = {"bounds": {}, "soundness": {}, "exact_sdp": {}, "not_certifiable": []}
     for name, m in nets.items():

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.models.io import CheckpointError, safe_torch_load
 
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 
 FLOW_MODES = ("tied", "two_channel")
 JAC_MODES = ("autograd", "paper")

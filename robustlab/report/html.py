@@ -222,7 +222,7 @@ def write_report(path: str | Path, title: str, sections: list[tuple[str, Path]])
 
 def render_report(paths: list[str | Path], out: str | Path, title: str = "robustlab report") -> Path:
     """Render run folders, model cards (JSON files) and experiment folders into one HTML page at `out`."""
-    from robustlab.data.checks import InputError
+    from robustlab.errors import InputError
 
     body, toc = [], []
     for p in map(Path, paths):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 
 
 def _check(z: Tensor, name: str = "teacher logits") -> Tensor:

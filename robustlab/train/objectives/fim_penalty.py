@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.train.objectives._util import per_sample_forward
 from robustlab.train.objectives.base import Objective, ObjectiveOutput, StepContext, register_objective
 

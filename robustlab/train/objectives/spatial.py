@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.ops import multiclass_hinge
 from robustlab.ops.flow import tv_matrix
 from robustlab.train.objectives.base import Objective, ObjectiveOutput, StepContext, register_objective

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.attacks.base import view_n
+from robustlab.attacks.result import view_n
 from robustlab.train.objectives.base import Objective, ObjectiveOutput, StepContext, register_objective
 from robustlab.train.objectives.pgd_at import attack_mode
 

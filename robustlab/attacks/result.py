@@ -1,0 +1,128 @@
+"""What an attack returns and how a success is judged: the result type, the adversarial rule, verification.
+
+`AttackResult` is the one result of every attack; `is_adversarial` is the one rule for "this point fools the
+model" (a strict lead of another class, or of the target); `verify` re-runs the model on returned examples
+and checks box, budget and label; `PassCounter` counts model passes per sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robustlab.threats import Threat, threat_of
+
+NORMS = ("linf", "l2", "l1", "l0", "pixel")
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """Outcome of an attack on a batch (immutable: build a changed copy with `dataclasses.replace`).
+
+    x_adv: adversarial (or best-found) inputs, in [0, 1], same shape as x.
+    success: bool (N,), True where x_adv, re-run through the model, is misclassified (untargeted) or
+        classified as the target (targeted), within the budget and the box: verified by the entry point.
+    norm: float (N,), the size of each perturbation as the threat measures it (`size` is an alias);
+        inf where a minimum-norm attack failed.
+    forward_passes / backward_passes: int64 (N,), model evaluations spent on each sample (the entry
+        point's clean and verification passes included).
+    logits: (N, K) logits of the model on x_adv (the verification pass).
+    threat: the kind of budget (robustlab.threats); eps: the budget per sample (None for minimum-norm).
+    aux: what the threat needs besides x and x_adv to measure a size (e.g. {"flow": ...}).
+    unverified: bool (N,), the attack claimed a success that verification refused (not counted).
+    flagged: bool (N,), the model returned NaN/inf logits on x or x_adv: such a point is neither
+        correct nor adversarial, so it counts as neither robust nor broken by this attack.
+    """
+
+    x_adv: Tensor
+    success: Tensor
+    norm: Tensor
+    forward_passes: Tensor
+    backward_passes: Tensor
+    logits: Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+    threat: Threat | None = None
+    eps: Tensor | None = None
+    aux: dict[str, Any] = field(default_factory=dict)
+    unverified: Tensor | None = None
+    flagged: Tensor | None = None
+
+    @property
+    def size(self) -> Tensor:
+        return self.norm
+
+    @property
+    def success_rate(self) -> float:
+        return float(self.success.float().mean())
+
+    def to(self, device: torch.device | str) -> AttackResult:
+        def mv(v: Any) -> Any:
+            return v.to(device) if isinstance(v, Tensor) else v
+
+        return dataclasses.replace(self, **{f.name: mv(getattr(self, f.name)) for f in dataclasses.fields(self)
+                                            if f.name not in ("info", "threat")},
+                                   aux={k: mv(v) for k, v in self.aux.items()})
+
+
+class PassCounter:
+    """Counts forward and backward passes per sample for a batch of N samples."""
+
+    def __init__(self, n: int, device: torch.device | str):
+        self.forward = torch.zeros(n, dtype=torch.long, device=device)
+        self.backward = torch.zeros(n, dtype=torch.long, device=device)
+
+    def add(self, idx: Tensor | slice | None = None, *, forward: int | Tensor = 0, backward: int | Tensor = 0) -> None:
+        if idx is None:
+            idx = slice(None)
+        self.forward[idx] += forward
+        self.backward[idx] += backward
+
+
+def predict(logits: Tensor) -> Tensor:
+    """Predicted class per row; -1 where the logits are not all finite (NaN is never a class)."""
+    return torch.where(torch.isfinite(logits).all(1), logits.argmax(1), torch.full_like(logits[:, 0], -1,
+                                                                                          dtype=torch.long))
+
+
+def is_adversarial(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+    """Bool (N,): another class's logit is strictly above the label's (untargeted), or the target's strictly
+    above every other class's (targeted); rows with NaN/inf logits are never adversarial. An exact tie is not
+    adversarial either way: argmax would settle it by the classes' order, and another batch's rounding can
+    settle it the other way."""
+    finite = torch.isfinite(logits).all(1)
+    own = logits.gather(1, labels.view(-1, 1)).squeeze(1)
+    others = logits.scatter(1, labels.view(-1, 1), float("-inf")).amax(1)
+    return finite & (own > others if targeted else others > own)
+
+
+@torch.no_grad()
+def verify(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, *, norm: str | Threat = "linf",
+           eps: float | Tensor | None = None, aux: dict[str, Any] | None = None, targeted: bool = False,
+           target: Tensor | None = None, batch_size: int = 1000, return_logits: bool = False) -> Any:
+    """Bool (N,): x_adv is finite and in [0, 1], within eps as the threat measures it (eps None or inf:
+    no budget; the one tolerance of robustlab.threats), and fools the model on a fresh forward pass
+    (untargeted: anything but a finite prediction of y, so NaN/inf logits count as fooled and no
+    robustness is claimed for them; targeted: a finite prediction == target).
+    With return_logits, (ok, logits)."""
+    threat = threat_of(norm, eps)
+    if x_adv.shape != x.shape:
+        ok = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        return (ok, None) if return_logits else ok
+    ok = torch.isfinite(x_adv).flatten(1).all(1)
+    ok &= (x_adv >= 0).flatten(1).all(1) & (x_adv <= 1).flatten(1).all(1)
+    ok &= threat.within(x, x_adv, eps, aux)
+    logits = torch.cat([model(x_adv[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    fooled = is_adversarial(logits, target if targeted else y, targeted)
+    if not targeted:  # NaN/inf logits are not the label: no robustness is ever claimed for such a point
+        fooled |= ~torch.isfinite(logits).all(1)
+    ok &= fooled
+    return (ok, logits) if return_logits else ok
+
+
+def view_n(t: Tensor, x: Tensor) -> Tensor:
+    """Reshape a (N,) tensor to broadcast against x of shape (N, ...)."""
+    return t.view(-1, *([1] * (x.dim() - 1)))
