@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import eval_points, frozen_model  # noqa: E402
 
 from robustlab import attacks  # noqa: E402
-from robustlab.attacks.primal_dual import RECIPE, recipe  # noqa: E402
+from robustlab.attacks.presets import RECIPE  # noqa: E402
+from robustlab.attacks.primal_dual import recipe  # noqa: E402
 
 BASELINES = {"l2": ["fmn", "fab", "ddn", "cw"], "linf": ["fmn", "fab"], "l1": ["fmn", "fab", "ead"], "l0": ["fmn"]}
 

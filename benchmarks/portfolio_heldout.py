@@ -6,7 +6,7 @@
 
 The same comparison as benchmarks/minnorm_sota.py (a run is `raw:<attack>`, the single attack with its closing
 polish taken out of the budget, `raw:<attack>@<alpha>` FMN with that alpha_init, or a named candidate plan run
-through `attacks.minimum`: "cur" is the plan in attacks/portfolio.py, the others earlier or rejected plans, kept to
+through `attacks.minimum`: "cur" is the plan in attacks/presets.py, the others earlier or rejected plans, kept to
 rerun), on Fashion-MNIST test points `--offset`
 .. `--offset + --n` of its plain standard and PGD-trained CNNs (minnorm_sota reports on the first ones). Each run's
 per-point norms (inf: not found, nan: misclassified clean) are stored in `--out`, so runs can be added later and
@@ -29,31 +29,31 @@ from minnorm import point_norms  # noqa: E402
 from minnorm_sota import plain_model  # noqa: E402
 
 from robustlab import attacks  # noqa: E402
-from robustlab.attacks import portfolio  # noqa: E402
+from robustlab.attacks import presets  # noqa: E402
 
-PD_RUN, WARM_PD = portfolio.PD_RUN, portfolio.PD_WARM
+PD_RUN, WARM_PD = presets.PD_RUN, presets.PD_WARM
 PLANS = {
-    "l1": {"fmn .4 alma .4 warm .2 (alpha 1)": [("fmn", .4, {}), ("alma", .4, {}), (portfolio.WARM, .2, {})],
-           "a2, alma unpolished": [("fmn", .4, {"alpha_init": 2.0}), ("alma", .4, {}), (portfolio.WARM, .2, {})],
-           "a3": [("fmn", .4, {"alpha_init": 3.0}), ("alma", .4, {}), (portfolio.WARM, .2, {})],
+    "l1": {"fmn .4 alma .4 warm .2 (alpha 1)": [("fmn", .4, {}), ("alma", .4, {}), (presets.WARM, .2, {})],
+           "a2, alma unpolished": [("fmn", .4, {"alpha_init": 2.0}), ("alma", .4, {}), (presets.WARM, .2, {})],
+           "a3": [("fmn", .4, {"alpha_init": 3.0}), ("alma", .4, {}), (presets.WARM, .2, {})],
            "fmn .6 alma .4": [("fmn", .6, {}), ("alma", .4, {})], "fmn 1": [("fmn", 1., {})]},
     "l2": {"ddn .6 fmn .4 (the plan before)": [("ddn", .6, {}), ("fmn", .4, {})],
            "ddn 1": [("ddn", 1., {})], "alma 1": [("alma", 1., {})],
-           "ddn .7 warm .3": [("ddn", .7, {}), (portfolio.WARM, .3, {})],
+           "ddn .7 warm .3": [("ddn", .7, {}), (presets.WARM, .3, {})],
            "alma .5 ddn .5": [("alma", .5, {}), ("ddn", .5, {})],
-           "ddn .5 alma .5 (polished)": [("ddn", .5, {}), ("alma", .5, {"polish": portfolio.POLISH})],
-           "alma .6 (polished) ddn .4": [("alma", .6, {"polish": portfolio.POLISH}), ("ddn", .4, {})],
-           "alma .7 (polished) ddn .3": [("alma", .7, {"polish": portfolio.POLISH}), ("ddn", .3, {})],
-           "alma .8 (polished) ddn .2": [("alma", .8, {"polish": portfolio.POLISH}), ("ddn", .2, {})],
-           "alma .9 (polished) ddn .1": [("alma", .9, {"polish": portfolio.POLISH}), ("ddn", .1, {})],
+           "ddn .5 alma .5 (polished)": [("ddn", .5, {}), ("alma", .5, {"polish": presets.POLISH})],
+           "alma .6 (polished) ddn .4": [("alma", .6, {"polish": presets.POLISH}), ("ddn", .4, {})],
+           "alma .7 (polished) ddn .3": [("alma", .7, {"polish": presets.POLISH}), ("ddn", .3, {})],
+           "alma .8 (polished) ddn .2": [("alma", .8, {"polish": presets.POLISH}), ("ddn", .2, {})],
+           "alma .9 (polished) ddn .1": [("alma", .9, {"polish": presets.POLISH}), ("ddn", .1, {})],
            "ddn .4 fmn .25 alma .35 (polished)": [("ddn", .4, {}), ("fmn", .25, {}),
-                                                 ("alma", .35, {"polish": portfolio.POLISH})]},
+                                                 ("alma", .35, {"polish": presets.POLISH})]},
     "linf": {"fmn .3 pd_warm .7 (the plan before)": [("fmn", .3, {}), (WARM_PD, .7, {})],
              "fmn .3 pdpgd_r .7": [("fmn", .3, {}), ("pdpgd_r", .7, {})],
              "fmn .3 pd-run .35 pd_warm .35": [("fmn", .3, {}), ("pdpgd", .35, PD_RUN), (WARM_PD, .35, {})],
              "pd-run .5 fmn .2 pd_warm .3": [("pdpgd", .5, PD_RUN), ("fmn", .2, {}), (WARM_PD, .3, {})],
              "fmn .3 pd-run .5 pd_warm .2": [("fmn", .3, {}), ("pdpgd", .5, PD_RUN), (WARM_PD, .2, {})],
-             "pd-run .5 fmn_warm .5": [("pdpgd", .5, PD_RUN), (portfolio.WARM, .5, {})],
+             "pd-run .5 fmn_warm .5": [("pdpgd", .5, PD_RUN), (presets.WARM, .5, {})],
              "pd-run .5 pd_warm .5": [("pdpgd", .5, PD_RUN), (WARM_PD, .5, {})],
              "pd-run .4 pd_warm .6": [("pdpgd", .4, PD_RUN), (WARM_PD, .6, {})],
              "pd-run .6 pd_warm .4": [("pdpgd", .6, PD_RUN), (WARM_PD, .4, {})]},
@@ -65,20 +65,20 @@ def run_one(model, x, y, norm: str, steps: int, name: str) -> attacks.AttackResu
         attack, _, alpha = name[4:].partition("@")
         kw = {"alpha_init": float(alpha)} if alpha else {}
         return attacks.REGISTRY[attack](model, x, y, norm=norm, steps=budget_steps(attack, steps), **kw)
-    saved, min_share, alone = portfolio.PORTFOLIO[norm], dict(portfolio.MIN_SHARE), dict(portfolio.ALONE_BELOW)
+    saved, min_share, alone = presets.PORTFOLIO[norm], dict(presets.MIN_SHARE), dict(presets.ALONE_BELOW)
     try:
         if name != "cur":  # a candidate runs all its stages at every budget: the minimum shares (but PDPGD-r's)
-            portfolio.PORTFOLIO[norm] = PLANS[norm][name]  # and the single attack below a budget are lifted
-            portfolio.MIN_SHARE.clear()
-            portfolio.MIN_SHARE["pdpgd_r"] = min_share["pdpgd_r"]
-            portfolio.ALONE_BELOW.pop(norm, None)
+            presets.PORTFOLIO[norm] = PLANS[norm][name]  # and the single attack below a budget are lifted
+            presets.MIN_SHARE.clear()
+            presets.MIN_SHARE["pdpgd_r"] = min_share["pdpgd_r"]
+            presets.ALONE_BELOW.pop(norm, None)
         return attacks.minimum(model, x, y, norm=norm, steps=steps)
     finally:
-        portfolio.PORTFOLIO[norm] = saved
-        portfolio.MIN_SHARE.clear()
-        portfolio.MIN_SHARE.update(min_share)
-        portfolio.ALONE_BELOW.clear()
-        portfolio.ALONE_BELOW.update(alone)
+        presets.PORTFOLIO[norm] = saved
+        presets.MIN_SHARE.clear()
+        presets.MIN_SHARE.update(min_share)
+        presets.ALONE_BELOW.clear()
+        presets.ALONE_BELOW.update(alone)
 
 
 def summary(path: str) -> dict:

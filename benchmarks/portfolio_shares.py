@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/portfolio_shares.py --norm l2 --budgets 100,200
 
-Each candidate (runs and shares, as in attacks/portfolio.PORTFOLIO) replaces the norm's plan and runs through
+Each candidate (runs and shares, as in attacks/presets.PORTFOLIO) replaces the norm's plan and runs through
 `attacks.minimum` on Fashion-MNIST test points `--offset` .. `--offset + --n` (held out: benchmarks/minnorm_sota.py
 reports on the first 1000) of benchmarks/minnorm_sota.py's plain standard and PGD-trained CNNs; printed are the
 median norms over the originally correct points (every example re-verified on a fresh NCHW forward pass). The plan
@@ -24,7 +24,7 @@ from minnorm import stats  # noqa: E402
 from minnorm_sota import plain_model  # noqa: E402
 
 from robustlab import attacks  # noqa: E402
-from robustlab.attacks import portfolio  # noqa: E402
+from robustlab.attacks import presets  # noqa: E402
 
 CANDIDATES = {
     "l2": {"ddn .6 fmn .4": [("ddn", 0.6, {}), ("fmn", 0.4, {})],
@@ -33,21 +33,21 @@ CANDIDATES = {
            "alma 1": [("alma", 1.0, {})], "ddn 1": [("ddn", 1.0, {})], "fmn 1": [("fmn", 1.0, {})],
            "ddn .8 fmn .2": [("ddn", 0.8, {}), ("fmn", 0.2, {})], "ddn .7 fmn .3": [("ddn", 0.7, {}), ("fmn", 0.3, {})],
            "ddn .5 fmn .5": [("ddn", 0.5, {}), ("fmn", 0.5, {})],
-           "ddn .3 pd_warm .7": [("ddn", 0.3, {}), (portfolio.PD_WARM, 0.7, {})],
-           "alma .3 pd_warm .7": [("alma", 0.3, {}), (portfolio.PD_WARM, 0.7, {})]},
-    "l1": {"fmn .4 alma .4 warm .2": [("fmn", 0.4, {}), ("alma", 0.4, {}), (portfolio.WARM, 0.2, {})],
+           "ddn .3 pd_warm .7": [("ddn", 0.3, {}), (presets.PD_WARM, 0.7, {})],
+           "alma .3 pd_warm .7": [("alma", 0.3, {}), (presets.PD_WARM, 0.7, {})]},
+    "l1": {"fmn .4 alma .4 warm .2": [("fmn", 0.4, {}), ("alma", 0.4, {}), (presets.WARM, 0.2, {})],
            "alma 1": [("alma", 1.0, {})], "fmn 1": [("fmn", 1.0, {})],
-           "alma .8 warm .2": [("alma", 0.8, {}), (portfolio.WARM, 0.2, {})],
+           "alma .8 warm .2": [("alma", 0.8, {}), (presets.WARM, 0.2, {})],
            "alma .5 fmn .5": [("alma", 0.5, {}), ("fmn", 0.5, {})],
-           "fmn .3 alma .5 warm .2": [("fmn", 0.3, {}), ("alma", 0.5, {}), (portfolio.WARM, 0.2, {})],
-           "fmn .3 pd_warm .7": [("fmn", 0.3, {}), (portfolio.PD_WARM, 0.7, {})],
-           "alma .3 pd_warm .7": [("alma", 0.3, {}), (portfolio.PD_WARM, 0.7, {})],
-           "alma .5 warm .5": [("alma", 0.5, {}), (portfolio.WARM, 0.5, {})]},
-    "linf": {"fmn .3 pd_warm .7": [("fmn", 0.3, {}), (portfolio.PD_WARM, 0.7, {})],
+           "fmn .3 alma .5 warm .2": [("fmn", 0.3, {}), ("alma", 0.5, {}), (presets.WARM, 0.2, {})],
+           "fmn .3 pd_warm .7": [("fmn", 0.3, {}), (presets.PD_WARM, 0.7, {})],
+           "alma .3 pd_warm .7": [("alma", 0.3, {}), (presets.PD_WARM, 0.7, {})],
+           "alma .5 warm .5": [("alma", 0.5, {}), (presets.WARM, 0.5, {})]},
+    "linf": {"fmn .3 pd_warm .7": [("fmn", 0.3, {}), (presets.PD_WARM, 0.7, {})],
              "fmn .5 pdpgd_r .5": [("fmn", 0.5, {}), ("pdpgd_r", 0.5, {})], "fmn 1": [("fmn", 1.0, {})],
-             "pdpgd_r 1": [("pdpgd_r", 1.0, {})], "fmn .5 warm .5": [("fmn", 0.5, {}), (portfolio.WARM, 0.5, {})],
-             "fmn .2 pd_warm .8": [("fmn", 0.2, {}), (portfolio.PD_WARM, 0.8, {})],
-             "fmn .4 pd_warm .6": [("fmn", 0.4, {}), (portfolio.PD_WARM, 0.6, {})]},
+             "pdpgd_r 1": [("pdpgd_r", 1.0, {})], "fmn .5 warm .5": [("fmn", 0.5, {}), (presets.WARM, 0.5, {})],
+             "fmn .2 pd_warm .8": [("fmn", 0.2, {}), (presets.PD_WARM, 0.8, {})],
+             "fmn .4 pd_warm .6": [("fmn", 0.4, {}), (presets.PD_WARM, 0.6, {})]},
 }
 
 
@@ -61,11 +61,11 @@ def main() -> None:
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    saved, saved_min, saved_alone = dict(portfolio.PORTFOLIO), dict(portfolio.MIN_SHARE), dict(portfolio.ALONE_BELOW)
-    portfolio.ALONE_BELOW.pop(args.norm, None)  # a candidate runs its own plan at every budget asked for
+    saved, saved_min, saved_alone = dict(presets.PORTFOLIO), dict(presets.MIN_SHARE), dict(presets.ALONE_BELOW)
+    presets.ALONE_BELOW.pop(args.norm, None)  # a candidate runs its own plan at every budget asked for
     if args.norm == "l2":  # ALMA's minimum share is L1's; an L2 candidate gives it whatever it plans
-        portfolio.MIN_SHARE.pop("alma", None)
-    portfolio.MIN_SHARE[portfolio.PD_WARM] = 50  # a candidate's PD_WARM share runs from 50 steps (as when chosen)
+        presets.MIN_SHARE.pop("alma", None)
+    presets.MIN_SHARE[presets.PD_WARM] = 50  # a candidate's PD_WARM share runs from 50 steps (as when chosen)
     out: dict = {"command": " ".join(sys.argv), "results": {}}
     for key in ("standard", "pgd_at"):
         model = plain_model(key)
@@ -74,7 +74,7 @@ def main() -> None:
             for name, plan in CANDIDATES[args.norm].items():
                 if args.candidates and name not in args.candidates.split(";"):
                     continue
-                portfolio.PORTFOLIO[args.norm] = plan
+                presets.PORTFOLIO[args.norm] = plan
                 r = attacks.minimum(model, x, y, norm=args.norm, steps=budget)
                 s = stats(model, x, y, r.x_adv, args.norm, correct)
                 s["plan"] = r.info["plan"]
@@ -83,10 +83,10 @@ def main() -> None:
                 if args.out:  # written after every candidate: what is done survives an interrupted run
                     with open(args.out, "w") as fh:
                         json.dump(out, fh, indent=1)
-    portfolio.PORTFOLIO.update(saved)
-    portfolio.MIN_SHARE.clear()
-    portfolio.MIN_SHARE.update(saved_min)
-    portfolio.ALONE_BELOW.update(saved_alone)
+    presets.PORTFOLIO.update(saved)
+    presets.MIN_SHARE.clear()
+    presets.MIN_SHARE.update(saved_min)
+    presets.ALONE_BELOW.update(saved_alone)
 
 
 if __name__ == "__main__":

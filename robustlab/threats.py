@@ -1,9 +1,10 @@
 """Threat models: kinds of perturbation budget.
 
-A threat says how large a perturbation is (`size`), how to stay within a budget (`project`) and
-where a random start lies (`random_init`). Every attack result names its threat, and verification
-and the robust-accuracy curves ask the threat for sizes, so a new kind of budget (a spatial flow
-field, measured on the flow carried in the result's ``aux``) plugs in without touching them.
+A threat says how large a perturbation is (`size`) and whether it is within a budget (`within`). Every
+attack result names its threat, and verification and the robust-accuracy curves ask the threat for sizes,
+so a new kind of budget (a spatial flow field, measured on the flow carried in the result's ``aux``)
+plugs in without touching them. Projections and random starts are the attacks' own (robustlab.ops for
+the Lp balls, robustlab.attacks.spatial for flows).
 
 - ``Lp(norm)``: the additive perturbation ``x_adv - x`` measured in linf, l2, l1, l0 (values
   changed) or pixel (pixels with any channel changed), intersected with the [0, 1] box.
@@ -24,7 +25,6 @@ from torch import Tensor
 
 from robustlab.errors import InputError
 from robustlab.ops import norm as norm_of
-from robustlab.ops import project_ball_box, random_in_ball
 
 REL_TOL = 1e-5  # relative float tolerance on a budget
 ABS_TOL = 1e-6  # absolute float tolerance on a budget (pixel units)
@@ -44,15 +44,10 @@ def _per_sample(eps: float | Tensor, x: Tensor) -> Tensor:
 class Threat:
     """Base of every kind of budget.
 
-    An attack optimises a perturbation *parameter* z of the threat's kind (for Lp: the additive
-    delta; for a flow threat: the flow field). Subclasses implement:
+    Subclasses implement:
 
     - ``size(x, x_adv, aux) -> (N,)``: the size of each sample's perturbation (aux: the result's
       ``aux`` dict, e.g. ``{"flow": ...}``; Lp threats ignore it);
-    - ``project(x, z, eps) -> z``: the parameter moved into {size <= eps} with ``apply(x, z)`` in the box;
-    - ``random_init(x, eps, generator) -> z``: a random start inside the budget;
-    - ``apply(x, z) -> x_adv``: the input the parameter produces (default: ``clamp(x + z, 0, 1)``);
-    - ``aux_of(z) -> dict``: what `size` needs besides x and x_adv (default: nothing);
     - ``consistent(x, x_adv, aux) -> (N,)``: x_adv is what aux's parameter produces (default: always);
       `within` (and so verification) refuses a point that is not.
 
@@ -64,18 +59,6 @@ class Threat:
 
     def size(self, x: Tensor, x_adv: Tensor, aux: dict[str, Any] | None = None) -> Tensor:
         raise NotImplementedError
-
-    def project(self, x: Tensor, z: Tensor, eps: float | Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def random_init(self, x: Tensor, eps: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
-        raise NotImplementedError
-
-    def apply(self, x: Tensor, z: Tensor) -> Tensor:
-        return (x + z).clamp(0, 1)
-
-    def aux_of(self, z: Tensor) -> dict[str, Any]:
-        return {}
 
     def consistent(self, x: Tensor, x_adv: Tensor, aux: dict[str, Any] | None = None) -> Tensor:
         """Bool (N,): x_adv is what the perturbation parameter in aux produces (Lp: always)."""
@@ -119,39 +102,12 @@ class Lp(Threat):
         return {"linf": 1.0, "l2": math.sqrt(d), "l1": float(d), "l0": float(d),
                 "pixel": float(x.shape[-1] * x.shape[-2]) if x.dim() == 4 else float(d)}[self.norm]
 
-    def project(self, x: Tensor, z: Tensor, eps: float | Tensor) -> Tensor:
-        e = _per_sample(eps, x).clamp(max=self.diameter(x))
-        if self.norm in ("linf", "l2", "l1"):
-            return project_ball_box(z, x, self.norm, e)
-        z = (x + z).clamp(0, 1) - x  # l0 / pixel: keep the k largest entries (pixels), which stays in the box
-        flat = z.abs().amax(1) if self.norm == "pixel" else z
-        flat = flat.flatten(1)
-        k = e.floor().long().clamp(0, flat.shape[1])
-        rank = flat.argsort(1, descending=True).argsort(1)
-        keep = (rank < k[:, None]).view((z.shape[0],) + ((1,) + z.shape[2:] if self.norm == "pixel" else z.shape[1:]))
-        return z * keep
-
-    def random_init(self, x: Tensor, eps: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
-        e = _per_sample(eps, x).clamp(max=self.diameter(x))
-        if self.norm not in ("linf", "l2", "l1"):
-            raise InputError(f"no random start for norm {self.norm!r}; choose linf, l2 or l1")
-        return self.project(x, random_in_ball(x, self.norm, e, generator), e)
-
-
 class Unbounded(Lp):
     """No budget (eps = inf): only the [0, 1] box; sizes are reported in `norm` (default linf)."""
 
     def __init__(self, norm: str = "linf"):
         super().__init__(norm)
         self.name = f"unbounded-{norm}"
-
-    def project(self, x: Tensor, z: Tensor, eps: float | Tensor = float("inf")) -> Tensor:
-        return (x + z).clamp(0, 1) - x
-
-    def random_init(self, x: Tensor, eps: float | Tensor = float("inf"),
-                    generator: torch.Generator | None = None) -> Tensor:
-        """A start uniform in the box."""
-        return torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - x
 
     def within(self, x: Tensor, x_adv: Tensor, eps: float | Tensor | None,
                aux: dict[str, Any] | None = None) -> Tensor:
@@ -167,8 +123,7 @@ class Flow(Threat):
     ``aux["padding"]`` the warp's padding ("zeros" by default). The size is recomputed from the flow,
     never read from the attack: ||M r|| for a tied (N, H, W) flow (spatial_pgd, the certificates' budget),
     L_flow for a two-channel (N, 2, H, W) flow (stadv). A point whose x_adv is not the warp of x by its
-    flow (within WARP_TOL) is not `consistent`, so never within a budget nor verified. Projection and
-    random starts live with the spatial attacks."""
+    flow (within WARP_TOL) is not `consistent`, so never within a budget nor verified."""
 
     name = "flow"
     WARP_TOL = 1e-5  # max |x_adv - warp(x, flow)| (pixel units): float rounding of the same warp

@@ -6,17 +6,8 @@ import torch
 from robustlab import attacks, ops
 from robustlab.attacks.best_point import refine
 from robustlab.attacks.fast_minimum_norm import fmn_from
-from robustlab.attacks.portfolio import (
-    ALONE_BELOW,
-    MIN_SHARE,
-    MIN_STEPS,
-    PD_RUN,
-    PD_WARM,
-    PORTFOLIO,
-    WARM,
-    plan,
-    polish_rounds,
-)
+from robustlab.attacks.portfolio import plan, polish_rounds
+from robustlab.attacks.presets import ALONE_BELOW, MIN_SHARE, MIN_STEPS, PD_RUN, PD_WARM, PORTFOLIO, WARM
 from robustlab.attacks.primal_dual import pdpgd_from
 from robustlab.errors import InputError
 from tests.helpers import digits_mlp

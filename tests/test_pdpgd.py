@@ -354,7 +354,8 @@ def test_recipe_reaches_the_linear_optimum_within_its_budget(p):
 def test_recipe_budget_and_bad_arguments():
     """Budget accounting on a real model: no point gets more than `budget` backward passes; the recipe is
     never worse than its own first run alone (the tracker keeps each sample's best); clear errors."""
-    from robustlab.attacks.primal_dual import RECIPE, recipe
+    from robustlab.attacks.presets import RECIPE
+    from robustlab.attacks.primal_dual import recipe
 
     m, x, y = digits_mlp()
     x, y = x[:30], y[:30]

@@ -61,3 +61,19 @@ def test_autoattack_attack_names():
     assert attacks.get("Square") is attacks.REGISTRY["square"] and attacks.get("PGD") is attacks.REGISTRY["pgd"]
     for real, _ in ATTACK_ALIASES.values():
         assert attacks.get(real).name == real  # every alias names a registered attack
+
+
+def test_every_attack_has_its_published_settings_under_one_name():
+    """<name>-paper is the attack with robustlab's tuned closing steps off, for every registered attack."""
+    from robustlab import attacks
+    from robustlab.attacks.presets import PAPER
+
+    for name, spec in attacks.REGISTRY.items():
+        paper = attacks.get(f"{name}-PAPER")
+        assert paper.name == name and paper.preset == PAPER.get(name, {})
+        for key, value in PAPER.get(name, {}).items():
+            assert paper.params[key].default == value != spec.params[key].default
+    assert attacks.get("ddn-paper").params["polish"].default == 0
+    assert attacks.get("ddn").params["polish"].default > 0
+    with pytest.raises(InputError, match="unknown attack 'nope-paper'"):
+        attacks.get("nope-paper")

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.best_point import finish_last_iterate, start_minnorm, still_running
+from robustlab.attacks.presets import POLISH, REFINE
 from robustlab.attacks.registry import check_positive, register
 from robustlab.attacks.result import AttackResult, view_n
 from robustlab.errors import InputError
@@ -92,7 +93,7 @@ def _initial_lr(x0: Tensor, g: Tensor, norm: str, target: float) -> Tensor:
 def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, lr_init: float | None = None,
          lr_reduction: float | None = None, init_lr_distance: float | None = None, mu_init: float = 1.0,
          rho_init: float = 1.0, check_steps: int = 10, tau: float = 0.95, gamma: float = 1.2,
-         alpha: float | None = None, logit_tolerance: float = 1e-4, refine: int = 10, polish: int = 3,
+         alpha: float | None = None, logit_tolerance: float = 1e-4, refine: int = REFINE, polish: int = POLISH,
          targeted: bool = False,
          target: Tensor | None = None, generator: torch.Generator | None = None,
          stop_at: float | None = None) -> AttackResult:

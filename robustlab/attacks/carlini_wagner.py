@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.best_point import refine_along_ray, start_minnorm, still_running
+from robustlab.attacks.presets import POLISH, REFINE
 from robustlab.attacks.registry import register
 from robustlab.attacks.result import AttackResult
 from robustlab.errors import InputError
@@ -17,7 +18,7 @@ from robustlab.ops import margin
 @register("cw", family="minnorm", norms=("l2",))
 def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, search_steps: int = 9,
        initial_const: float = 1.0, kappa: float = 0.0, lr: float = 0.2, anneal: bool = True,
-       abort_early: bool = False, refine: int = 10, polish: int = 3,
+       abort_early: bool = False, refine: int = REFINE, polish: int = POLISH,
        targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
        stop_at: float | None = None) -> AttackResult:
     """Minimise ||x' - x||_2^2 + c * max(m(x'), -kappa) over w with x' = (tanh(w) + 1) / 2 (always in
@@ -41,11 +42,8 @@ def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
     rounds of the closing projection onto the linearised boundary before that search (best_point.boundary_polish:
     one forward and two backward passes plus at most five forward passes each; it only shrinks; 0 = off)."""
     labels = target if targeted else y
-    if norm != "l2":
-        raise InputError("cw is an L2 attack (norm='l2')")
-    if steps < 1 or search_steps < 1 or refine < 0 or polish < 0:
-        raise InputError(f"steps and search_steps must be >= 1 and refine, polish >= 0, got {steps}, "
-                         f"{search_steps}, {refine}, {polish}")
+    if search_steps < 1:
+        raise InputError(f"search_steps must be >= 1, got {search_steps}")
     n = x.shape[0]
     counter, track, logits0, _ = start_minnorm(model, x, labels, "l2", targeted)
     all_idx = torch.arange(n, device=x.device)

@@ -112,9 +112,8 @@ def high_confidence(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2",
     classified as the target; norm: ||x_adv - x||_2 (inf on failure); info["target"], info["reached"]
     (p_t(x_adv) >= C) and info["confidence"] (C). overshoot: see `hc_perturb`."""
     labels = target if targeted else y
-    if steps < 1 or max_step < 0 or tau <= 0 or overshoot < 0:
-        raise InputError(f"need steps >= 1, max_step >= 0, tau > 0, overshoot >= 0 (got {steps}, {max_step}, {tau}, "
-                         f"{overshoot})")
+    if max_step < 0 or tau <= 0 or overshoot < 0:
+        raise InputError(f"need max_step >= 0, tau > 0, overshoot >= 0 (got {max_step}, {tau}, {overshoot})")
     if target_rule not in ("closest", "random"):
         raise InputError(f"target_rule must be 'closest' or 'random', got {target_rule!r}")
     n = x.shape[0]

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustlab.attacks.best_point import finish_last_iterate, start_minnorm, still_running
+from robustlab.attacks.presets import POLISH, REFINE
 from robustlab.attacks.registry import register
 from robustlab.attacks.result import AttackResult, view_n
 from robustlab.errors import InputError
@@ -18,7 +19,7 @@ from robustlab.ops import margin
 @register("ddn", family="minnorm", norms=("l2",))
 def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, gamma: float = 0.05,
         init_norm: float = 1.0, alpha_init: float = 1.0, alpha_final: float = 0.01, levels: int = 0,
-        margin_from: float = 0.5, refine: int = 10, polish: int = 3, targeted: bool = False,
+        margin_from: float = 0.5, refine: int = REFINE, polish: int = POLISH, targeted: bool = False,
         target: Tensor | None = None, generator: torch.Generator | None = None,
         stop_at: float | None = None) -> AttackResult:
     """DDN: a normalised gradient step of size alpha (cosine-annealed from alpha_init to
@@ -43,11 +44,8 @@ def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
     boundary before that search (best_point.boundary_polish: one forward and two backward passes plus at most five
     forward passes each; it only shrinks). refine=0 and polish=0: the paper's attack."""
     labels = target if targeted else y
-    if norm != "l2":
-        raise InputError("ddn is an L2 attack (norm='l2')")
-    if steps < 1 or not 0 < gamma < 1 or not 0 <= margin_from <= 1 or refine < 0 or polish < 0:
-        raise InputError(f"need steps >= 1, 0 < gamma < 1, 0 <= margin_from <= 1 and refine, polish >= 0, got "
-                         f"{steps}, {gamma}, {margin_from}, {refine}, {polish}")
+    if not 0 < gamma < 1 or not 0 <= margin_from <= 1:
+        raise InputError(f"need 0 < gamma < 1 and 0 <= margin_from <= 1, got {gamma}, {margin_from}")
     n = x.shape[0]
     counter, track, _, done = start_minnorm(model, x, labels, "l2", targeted)
     idx = torch.arange(n, device=x.device)[~done]

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.best_point import BestTracker, num_classes_of, refine_along_ray
+from robustlab.attacks.presets import REFINE
 from robustlab.attacks.registry import register
 from robustlab.attacks.result import AttackResult, PassCounter, view_n
 from robustlab.errors import InputError
@@ -42,7 +43,7 @@ def minimal_step(f: Tensor, w: Tensor, norm: str) -> tuple[Tensor, Tensor]:
 
 @register("deepfool", family="minnorm", norms=("l2", "linf"))
 def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 50, overshoot: float = 0.02,
-             candidates: int = 10, max_step_norm: float = 0.0, refine: int = 10, targeted: bool = False,
+             candidates: int = 10, max_step_norm: float = 0.0, refine: int = REFINE, targeted: bool = False,
              target: Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
     """DeepFool: step to the closest linearised boundary among the `candidates` highest-scoring other
     classes (the target's boundary only, when targeted) until the label flips; the total step is

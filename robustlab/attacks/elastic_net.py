@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.best_point import refine_along_ray, start_minnorm
+from robustlab.attacks.presets import POLISH, REFINE
 from robustlab.attacks.registry import register
 from robustlab.attacks.result import AttackResult
 from robustlab.errors import InputError
@@ -16,7 +17,7 @@ from robustlab.ops import norm as norm_of
 @register("ead", family="minnorm", norms=("l1",))
 def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int = 100, search_steps: int = 9,
         initial_const: float = 1e-2, beta: float = 1e-2, kappa: float = 0.0, lr: float = 0.01,
-        decision_rule: str = "L1", refine: int = 10, polish: int = 3, targeted: bool = False,
+        decision_rule: str = "L1", refine: int = REFINE, polish: int = POLISH, targeted: bool = False,
         target: Tensor | None = None, generator: torch.Generator | None = None,
         stop_at: float | None = None) -> AttackResult:
     """Minimise c * max(m(x'), -kappa) + ||x' - x||_2^2 + beta ||x' - x||_1 over the box by FISTA: a
@@ -32,8 +33,6 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
     boundary before that search (best_point.boundary_polish: one forward and two backward passes plus at most five
     forward passes each; it only shrinks; 0 = off)."""
     labels = target if targeted else y
-    if norm != "l1":
-        raise InputError("ead is an L1 attack (norm='l1')")
     if decision_rule not in ("EN", "L1"):
         raise InputError(f"decision_rule must be 'EN' or 'L1', got {decision_rule!r}")
     if steps < 1 or search_steps < 1 or refine < 0 or polish < 0:

@@ -19,10 +19,8 @@ gradient evaluations per point, split between the norm's runs in the fixed share
    boundary linearised there; at most two gradient evaluations a round, taken out of the budget before it is
    split), then the bisections again; ALMA also closes its own run with those rounds, out of its share
    (its RMSProp iterates stop short of the boundary by a step, so its unpolished points lose to the other
-   run's where its polished ones would win: measured below). Not for Linf: FMN's Linf result is already on the
-   boundary (within 0.02% of a linear model's minimum), and the six gradients it would lose cost more than the
-   polish gives back (measured on the plain PGD-trained CNN at a budget of 100: median 0.161 against FMN's 0.1598
-   alone).
+   run's where its polished ones would win). Not for Linf: FMN's Linf result is already on the boundary, and
+   the six gradients it would lose cost more than the polish gives back (docs/presets.md).
 
 Each point keeps the smallest perturbation any run found whose success was read off a forward pass of that
 exact tensor (inside the box); the entry point verifies the final one again.
@@ -44,65 +42,10 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.best_point import PRUNE, BestTracker, boundary_polish, refine
-from robustlab.attacks.primal_dual import RECIPE
+from robustlab.attacks.presets import ALONE_BELOW, MIN_SHARE, MIN_STEPS, POLISH, PORTFOLIO, WARM, WARM_STAGES
 from robustlab.attacks.registry import register
 from robustlab.attacks.result import AttackResult, PassCounter
 from robustlab.errors import InputError
-
-WARM = "fmn_warm"  # FMN started from each point's best so far (fast_minimum_norm.fmn_from); always last
-PD_WARM = "pdpgd_warm"  # the PDPGD recipe's finetune from each point's best (primal_dual.pdpgd_from); always last
-WARM_STAGES = (WARM, PD_WARM)
-POLISH = 3  # rounds of best_point.boundary_polish on each point's final best (l2, l1), from budgets of 50 on
-
-# one primal-dual run of PDPGD-r's recipe from r = 0 and nothing after it (the first run of `pdpgd_r`)
-PD_RUN = {**RECIPE["linf"], "restarts": 1, "finetune": 0, "close_runs": False}
-
-# per norm: (run, share of the gradient budget, fixed keyword arguments), the first being the run a budget
-# too small to split goes to (unless `ALONE_BELOW` names another). Each run's `steps` is set so it spends its share
-# (one gradient per step for every attack here; pdpgd_r's `steps` is its whole budget already). A split costs each
-# attack part of its schedule, which the others' complementary wins must pay back. The shares were chosen on
-# held-out points (Fashion-MNIST test points 1000-1999 of benchmarks/minnorm_sota.py's plain standard and
-# PGD-trained CNNs; benchmarks/portfolio_heldout.py, results/portfolio_heldout.json), never on the points that
-# benchmark reports on (0-999):
-# - L2 from 150: DDN 0.3, ALMA 0.7 (with its own polish). At 200 on the held-out points it was the best of the
-#   DDN/ALMA splits tried (ALMA 0.5-0.9) on both CNNs: medians 0.8915 / 1.6778 against DDN/FMN's 0.8951 / 1.7002 and
-#   the single attacks' best, ALMA's 0.8905 / 1.7190. On the standard CNN every attack ends at about the same point
-#   (the best of DDN and ALMA per point, each at 200, is 0.8900), so no split beats the single attack that converges
-#   best there; on the PGD-trained one DDN and ALMA find different boundaries (the best of the two, 1.6598).
-# - L1: FMN 0.4 (alpha 2), ALMA 0.4 (with its own polish), WARM 0.2: see MIN_SHARE.
-# - Linf from 200: PDPGD-r's first run 0.5, then PD_WARM 0.5 from each point's best (PDPGD-r's recipe with a longer
-#   finetune and no polish). At 200 on the held-out points: 0.0572 / 0.1542 against FMN's 0.0575 / 0.1587 and
-#   PDPGD-r's 0.0587 / 0.1552; FMN 60 then PD_WARM 140 (the plan before) 0.0574 / 0.1570.
-# - L0: sigma-zero 0.6, PDPGD-r 0.4 (from 250).
-PORTFOLIO: dict[str, list[tuple[str, float, dict]]] = {
-    "l2": [("ddn", 0.3, {}), ("alma", 0.7, {"polish": POLISH})],
-    "l1": [("fmn", 0.4, {"alpha_init": 2.0}), ("alma", 0.4, {"polish": POLISH}), (WARM, 0.2, {})],
-    "linf": [("pdpgd", 0.5, PD_RUN), (PD_WARM, 0.5, {})],
-    "l0": [("sigma_zero", 0.6, {}), ("pdpgd_r", 0.4, {})],
-}
-
-MIN_STEPS = 10  # the smallest budget `minimum` accepts
-# below its minimum share of steps an attack is left out and the others share its part: schedules need a
-# few steps, the primal-dual runs' dual variables about 100 iterations to settle (attacks/primal_dual.py), and the
-# warm L1 stage pays from a budget of 200. L1, chosen on 300 held-out points (1000-1299; benchmarks/portfolio_shares.py
-# --n 300, benchmarks/results/portfolio_shares_l1_n300.json): at 100, after the polish, FMN 47 + ALMA 47 (WARM's 18
-# steps are under its 35); at 200, FMN 77 + ALMA 77 + WARM 38. Both beat the best single attack of each CNN at both
-# budgets there (medians, standard CNN: 4.639 against FMN alone's 4.697 at 100, 4.556 against ALMA alone's 4.666 at
-# 200; PGD-trained: 7.694 against ALMA's 7.752, 7.235 against 7.591), and FMN 0.3 / ALMA 0.5 / WARM 0.2 did too but
-# less in three of the four cells. The shares of L1 are of the budget left after the polish.
-# On 1000 held-out points (1000-1999) that plan was level with the best single attack at 100 (standard CNN 4.921
-# against FMN's 4.918; PGD-trained 7.969 against ALMA's 7.962). FMN's L1 run there starts with steps twice FMN's
-# default (alpha_init 2; alpha 3 did about as well), which puts the plan below both (4.912, 7.926). ALMA closes its
-# own run with the polish, out of its share: unpolished, its points lost to FMN's where polished they win, and the
-# one closing polish went to each point's best (FMN's); polished inside the plan, 4.882 / 7.744 against FMN's 4.918
-# and ALMA's 7.962.
-MIN_SHARE = {"pdpgd": 100, "pdpgd_r": 100, "alma": 35, WARM: 35}
-# below these budgets a norm's plan is one attack alone: (budget, attack, keyword arguments).
-# L2 below 150: DDN. At 100, DDN 56 / FMN 37 was level with DDN alone point by point on the 1000 held-out points (no
-# larger on 38% and 43% of them, median ratio 1.0003 on both CNNs), and ALMA/DDN halves behind DDN alone (0.8994 /
-# 1.7576 against 0.8976 / 1.7416): ALMA needs more steps than a split leaves it. Between 100 and 200 it is unmeasured.
-# Linf below 200: FMN, the best single Linf attack at 100 on both CNNs (the primal-dual run needs its 100 steps).
-ALONE_BELOW: dict[str, tuple[int, str, dict]] = {"l2": (150, "ddn", {}), "linf": (200, "fmn", {})}
 
 
 def plan(norm: str, steps: int) -> list[tuple[str, dict]]:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustlab.attacks.best_point import BestTracker, offer_start, refine_along_ray, start_minnorm, still_running
+from robustlab.attacks.presets import POLISH, RECIPE, REFINE
 from robustlab.attacks.registry import implementation, register
 from robustlab.attacks.result import AttackResult, PassCounter, view_n
 from robustlab.errors import InputError
@@ -179,16 +180,6 @@ def _parse_grid(lr_grid: tuple[float, ...] | list[float] | str, lr: float) -> tu
 
 THESIS_LR_GRID = (0.01, 0.05, 0.1, 0.5, 1.0)
 
-# robustlab's budgeted recipe (see `recipe`): per norm, the primal step and the settings that differ from the
-# thesis's. Tuned on the first 300 Fashion-MNIST test points of the demo's PGD-trained small_cnn at a budget of
-# 500 gradient evaluations and checked on held-out points and the other models (benchmarks/pdpgd_quality.py).
-RECIPE = {
-    "linf": {"optimizer": "normalized", "lr": 0.5, "initial_lambda": 1.0, "init_range": 1.0},
-    "l2": {"optimizer": "adam", "lr": 0.1, "initial_lambda": 0.01, "init_range": 0.5},
-    "l1": {"optimizer": "normalized", "lr": 2.0, "initial_lambda": 0.01, "init_range": 1.0},
-    "l0": {"optimizer": "normalized", "lr": 2.0, "initial_lambda": 1.0, "init_range": 0.5},
-}
-RECIPE["pixel"] = RECIPE["l0"]  # not measured separately: the group count takes the l0 settings
 
 
 def recipe(norm: str, budget: int = 500) -> dict[str, float | int | str]:
@@ -203,11 +194,7 @@ def recipe(norm: str, budget: int = 500) -> dict[str, float | int | str]:
     Why: started from r = 0, the primal-dual run refines very well but settles on the boundary region
     its first steps lead to; on an adversarially trained model that region is often not the closest
     one. Short runs from far-away random starts reach other regions, and the finetune refines the best
-    of them. Measured on 375 held-out points of the demo's PGD-trained model at 500 evaluations
-    (benchmarks/pdpgd_quality.py): medians 1.4% below FAB in linf, 5% below DDN in l2, 40% below FMN
-    in l1, 33% below FMN in l0; on the l2-AT and plain models within 1.5% of the best baseline's median
-    in linf and l2 (smaller means) and clearly below it in l1 and l0. Below ~300 evaluations it is one
-    run and a finetune, and PDGD's l2 trails DDN/FAB on the plain model.
+    of them (the measurements: docs/presets.md, "PDPGD recipe").
 
     For linf, l2 and l1 up to three rounds of the closing polish (best_point.boundary_polish, at most two gradient
     evaluations a round) come out of the finetune's share, so the whole stays within `budget`."""
@@ -228,7 +215,8 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
           lr_grid: tuple[float, ...] | list[float] | str = (), lr_decay: float = 0.01, lr_schedule: str = "linear",
           initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
           delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, optimizer: str = "",
-          group_rule: str = "max", finetune: int = 0, finetune_lr: float = 0.0, refine: int = 10, polish: int = 3,
+          group_rule: str = "max", finetune: int = 0, finetune_lr: float = 0.0, refine: int = REFINE,
+          polish: int = POLISH,
           close_runs: bool = True, trace: bool = False, targeted: bool = False, target: Tensor | None = None,
           generator: torch.Generator | None = None, stop_at: float | None = None) -> AttackResult:
     """PDGD (norm="l2", Adam) / PDPGD (linf, l1, l0, pixel: proximal) with the thesis's defaults.
@@ -341,7 +329,7 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
 def pdgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 500, lr: float = 0.1,
          lr_grid: tuple[float, ...] | list[float] | str = (), lr_decay: float = 0.01, lr_schedule: str = "linear",
          initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
-         delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, refine: int = 10, polish: int = 3,
+         delta: float = 0.0, restarts: int = 1, init_range: float = 0.5, refine: int = REFINE, polish: int = POLISH,
          close_runs: bool = True, trace: bool = False, targeted: bool = False, target: Tensor | None = None,
          generator: torch.Generator | None = None, stop_at: float | None = None) -> AttackResult:
     """PDGD: the smooth-norm (L2) primal-dual attack, Adam on the proxy Lagrangian (see `pdpgd`)."""

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustlab.attacks.presets import PAPER
 from robustlab.attacks.result import AttackResult, is_adversarial, verify
 from robustlab.data.checks import check_images, check_labels
 from robustlab.errors import InputError
@@ -170,6 +171,8 @@ def register(name: str, *, family: str, norms: tuple[str, ...], targeted: bool =
     return deco
 
 
+PAPER_SUFFIX = "-paper"  # <name>-paper: the attack with its paper's settings (robustlab's closing steps off)
+
 # The field's names of robustlab's attacks (AutoAttack's, torchattacks'): name -> (registered name, the
 # parameters the name implies). Looked up case-insensitively, like every registered name.
 ATTACK_ALIASES: dict[str, tuple[str, dict[str, object]]] = {
@@ -179,10 +182,10 @@ ATTACK_ALIASES: dict[str, tuple[str, dict[str, object]]] = {
 
 
 def get(name: str) -> AttackSpec:
-    """The attack a name means: a registered name or one of `ATTACK_ALIASES`, in any case (``"PGD"``,
-    ``"APGD-CE"``). An alias's spec is the registered attack with the alias's parameters as its defaults
-    (`preset` holds them). The one place names are resolved (importing robustlab.attacks fills the registry).
-    """
+    """The attack a name means: a registered name, ``<name>-paper`` (the attack with its published settings,
+    `presets.PAPER`) or one of `ATTACK_ALIASES`, in any case (``"PGD"``, ``"APGD-CE"``, ``"ddn-paper"``).
+    An alias's spec is the registered attack with the alias's parameters as its defaults (`preset` holds
+    them). The one place names are resolved (importing robustlab.attacks fills the registry)."""
     import robustlab.attacks  # noqa: F401  (registers everything)
 
     if not isinstance(name, str):
@@ -190,10 +193,13 @@ def get(name: str) -> AttackSpec:
     key = name.strip().lower()
     if key in REGISTRY:
         return REGISTRY[key]
-    if key not in ATTACK_ALIASES:
-        raise InputError(f"unknown attack {name!r}; known: {sorted(REGISTRY)} (and the field's names "
-                         f"{sorted(ATTACK_ALIASES)})")
-    real, preset = ATTACK_ALIASES[key]
+    if key.endswith(PAPER_SUFFIX) and key[:-len(PAPER_SUFFIX)] in REGISTRY:  # the published attack
+        real, preset = key[:-len(PAPER_SUFFIX)], PAPER.get(key[:-len(PAPER_SUFFIX)], {})
+    elif key in ATTACK_ALIASES:
+        real, preset = ATTACK_ALIASES[key]
+    else:
+        raise InputError(f"unknown attack {name!r}; known: {sorted(REGISTRY)}, each also as <name>{PAPER_SUFFIX} "
+                         f"(its published settings), and the field's names {sorted(ATTACK_ALIASES)}")
     spec = REGISTRY[real]
     if not preset:
         return spec
@@ -282,8 +288,8 @@ def _eps_tensor(eps: Any, n: int, x: Tensor) -> Tensor:
 
 # Parameters many attacks share, checked once here for every attack that takes them: counts of at least one,
 # counts of at least zero (0 = off), and sizes that are positive when given (None: the attack's default).
-COUNTS_FROM_ONE = ("steps", "restarts", "eot_iter", "queries", "n_targets", "check_steps")
-COUNTS_FROM_ZERO = ("refine", "polish", "finetune", "search_steps", "deepfool_steps", "patience")
+COUNTS_FROM_ONE = ("steps", "restarts", "eot_iter", "queries", "n_targets", "check_steps", "deepfool_steps")
+COUNTS_FROM_ZERO = ("refine", "polish", "finetune", "patience")
 POSITIVE = ("step_size", "lr")
 
 
@@ -308,24 +314,10 @@ def check_positive(**params: float) -> None:
             raise InputError(f"{k} must be > 0, got {v}")
 
 
-def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwargs: Any) -> AttackResult:
-    """The one entry point of every registered attack: the contract is enforced here, not in each attack.
-
-    1. Parameters are checked (unknown names, norm, eps >= 0 or inf, stop_at, targeted needs a target
-       and an attack that supports it), and so are images ([0, 1], finite) and labels (in [0, K) for
-       the model's K classes, read from one clean forward pass; targets too).
-    2. Points already adversarial (misclassified, or classified as the target) are returned at once
-       with size 0, and points whose clean logits are NaN/inf are flagged and never attacked: NaN is no
-       class, so they are neither correct nor adversarial. With keep="best" (every point attacked for
-       every step, for its most confidently adversarial example) the clean pass runs on one sample only,
-       for the number of classes, and every point is attacked; NaN logits are then flagged at verification.
-    3. The implementation runs on the rest, with parameter gradients off (no parameter's .grad is
-       written) and the caller's module modes restored afterwards.
-    4. Every returned example is verified on a fresh forward pass (finite, box, budget with the
-       threat's one tolerance, label; `verify`): only verified successes count, the others are
-       reported in `unverified`; minimum-norm sizes are inf where there is no verified success.
-    5. Forward/backward passes are counted per sample, the clean and verification passes included.
-    """
+def _checked_call(spec: AttackSpec, model: nn.Module, x: Tensor, kwargs: dict[str, Any]
+                  ) -> tuple[dict[str, Any], Tensor | None]:
+    """Step 1 of `run_attack`: every parameter (the spec's defaults filled in, the norm's spelling made
+    canonical) and the images checked; returns (parameters, eps as an (N,) tensor or None)."""
     unknown = set(kwargs) - set(spec.params)
     if unknown:
         raise InputError(f"attack {spec.name!r} has no parameter(s) {sorted(unknown)}; "
@@ -360,18 +352,40 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
     gen = p["generator"]
     if gen is not None and not isinstance(gen, torch.Generator):
         raise InputError(f"generator must be a torch.Generator, got {type(gen).__name__}")
-    n = x.shape[0]
     eps_full: Tensor | None = None
     if spec.family == "fixed":
         if p["eps"] is None:
             raise InputError(f"{spec.name} is a fixed-budget attack: give eps (inf for no budget)")
-        eps_full = _eps_tensor(p["eps"], n, x)
+        eps_full = _eps_tensor(p["eps"], x.shape[0], x)
     stop_at = p.get("stop_at")
     if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int | float)
                                 or math.isnan(stop_at) or stop_at < 0):
         raise InputError(f"stop_at must be a number >= 0, got {stop_at!r}")
     if spec.check is not None:
         spec.check(x, **p)
+    return p, eps_full
+
+
+def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwargs: Any) -> AttackResult:
+    """The one entry point of every registered attack: the contract is enforced here, not in each attack.
+
+    1. Parameters are checked (unknown names, norm, eps >= 0 or inf, stop_at, targeted needs a target
+       and an attack that supports it), and so are images ([0, 1], finite) and labels (in [0, K) for
+       the model's K classes, read from one clean forward pass; targets too).
+    2. Points already adversarial (misclassified, or classified as the target) are returned at once
+       with size 0, and points whose clean logits are NaN/inf are flagged and never attacked: NaN is no
+       class, so they are neither correct nor adversarial. With keep="best" (every point attacked for
+       every step, for its most confidently adversarial example) the clean pass runs on one sample only,
+       for the number of classes, and every point is attacked; NaN logits are then flagged at verification.
+    3. The implementation runs on the rest, with parameter gradients off (no parameter's .grad is
+       written) and the caller's module modes restored afterwards.
+    4. Every returned example is verified on a fresh forward pass (finite, box, budget with the
+       threat's one tolerance, label; `verify`): only verified successes count, the others are
+       reported in `unverified`; minimum-norm sizes are inf where there is no verified success.
+    5. Forward/backward passes are counted per sample, the clean and verification passes included.
+    """
+    p, eps_full = _checked_call(spec, model, x, kwargs)
+    norm, targeted, target, stop_at, n = p["norm"], p["targeted"], p["target"], p.get("stop_at"), x.shape[0]
     threat = threat_of(norm, eps_full)
     warn_if_training(model)
     with _ModelState(model):

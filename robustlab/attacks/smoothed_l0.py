@@ -33,8 +33,6 @@ def sigma_zero(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", step
     success is read off that pass and the sparsest adversarial is kept. Targeted (the paper's attack
     is untargeted; the same loss with the target's margin): the hinge is on max_{i != t} z_i - z_t."""
     labels = target if targeted else y
-    if steps < 1:
-        raise InputError(f"steps must be >= 1, got {steps}")
     check_positive(eta_0=eta_0, sigma=sigma)
     if not 0 <= tau_0 <= 1 or tau_factor < 0:
         raise InputError(f"need 0 <= tau_0 <= 1 and tau_factor >= 0, got {tau_0}, {tau_factor}")

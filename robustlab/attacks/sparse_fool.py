@@ -24,10 +24,8 @@ def sparsefool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", step
     DeepFool towards the target's boundary, whose normal is that of z_target - z_y. Deterministic."""
     labels = target if targeted else y
     y = y.long().to(x.device)
-    if norm != "l1":
-        raise InputError("sparsefool is an L1 attack (norm='l1')")
-    if steps < 1 or deepfool_steps < 1 or lam <= 0:
-        raise InputError(f"steps and deepfool_steps must be >= 1 and lam > 0, got {steps}, {deepfool_steps}, {lam}")
+    if lam <= 0:
+        raise InputError(f"lam must be > 0, got {lam}")
     n = x.shape[0]
     counter = PassCounter(n, x.device)
     logits0, k = num_classes_of(model, x)

@@ -41,8 +41,6 @@ def spatial_pgd(
     ``step_size`` defaults to 2.5 eps / steps; restarts begin uniformly in the ball and only
     continue the unsolved samples. The best iterate (highest loss; first success) is returned.
     """
-    if norm != "flow":
-        raise InputError("spatial_pgd measures flows by ||M r||; pass norm='flow'")
     labels = target if targeted else y
     n, _, h, w = x.shape
     e = eps
@@ -115,8 +113,6 @@ def stadv(
     returned flow is the smallest-L_flow successful iterate seen (``norm`` = its L_flow; inf where the
     attack failed). Larger tau gives smaller, smoother flows.
     """
-    if norm != "flow":
-        raise InputError("stadv measures flows by L_flow; pass norm='flow'")
     if optimizer not in ("lbfgs", "adam"):
         raise InputError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
     if not (tau >= 0):
