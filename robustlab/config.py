@@ -189,11 +189,13 @@ def _coerce(v: Any, default: Any, key: str) -> Any:
 
 
 def parse_value(text: str) -> Any:
-    """Parse an override value as a TOML literal; a bare word is a string."""
+    """Parse an override value as a TOML literal; a fraction (``8/255``) is its number; a bare word a string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        return text
+        from robustlab.units import FRACTION, parse_number
+
+        return parse_number(text) if FRACTION.match(text) else text
 
 
 def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
