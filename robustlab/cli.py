@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from robustlab.data.checks import InputError
-from robustlab.units import canonical_attack, canonical_norm, parse_number, parse_numbers
+from robustlab.io import dumps
+from robustlab.units import canonical_norm, parse_number, parse_numbers, resolve_device
 
 
 def _cmd_data_info(a: argparse.Namespace) -> int:
@@ -113,6 +114,7 @@ def _load_model_and_data(a: argparse.Namespace, split: str = "test") -> tuple[An
     if (a.run is None) == (a.model is None):
         raise InputError("give a run/model folder, or --model FILE.py:Class --weights W (or robustbench:NAME), "
                          "not both")
+    a.device = resolve_device(getattr(a, "device", None))
     dataset, data_cfg = a.data, None
     if a.run is not None:
         p = Path(a.run)
@@ -128,8 +130,18 @@ def _load_model_and_data(a: argparse.Namespace, split: str = "test") -> tuple[An
                                 robustbench={"dataset": a.dataset or "cifar10", "threat_model": a.threat_model,
                                              "model_dir": a.model_dir})
         dataset = dataset or a.dataset
+    if getattr(a, "mean", None) is not None or getattr(a, "std", None) is not None:
+        from robustlab.models import with_normalization
+
+        if a.mean is None or a.std is None:
+            raise InputError("give --mean and --std together (the normalisation the model expects, in [0, 1] "
+                             "pixel units, e.g. --mean 0.4914,0.4822,0.4465 --std 0.2471,0.2435,0.2616)")
+        model = with_normalization(model, a.mean, a.std).to(a.device)
     if not dataset:
         raise InputError("say which data to use with --data NAME|FILE.npz|FOLDER")
+    root = getattr(a, "data_root", None)
+    if getattr(a, "download", False) and not (Path(dataset).suffix == ".npz" or Path(dataset).is_dir()):
+        rdata.load(dataset, split, root=root, download=True)  # fetched (with checksum) if missing
     if Path(dataset).suffix == ".npz" or Path(dataset).is_dir():
         ds = load_path(dataset)
         if data_cfg is not None:
@@ -137,9 +149,9 @@ def _load_model_and_data(a: argparse.Namespace, split: str = "test") -> tuple[An
                 ds = rdata.class_subset(ds, data_cfg.classes)
             ds = rdata.downsample(ds, data_cfg.downsample)
     elif data_cfg is not None:
-        ds = rdata.load_split(dataclasses.replace(data_cfg, name=dataset), split)
+        ds = rdata.load_split(dataclasses.replace(data_cfg, name=dataset, root=root or data_cfg.root), split)
     else:
-        ds = rdata.load(dataset, split)
+        ds = rdata.load(dataset, split, root=root)
     if a.n:
         ds = rdata.first_n(ds, min(a.n, len(ds.y)))
     return model, ds.x.to(a.device), ds.y.to(a.device)
@@ -155,6 +167,27 @@ def _add_model_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--threat-model", dest="threat_model", default="Linf", help="with robustbench:NAME")
     sp.add_argument("--model-dir", dest="model_dir", default="models", help="with robustbench:NAME")
     sp.add_argument("--data", default=None, help="dataset name, .npz file (x, y) or folder of class sub-folders")
+    sp.add_argument("--mean", type=_numbers, default=None,
+                    help="with --std: the model normalises outside the network: (x - mean) / std per channel is "
+                         "put in front of it (pixel units, comma-separated, e.g. 0.4914,0.4822,0.4465)")
+    sp.add_argument("--std", type=_numbers, default=None, help="with --mean, e.g. 0.2471,0.2435,0.2616")
+    _add_data_root(sp)
+    _add_device(sp)
+
+
+def _add_device(sp: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    """--device: auto (CUDA when present), cpu, cuda, cuda:N; a CUDA device that is absent is a one-line error."""
+    sp.add_argument("--device", default=default, type=_device,
+                    help="auto (default: CUDA when present), cpu, cuda or cuda:N")
+
+
+def _add_data_root(sp: argparse.ArgumentParser, download: bool = True) -> None:
+    """--data-root (where datasets are, or go with --download) and --download."""
+    sp.add_argument("--data-root", dest="data_root", default=None,
+                    help="folder holding the datasets (default $ROBUSTLAB_DATA, /usr/share/datasets, the cache)")
+    if download:
+        sp.add_argument("--download", action="store_true",
+                        help="download the dataset (with checksum) if missing (mnist, fashion_mnist, cifar10, ...)")
 
 
 def _cmd_certify(a: argparse.Namespace) -> int:
@@ -177,79 +210,28 @@ def _cmd_certify(a: argparse.Namespace) -> int:
 
 
 def _cmd_attack(a: argparse.Namespace) -> int:
-    import torch
+    import warnings
 
-    from robustlab import attacks
-    from robustlab.io import atomic_write
+    from robustlab.evaluate.attacking import attack_dataset, resolve_attack
 
-    real, preset = canonical_attack(a.attack)  # AutoAttack's names: "apgd-ce" -> apgd with loss "ce"
-    spec = attacks.get(real)
-    if spec.family == "fixed" and a.eps is None:
-        raise InputError(f"{a.attack} is a fixed-budget attack: give --eps (inf: no budget)")
-    if spec.family == "minnorm" and a.eps is not None:
-        raise InputError(f"{a.attack} is a minimum-norm attack: it takes no --eps (use --param stop_at=...)")
-    norm = a.norm if a.norm is not None else ("linf" if "linf" in spec.norms else spec.norms[0])
-    params: dict[str, Any] = {**preset, "norm": norm}
-    if spec.family == "fixed":
-        params["eps"] = a.eps
-    for key, val in (("steps", a.steps), ("step_size", a.step_size), ("restarts", a.restarts)):
-        if val is not None:
-            params[key] = spec.coerce(key, str(val))
+    params = {}
     for item in a.param or []:
         k, eq, v = item.partition("=")
         if not eq:
             raise InputError(f"--param takes KEY=VALUE, got {item!r}")
-        if k in ("targeted", "target", "generator", "norm", "eps"):
-            raise InputError(f"give {k} with its own flag, not --param")
-        params[k] = spec.coerce(k, v)
+        params[k.strip()] = v
+    opts = {"eps": a.eps, "norm": a.norm, "steps": a.steps, "step_size": a.step_size, "restarts": a.restarts,
+            "params": params}
+    with warnings.catch_warnings():  # (attack_dataset warns once, e.g. about a Linf eps above 1)
+        warnings.simplefilter("ignore")
+        resolve_attack(a.attack, **opts)  # a misspelt attack or parameter fails before the model and data load
     model, x, y = _load_model_and_data(a)
-    if a.target is not None:  # every point aimed at one class
-        params.update(targeted=True)
-    from robustlab import progress as bars
-    from robustlab.evaluate import shard
-
-    # batch b's generator is seeded with seed + b's first index, so a batch gets the same randomness whichever
-    # process runs it: under torchrun every rank attacks every world-size-th batch and the per-batch results
-    # are gathered in batch order (the same per-sample results as one process)
-    starts = list(range(0, len(x), a.batch_size))
-    local = {}
-    for i in bars.bar(shard.my_share(starts, a.device), desc=f"attack {a.attack}", unit="batch"):  # a terminal only
-        xb, yb = x[i:i + a.batch_size], y[i:i + a.batch_size]
-        with torch.no_grad():
-            cb = attacks.predict(model(xb)) == yb
-        tb = {"target": torch.full_like(yb, a.target)} if a.target is not None else {}
-        r = spec(model, xb, yb, generator=torch.Generator(device=a.device).manual_seed(a.seed + i), **params, **tb)
-        local[i] = {"clean": cb, "x_adv": r.x_adv, "success": r.success, "norm": r.norm,
-                    "unverified": int(r.unverified.sum()), "flagged": int(r.flagged.sum())}
-    gathered = shard.gather(local, a.device)
-    if not shard.is_main(a.device):  # torchrun: rank 0 reports and writes
+    run = attack_dataset(model, x, y, a.attack, **opts, target=a.target, batch_size=a.batch_size, seed=a.seed)
+    if not run.summary:  # torchrun: rank 0 reports and writes
         return 0
-    results = [gathered[i] for i in starts]
-    clean = torch.cat([r["clean"] for r in results]).to(y.device)
-    x_adv = torch.cat([r["x_adv"] for r in results])
-    success = torch.cat([r["success"] for r in results]).to(y.device)  # verified by the attacks' entry point
-    norms = torch.cat([r["norm"] for r in results])
-    summary = {
-        "attack": a.attack, "params": params, "target": a.target, "n": len(x),
-        "clean_acc": float(clean.float().mean()),
-        "success_rate": float(success.float().mean()),  # over all n points, misclassified ones included
-        "success_rate_over_correct": float((success & clean).sum() / clean.sum()) if clean.any() else None,
-        "robust_acc": float((clean & ~success).float().mean()),
-        "unverified": sum(r["unverified"] for r in results),
-        "nan_logits": sum(r["flagged"] for r in results),
-    }
-    if shard.world(a.device)[1] > 1:
-        print(f"sharded over {shard.world(a.device)[1]} processes", file=sys.stderr)
-    if spec.family == "minnorm":
-        ok = success & clean
-        summary["median_norm_over_correct"] = (float(torch.where(ok, norms, torch.inf)[clean].median())
-                                               if bool(clean.any()) else None)
-    print(json.dumps(summary, indent=2))
+    print(dumps(run.summary))
     if a.out:
-        tensors = {"x_adv": x_adv.cpu(), "success": success.cpu(), "norm": norms.cpu(), "y": y.cpu()}
-        from safetensors.torch import save_file
-
-        atomic_write(a.out, lambda tmp: save_file(tensors, tmp, metadata={"summary": json.dumps(summary)}))
+        run.save(a.out)
         print(f"saved adversarial examples to {a.out}", file=sys.stderr)
     return 0
 
@@ -277,7 +259,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                     custom=custom, batch_size=a.batch_size, seed=a.seed, checks=not a.no_checks, out=out,
                     meta={"model": str(label), "weights": a.weights,
                           "data": a.data or a.dataset or "from the run's config"}, progress=True,
-                    minnorm=a.minnorm.split(",") if a.minnorm else None, restart=a.restart, amp=a.amp)
+                    minnorm=a.minnorm.split(",") if a.minnorm else None, restart=a.restart, amp=a.amp,
+                    save_adv=a.save_adv)
     from robustlab.evaluate.shard import is_main
 
     if not is_main(a.device):  # torchrun: rank 0 reports (every rank holds the same gathered card)
@@ -374,6 +357,7 @@ def _argtype(fn: Any, what: str) -> Any:
 _norm = _argtype(canonical_norm, "norm")
 _attack_norm = _argtype(lambda v: "flow" if str(v).strip().lower() == "flow" else canonical_norm(v), "norm")
 _number = _argtype(parse_number, "number")
+_device = _argtype(resolve_device, "device")
 _numbers = _argtype(parse_numbers, "numbers")
 
 
@@ -390,12 +374,13 @@ def _analysis_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
 
 def _cmd_analyze_gradients(a: argparse.Namespace) -> int:
     from robustlab.analysis import gradients as G
-    from robustlab.experiments.helland2020 import gradient_rows_png
     from robustlab.io import atomic_write_json
+    from robustlab.report import figures
 
     model, x, y, out = _analysis_inputs(a)
     g, _ = G.loss_gradient(model, x, y)
-    path = gradient_rows_png({Path(a.run or a.model).name: (x, g)}, out / "gradients.png", [str(int(c)) for c in y])
+    path = figures.save(figures.gradient_grid({Path(a.run or a.model).name: (x, g)},
+                                              col_labels=[str(int(c)) for c in y]), out / "gradients.png")
     summary = G.gradient_summary(model, x, y)
     atomic_write_json(out / "gradients.json", summary)
     print(json.dumps(summary, indent=2))
@@ -535,13 +520,20 @@ def _add_analyze_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=10, help="first N test points")
     p.add_argument("--out", default=None, help="output folder (default RUN/analysis)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (and where to read more) instead of the usage block."""
+
+    def error(self, message: str) -> Any:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
     import robustlab
 
-    p = argparse.ArgumentParser(prog="robustlab", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = _Parser(prog="robustlab", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--version", action="version", version=f"robustlab {robustlab.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -563,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default=None, help="TOML file (see configs/); defaults when omitted")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=0.1")
     t.add_argument("--out", default=None, help="run folder (default runs/NAME-HASH); an existing one resumes")
-    t.add_argument("--device", default=None)
+    _add_device(t, default=None)
     t.set_defaults(fn=_cmd_train)
 
     r = sub.add_parser("runs", help="the index of runs").add_subparsers(dest="runs_command", required=True)
@@ -592,7 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fixed-budget attacks: a number or a fraction, e.g. 0.1 or 8/255 (inf: only the box)")
     at.add_argument("--target", type=int, default=None, help="targeted: aim every point at this class")
     at.add_argument("--steps", type=int, default=None)
-    at.add_argument("--step-size", dest="step_size", type=float, default=None)
+    at.add_argument("--step-size", "--alpha", dest="step_size", type=_number, default=None,
+                    help="a number or a fraction, e.g. 2/255 (--alpha: torchattacks' name)")
     at.add_argument("--restarts", type=int, default=None)
     at.add_argument("--param", action="append", metavar="KEY=VALUE",
                     help="other attack parameters, typed from the attack's signature (e.g. alpha_final=0.001)")
@@ -600,7 +593,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first N test points (0 = all)")
     at.add_argument("--batch-size", dest="batch_size", type=int, default=500)
     at.add_argument("--seed", type=int, default=0)
-    at.add_argument("--device", default="cpu")
     at.add_argument("--out", default=None, help="save x_adv, success, norm to this .safetensors file")
     at.set_defaults(fn=_cmd_attack)
 
@@ -612,7 +604,6 @@ def build_parser() -> argparse.ArgumentParser:
     ce.add_argument("--dual-steps", dest="dual_steps", type=int, default=150)
     ce.add_argument("--printed", action="store_true", help="spectral/frobenius as printed in the paper (unsound)")
     ce.add_argument("--n", type=int, default=1000, help="first N test points (0 = all)")
-    ce.add_argument("--device", default="cpu")
     ce.add_argument("--out", default=None, help="write the summary JSON here")
     ce.set_defaults(fn=_cmd_certify)
 
@@ -629,7 +620,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first N test points (0 = all)")
     ev.add_argument("--batch-size", dest="batch_size", type=int, default=500)
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--device", default="cpu")
     ev.add_argument("--minnorm", nargs="?", const="minimum", default=None,
                     help="also the min-norm route: comma-separated min-norm attacks; the flag alone runs "
                          "'minimum' (the per-norm portfolio of robustlab/attacks/portfolio.py)")
@@ -642,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "and the verification of every example stay in full precision")
     ev.add_argument("--out", default=None, help="model card JSON (default RUN/eval_NORM_VERSION_nN_epsE.json); resumes "
                     "an interrupted run of the same evaluation (same weights, data, attacks, seed, ...)")
+    ev.add_argument("--save-adv", dest="save_adv", default=None,
+                    help="write the ensemble's verified adversarial examples (x_adv@EPS per eps, y) to this "
+                         ".safetensors file")
     ev.add_argument("--restart", action="store_true",
                     help="discard a saved state of a different evaluation at --out instead of refusing")
     ev.set_defaults(fn=_cmd_evaluate)
@@ -649,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser("demo", help="the main job: train standard and adversarially trained models, attack them")
     de.add_argument("--out", default="runs/demo")
     de.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
-    de.add_argument("--device", default="cpu")
+    _add_device(de)
     de.set_defaults(fn=_cmd_demo)
 
     from robustlab.experiments import EXPERIMENTS
@@ -683,19 +676,19 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--n", type=int, default=0, help="first N points (0 = all)")
     al.add_argument("--out", default=None, help="output folder (default FIRST_RUN/analysis)")
     al.add_argument("--seed", type=int, default=0)
-    al.add_argument("--device", default="cpu")
+    _add_device(al)
     al.set_defaults(fn=_cmd_analyze_logits)
     ai = ans.add_parser("invert", help="model inversion: unbounded targeted PGD from shared noise, a column per class")
     _add_analyze_common(ai)
     ai.add_argument("--steps", type=int, default=300)
-    ai.add_argument("--step-size", type=float, default=0.01)
+    ai.add_argument("--step-size", type=_number, default=0.01)
     ai.add_argument("--norm", default="linf", choices=["linf", "l2"])
     ai.add_argument("--seeds", type=int, default=1, help="noise seeds (rows)")
     ai.add_argument("--noise", default="grey", choices=["grey", "uniform"])
     ai.set_defaults(fn=_cmd_analyze_invert)
     ale = ans.add_parser("large-eps", help="large-eps adversarial examples with interpolation strips")
     _add_analyze_common(ale)
-    ale.add_argument("--eps", type=float, default=0.3, help="Tsipras et al. Table 3: MNIST linf 0.3, l2 4")
+    ale.add_argument("--eps", type=_number, default=0.3, help="Tsipras et al. Table 3: MNIST linf 0.3, l2 4")
     ale.add_argument("--norm", default="linf", choices=["linf", "l2"])
     ale.add_argument("--mode", default="untargeted", choices=["untargeted", "targeted"])
     ale.add_argument("--target", type=int, default=None, help="targeted: this class (default: label + 1)")
@@ -706,11 +699,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     from robustlab.config import ConfigError
     from robustlab.data.checks import InputError
     from robustlab.models.io import CheckpointError
     from robustlab.runs import RunLockedError
 
+    warnings.formatwarning = lambda message, category, *_, **__: f"robustlab: warning: {message}\n"
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
