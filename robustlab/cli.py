@@ -417,9 +417,9 @@ def _run_logits(run: str, split: str, epoch: int | None, data: str | None, n: in
 def _cmd_analyze_logits(a: argparse.Namespace) -> int:
     import torch
 
-    from robustlab.analysis import logits as L
+    from robustlab.analysis.logits import compare_runs, comparison_table
     from robustlab.io import atomic_write_json
-    from robustlab.report import logit_figures as F
+    from robustlab.report.logit_figures import comparison_figures
 
     runs = {}
     for r in a.runs:
@@ -427,44 +427,12 @@ def _cmd_analyze_logits(a: argparse.Namespace) -> int:
         while name in runs:
             name += "'"
         runs[name] = _run_logits(r, a.split, a.epoch, a.data, a.n, a.device)
-    n = min(len(v["logits"]) for v in runs.values())
-    labels = next(iter(runs.values()))["labels"][:n]
-    if any(not torch.equal(v["labels"][:n], labels) for v in runs.values()):
-        raise InputError("the runs' logits are not on the same points (labels differ): compare runs of one dataset")
-    res = L.compare({k: v["logits"][:n] for k, v in runs.items()}, labels, torch.Generator().manual_seed(a.seed))
-    for k, v in runs.items():
-        res["models"][k]["source"] = v["source"]
-        if v["per_epoch"] is not None and len(v["epochs"]) > 1:
-            res["models"][k]["per_epoch"] = {
-                "epochs": v["epochs"],
-                "max_logit_mean": [float(L.max_logit(e).mean()) for e in v["per_epoch"]],
-                "max_logit_skew": [L.skewness(L.max_logit(e)) for e in v["per_epoch"]],
-                "gap_mean": [float(L.logit_gap(e).mean()) for e in v["per_epoch"]],
-                "gap_skew": [L.skewness(L.logit_gap(e)) for e in v["per_epoch"]],
-            }
+    res = compare_runs(runs, torch.Generator().manual_seed(a.seed))
     out = Path(a.out) if a.out else Path(a.runs[0]) / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "logits.json", res)
-    F.overlaid_histograms({k: L.max_logit(v["logits"]) for k, v in runs.items()}, out / "max_logit_hist.png",
-                          xlabel="max logit")
-    F.overlaid_histograms({k: L.logit_gap(v["logits"]) for k, v in runs.items()}, out / "gap_hist.png")
-    per = {k: L.histograms([L.max_logit(e) for e in v["per_epoch"]]) for k, v in runs.items()
-           if v["per_epoch"] is not None and len(v["epochs"]) > 1}
-    if per:
-        F.epoch_heatmaps(per, out / "max_logit_per_epoch.png")
-    if res["pairs"]:
-        k_all = list(range(1, next(iter(runs.values()))["logits"].shape[1] + 1))
-        F.lines({p: (k_all, v["ao"]) for p, v in res["pairs"].items()}, out / "average_overlap.png", "k", "AO@k",
-                dashed={p: (k_all, v["ao_permuted"]) for p, v in res["pairs"].items()})
-    print(f"{'run':<24} {'n':>6} {'acc':>6} {'max logit':>18} {'gap':>18} {'gap<1':>6}")
-    for k, m in res["models"].items():
-        ml, gp = m["max_logit"], m["gap"]
-        print(f"{k:<24} {m['n']:>6} {m.get('accuracy', float('nan')):>6.3f} "
-              f"{ml['mean']:>7.2f} (skew {ml['skew']:>5.2f}) {gp['mean']:>7.2f} (skew {gp['skew']:>5.2f}) "
-              f"{m['frac_gap_below_1']:>6.3f}")
-    for p, v in res["pairs"].items():
-        print(f"{p}: far-rank fraction {v['far_rank_fraction']:.3f}, AO@3 {v['ao'][min(2, len(v['ao']) - 1)]:.3f} "
-              f"(permuted {v['ao_permuted'][min(2, len(v['ao']) - 1)]:.3f})")
+    comparison_figures(runs, res, out)
+    print(comparison_table(res))
     print(f"figures and logits.json: {out}", file=sys.stderr)
     return 0
 

@@ -152,9 +152,16 @@ def attack_dataset(model: nn.Module, x: Tensor, y: Tensor, attack: str, *, eps: 
         return {k: (torch.cat([p[k] for p in parts]) if isinstance(parts[0][k], Tensor) else sum(p[k] for p in parts))
                 for k in parts[0]}
 
+    from robustlab.evaluate.card import fraction_string
+
+    eps_text = f" eps {fraction_string(kw['eps'])}" if "eps" in kw else ""
     local = {}
     for i in bars.bar(shard.my_share(starts, dev), desc=f"attack {attack}", unit="batch", wanted=progress):
         local[i] = halve_on_oom(lambda bs, i=i: one(i, bs), size[0], f"attack {attack}")
+        b = local[i]
+        bars.line(f"attack {attack}{eps_text}, points {i}-{min(i + batch_size, len(x)) - 1} of {len(x)}: "
+                  f"{int((b['success'] & b['clean']).sum())} of {int(b['clean'].sum())} correct points broken",
+                  progress)  # logs and batch jobs (a terminal shows the bar)
     gathered = shard.gather(local, dev)
     if not shard.is_main(dev):
         empty = x.new_zeros((0,))

@@ -224,6 +224,8 @@ def minnorm_route(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: list[f
                                                      torch.full_like(r.norm, float("inf"))))
         results.append(r)
         curves[name] = {str(e): a for e, a in robust_accuracy_curve(r, correct, eps).items()}
+        bars.line(f"min-norm {name}: robust accuracy " + ", ".join(f"{a:.4f} at eps {fraction_string(float(e))}"
+                                                                     for e, a in curves[name].items()), progress)
     best = combine_minnorm(results)
     combined = robust_accuracy_curve(best, correct, eps)
     weaker = [e for e in eps if combined[float(e)] < ensemble_acc[e] - 1e-9]
