@@ -504,7 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="robustlab", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--version", action="version", version=f"robustlab {robustlab.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_parsers_data_models_attacks, _parsers_train_runs, _parsers_attack_certify, _parser_evaluate,
+                _parsers_demo_reproduce_report, _parser_analyze):  # one function per group of commands
+        add(sub)
+    return p
 
+
+def _parsers_data_models_attacks(sub: Any) -> None:
+    """data info, models list, attacks list"""
     d = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     di = d.add_parser("info", help="describe a dataset: shapes, class counts, pixel statistics, files")
     di.add_argument("name")
@@ -519,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     ak.add_parser("list", help="every attack: family (fixed budget / minimum norm), norms, what it is"
                   ).set_defaults(fn=_cmd_attacks_list)
 
+
+def _parsers_train_runs(sub: Any) -> None:
+    """train, runs list, runs table"""
     t = sub.add_parser("train", help="train a model from a TOML config")
     t.add_argument("--config", default=None, help="TOML file (see configs/); defaults when omitted")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=0.1")
@@ -539,13 +549,18 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--root", default=None, help="runs root (default $ROBUSTLAB_RUNS or ./runs)")
     rt.set_defaults(fn=_cmd_runs_table)
 
+
+def _parsers_attack_certify(sub: Any) -> None:
+    """attack, certify"""
     at = sub.add_parser("attack", help="attack a trained model; print success rate and robust accuracy",
                         description="Prints JSON: clean_acc, robust_acc, success_rate_over_correct (verified "
                                     "adversarial examples among the correctly classified points: the usual attack "
                                     "success rate) and success_rate (verified misclassified outputs among all n "
                                     "points, already misclassified points included).")
     _add_model_args(at)
-    at.add_argument("--attack", required=True)
+    at.add_argument("--attack", required=True, help="robustlab's name (robustlab attacks list) or the field's, any "
+                    "case: PGD, FGSM, BIM, MIFGSM, CW, DeepFool, APGD, APGD-CE, APGDT, FAB, Square, EADL1, FMN, DDN, "
+                    "L2PGD, LinfPGD, L2CarliniWagnerAttack, ...")
     at.add_argument("--norm", default=None, type=_attack_norm,
                     help="linf, l2, l1, l0, pixel (Linf/L2/... also work) or flow; default linf or the attack's own")
     at.add_argument("--eps", type=_number, default=None,
@@ -575,6 +590,9 @@ def build_parser() -> argparse.ArgumentParser:
     ce.add_argument("--out", default=None, help="write the summary JSON here")
     ce.set_defaults(fn=_cmd_certify)
 
+
+def _parser_evaluate(sub: Any) -> None:
+    """evaluate"""
     ev = sub.add_parser("evaluate", help="verified robust accuracy at several eps with a worst-case ensemble")
     _add_model_args(ev)
     ev.add_argument("--norm", default="linf", type=_norm, help="linf, l2 or l1 (Linf/L2/L1 also work)")
@@ -607,6 +625,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="discard a saved state of a different evaluation at --out instead of refusing")
     ev.set_defaults(fn=_cmd_evaluate)
 
+
+def _parsers_demo_reproduce_report(sub: Any) -> None:
+    """demo, reproduce, report"""
     de = sub.add_parser("demo", help="the main job: train standard and adversarially trained models, attack them")
     de.add_argument("--out", default="runs/demo")
     de.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
@@ -630,6 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--screenshot", default=None, help="with --check: write a PNG screenshot here")
     rep.set_defaults(fn=_cmd_report)
 
+
+def _parser_analyze(sub: Any) -> None:
+    """analyze gradients, logits, invert, large-eps"""
     an = sub.add_parser("analyze", help="what a trained model looks like: gradients, inversions, ...")
     ans = an.add_subparsers(dest="analyze_command", required=True)
     ag = ans.add_parser("gradients", help="input-gradient maps (PNG grid) and gradient/Jacobian/Fisher norms")
@@ -663,7 +687,6 @@ def build_parser() -> argparse.ArgumentParser:
     ale.add_argument("--steps", type=int, default=100)
     ale.add_argument("--interpolate", type=int, default=8, help="images per interpolation strip")
     ale.set_defaults(fn=_cmd_analyze_large_eps)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

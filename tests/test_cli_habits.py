@@ -86,8 +86,10 @@ def test_cli_flags_take_fractions():
     assert p.parse_args(["analyze", "invert", "R", "--step-size", "1/255"]).step_size == 1 / 255
     from robustlab.config import load_config
 
-    cfg = load_config(None, ["objective.name=pgd_at", "objective.eps=8/255", "optim.lr=1/10"])
-    assert cfg.objective["eps"] == 8 / 255 and cfg.optim.lr == 0.1
+    cfg = load_config(None, ["objective.name=pgd_at", "objective.eps=8/255", "optim.lr=1/10", "eval.eps=8/255",
+                             "objective.eps_list=[2/255, 4/255]", "data.root=runs/1/2"])
+    assert cfg.objective["eps"] == 8 / 255 and cfg.optim.lr == 0.1 and cfg.eval.eps == 8 / 255
+    assert cfg.objective["eps_list"] == [2 / 255, 4 / 255] and cfg.data.root == "runs/1/2"
 
 
 def test_device_auto_and_absent_cuda(capsys):
@@ -242,6 +244,7 @@ def test_sanity_warning_is_not_shown_as_passed():
     checks = {c["name"]: c for c in sanity_checks(model, x, y, res)}
     c = checks["blackbox_not_stronger"]
     assert c["status"] == "warning" and not c["passed"] and "masked" in c["detail"]
+    assert not any("-0.000" in c["detail"] for c in checks.values()), checks  # "accuracy -0.000" before
 
 
 def test_linf_eps_above_one_warns(capsys):

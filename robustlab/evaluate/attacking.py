@@ -66,9 +66,9 @@ def resolve_attack(name: str, *, eps: Any = None, norm: str | None = None, steps
                          "names work too)")
     spec = attacks.get(real)
     if spec.family == "fixed" and eps is None:
-        raise InputError(f"{name} is a fixed-budget attack: give eps (--eps; inf: no budget)")
+        raise InputError(f"{name} is a fixed-budget attack: give --eps (eps= in Python; inf: no budget)")
     if spec.family == "minnorm" and eps is not None:
-        raise InputError(f"{name} is a minimum-norm attack: it takes no eps (use stop_at=...)")
+        raise InputError(f"{name} is a minimum-norm attack: it takes no --eps (use --param stop_at=...)")
     if norm is None:
         norm = str(preset.get("norm") or ("linf" if "linf" in spec.norms else spec.norms[0]))
     elif norm != "flow":

@@ -106,8 +106,8 @@ def sanity_checks(model: nn.Module, x: Tensor, y: Tensor, res: EnsembleResult, *
         drop = extra / len(x)
         out.append(_check("more_steps_converged", drop <= 0.02,
                           f"at eps {e_mid:g}, PGD-100 with 5 restarts broke {extra} of the {int(left.sum())} points "
-                          f"the evaluation left robust (accuracy -{drop:.3f}, counted in the reported robust "
-                          "accuracy; a large drop means the attacks had not converged)"))
+                          f"the evaluation left robust (robust accuracy lower by {drop:.3f}, counted in the reported "
+                          "robust accuracy; a large drop means the attacks had not converged)"))
 
     bar.update(1)
     bar.close()
