@@ -1,7 +1,10 @@
 """``robustlab ...``: a thin layer that parses arguments and calls the library.
 
 Flags use the library's words (eps, steps, step_size, norm, ...); attack parameters beyond the
-common ones go through ``--param key=value`` and are typed by the attack registry.
+common ones go through ``--param key=value`` and are typed by the attack registry. The field's spellings
+work too (attack names of torchattacks, Foolbox and AutoAttack, ``--alpha``, ``8/255``): they are resolved in
+``robustlab/units.py``. What a command does is a library call (``evaluate.attacking.attack_dataset``,
+``evaluate.evaluate``, ...), so every command has its Python twin.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ def _cmd_data_info(a: argparse.Namespace) -> int:
     from robustlab import data
 
     kw = {"download": True} if a.download else {}
-    print(json.dumps(data.describe(a.name, root=a.root, **kw), indent=2, default=str))
+    print(dumps(data.describe(a.name, root=a.root, **kw), default=str))
     return 0
 
 
@@ -71,7 +74,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         if lock is not None:
             lock.release()
     if t.is_main:
-        print(json.dumps({"run": str(out), **metrics}, indent=2))
+        print(dumps({"run": str(out), **metrics}))
     return 0
 
 
@@ -203,7 +206,7 @@ def _cmd_certify(a: argparse.Namespace) -> int:
                "certified_acc": [float(v) for v in 1 - cert.loss01],
                "certified_loss01": [float(v) for v in cert.loss01],
                "claimed_loss01": [float(v) for v in cert.claimed_loss01], "bound_seconds": q.seconds}
-    print(json.dumps(summary, indent=2))
+    print(dumps(summary))
     if a.out:
         atomic_write_json(a.out, summary)
     return 0
@@ -374,16 +377,16 @@ def _analysis_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
 
 def _cmd_analyze_gradients(a: argparse.Namespace) -> int:
     from robustlab.analysis import gradients as G
-    from robustlab.io import atomic_write_json
+    from robustlab.io import atomic_write_json, strict_json
     from robustlab.report import figures
 
     model, x, y, out = _analysis_inputs(a)
     g, _ = G.loss_gradient(model, x, y)
     path = figures.save(figures.gradient_grid({Path(a.run or a.model).name: (x, g)},
                                               col_labels=[str(int(c)) for c in y]), out / "gradients.png")
-    summary = G.gradient_summary(model, x, y)
+    summary = strict_json(G.gradient_summary(model, x, y))  # floats as they mean, in the file as printed
     atomic_write_json(out / "gradients.json", summary)
-    print(json.dumps(summary, indent=2))
+    print(dumps(summary))
     print(f"gradient grid: {path}", file=sys.stderr)
     return 0
 
@@ -458,7 +461,7 @@ def _cmd_analyze_invert(a: argparse.Namespace) -> int:
     summary = {"steps": a.steps, "step_size": a.step_size, "norm": a.norm,
                "target_prob": [float(v) for v in r.target_prob]}
     atomic_write_json(out / "inversions.json", summary)
-    print(json.dumps({"mean_target_prob": float(r.target_prob.mean())}, indent=2))
+    print(dumps({"mean_target_prob": float(r.target_prob.mean())}))
     print(f"inversion grid: {out / 'inversions.png'}", file=sys.stderr)
     return 0
 
@@ -478,7 +481,7 @@ def _cmd_analyze_large_eps(a: argparse.Namespace) -> int:
     figures.save(figures.image_grid(strips, row_labels=[f"{int(c)} -> {int(p)}" for c, p in zip(y, pred)],
                                     col_labels=[f"{v:.2f}" for v in torch.linspace(0, 1, a.interpolate).tolist()],
                                     title=f"{a.mode} large-eps examples, {a.norm} eps {a.eps}"), out / "large_eps.png")
-    print(json.dumps({"changed_label": float((pred != y).float().mean()), "eps": a.eps, "norm": a.norm}, indent=2))
+    print(dumps({"changed_label": float((pred != y).float().mean()), "eps": a.eps, "norm": a.norm}))
     print(f"large-eps strips: {out / 'large_eps.png'}", file=sys.stderr)
     return 0
 

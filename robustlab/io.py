@@ -99,7 +99,7 @@ def tidy_json(obj: Any) -> Any:
 def dumps(obj: Any, **kw: Any) -> str:
     """Strict JSON text of `obj` (`strict_json`: inf/NaN -> null) with floats as they mean (`tidy_float`): 0.84,
     not 0.8399999737739563; no -0.0."""
-    return json.dumps(strict_json(obj), default=_json_default, **{"indent": 2, **kw})
+    return json.dumps(strict_json(obj), **{"indent": 2, "default": _json_default, **kw})
 
 
 def _json_default(o: Any) -> Any:

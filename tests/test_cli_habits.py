@@ -216,11 +216,13 @@ def test_benchmark_one_call_prints_autoattacks_summary():
 
     model, _, _ = digits_mlp()
     buf = io.StringIO()
-    card = benchmark(model, dataset="digits", threat_model="Linf", eps="4/255", n=20, version="cheap",
-                     checks=False, progress=False, file=buf)
+    card = benchmark(model, dataset="digits", threat_model="Linf", eps="4/255", n=20, checks=False, progress=False,
+                     file=buf)
     text = buf.getvalue()
-    assert card["n"] == 20 and "clean accuracy:" in text and "eps 4/255:" in text
-    assert "robust accuracy after APGD-CE" in text or "robust accuracy after" in text
+    assert card["n"] == 20 and card["version"] == "standard" and "eps 4/255:" in text
+    assert f"clean accuracy: {100 * card['clean_accuracy']:.2f}%" in text
+    for label in ("APGD-CE", "APGD-T", "FAB-T", "Square"):  # AutoAttack's log, in its order
+        assert f"robust accuracy after {label}: " in text, text
     assert f"robust accuracy: {100 * card['robust_accuracy'][str(4 / 255)]:.2f}%" in text
 
 

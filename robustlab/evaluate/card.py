@@ -276,7 +276,7 @@ def model_info(card: dict[str, Any], eps: float) -> dict[str, Any]:
 def _autoattack_name(name: str, params: dict[str, Any]) -> str:
     if name == "apgd":
         return f"APGD-{str(params.get('loss', 'ce')).upper()}"
-    return name.replace("_", "-").upper()
+    return "Square" if name == "square" else name.replace("_", "-").upper()
 
 
 def accuracy_after_each_attack(card: dict[str, Any], eps: str) -> list[tuple[str, float]]:
