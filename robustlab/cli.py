@@ -1,7 +1,10 @@
 """``robustlab ...``: a thin layer that parses arguments and calls the library.
 
 Flags use the library's words (eps, steps, step_size, norm, ...); attack parameters beyond the
-common ones go through ``--param key=value`` and are typed by the attack registry.
+common ones go through ``--param key=value`` and are typed by the attack registry. The field's spellings
+work too (attack names of torchattacks, Foolbox and AutoAttack, ``--alpha``, ``8/255``): they are resolved in
+``robustlab/units.py``. What a command does is a library call (``evaluate.attacking.attack_dataset``,
+``evaluate.evaluate``, ...), so every command has its Python twin.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from robustlab.errors import InputError
-from robustlab.units import canonical_norm, parse_number, parse_numbers
+from robustlab.io import dumps
+from robustlab.units import canonical_norm, parse_number, parse_numbers, resolve_device
 
 
 def _cmd_data_info(a: argparse.Namespace) -> int:
     from robustlab import data
 
     kw = {"download": True} if a.download else {}
-    print(json.dumps(data.describe(a.name, root=a.root, **kw), indent=2, default=str))
+    print(dumps(data.describe(a.name, root=a.root, **kw), default=str))
     return 0
 
 
@@ -70,7 +74,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         if lock is not None:
             lock.release()
     if t.is_main:
-        print(json.dumps({"run": str(out), **metrics}, indent=2))
+        print(dumps({"run": str(out), **metrics}))
     return 0
 
 
@@ -113,6 +117,7 @@ def _load_model_and_data(a: argparse.Namespace, split: str = "test") -> tuple[An
     if (a.run is None) == (a.model is None):
         raise InputError("give a run/model folder, or --model FILE.py:Class --weights W (or robustbench:NAME), "
                          "not both")
+    a.device = resolve_device(getattr(a, "device", None))
     dataset, data_cfg = a.data, None
     if a.run is not None:
         p = Path(a.run)
@@ -128,8 +133,18 @@ def _load_model_and_data(a: argparse.Namespace, split: str = "test") -> tuple[An
                                 robustbench={"dataset": a.dataset or "cifar10", "threat_model": a.threat_model,
                                              "model_dir": a.model_dir})
         dataset = dataset or a.dataset
+    if getattr(a, "mean", None) is not None or getattr(a, "std", None) is not None:
+        from robustlab.models import with_normalization
+
+        if a.mean is None or a.std is None:
+            raise InputError("give --mean and --std together (the normalisation the model expects, in [0, 1] "
+                             "pixel units, e.g. --mean 0.4914,0.4822,0.4465 --std 0.2471,0.2435,0.2616)")
+        model = with_normalization(model, a.mean, a.std).to(a.device)
     if not dataset:
         raise InputError("say which data to use with --data NAME|FILE.npz|FOLDER")
+    root = getattr(a, "data_root", None)
+    if getattr(a, "download", False) and not (Path(dataset).suffix == ".npz" or Path(dataset).is_dir()):
+        rdata.load(dataset, split, root=root, download=True)  # fetched (with checksum) if missing
     if Path(dataset).suffix == ".npz" or Path(dataset).is_dir():
         ds = load_path(dataset)
         if data_cfg is not None:
@@ -137,9 +152,9 @@ def _load_model_and_data(a: argparse.Namespace, split: str = "test") -> tuple[An
                 ds = rdata.class_subset(ds, data_cfg.classes)
             ds = rdata.downsample(ds, data_cfg.downsample)
     elif data_cfg is not None:
-        ds = rdata.load_split(dataclasses.replace(data_cfg, name=dataset), split)
+        ds = rdata.load_split(dataclasses.replace(data_cfg, name=dataset, root=root or data_cfg.root), split)
     else:
-        ds = rdata.load(dataset, split)
+        ds = rdata.load(dataset, split, root=root)
     if a.n:
         ds = rdata.first_n(ds, min(a.n, len(ds.y)))
     return model, ds.x.to(a.device), ds.y.to(a.device)
@@ -155,6 +170,27 @@ def _add_model_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--threat-model", dest="threat_model", default="Linf", help="with robustbench:NAME")
     sp.add_argument("--model-dir", dest="model_dir", default="models", help="with robustbench:NAME")
     sp.add_argument("--data", default=None, help="dataset name, .npz file (x, y) or folder of class sub-folders")
+    sp.add_argument("--mean", type=_numbers, default=None,
+                    help="with --std: the model normalises outside the network: (x - mean) / std per channel is "
+                         "put in front of it (pixel units, comma-separated, e.g. 0.4914,0.4822,0.4465)")
+    sp.add_argument("--std", type=_numbers, default=None, help="with --mean, e.g. 0.2471,0.2435,0.2616")
+    _add_data_root(sp)
+    _add_device(sp)
+
+
+def _add_device(sp: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    """--device: auto (CUDA when present), cpu, cuda, cuda:N; a CUDA device that is absent is a one-line error."""
+    sp.add_argument("--device", default=default, type=_device,
+                    help="auto (default: CUDA when present), cpu, cuda or cuda:N")
+
+
+def _add_data_root(sp: argparse.ArgumentParser, download: bool = True) -> None:
+    """--data-root (where datasets are, or go with --download) and --download."""
+    sp.add_argument("--data-root", dest="data_root", default=None,
+                    help="folder holding the datasets (default $ROBUSTLAB_DATA, /usr/share/datasets, the cache)")
+    if download:
+        sp.add_argument("--download", action="store_true",
+                        help="download the dataset (with checksum) if missing (mnist, fashion_mnist, cifar10, ...)")
 
 
 def _cmd_certify(a: argparse.Namespace) -> int:
@@ -170,86 +206,35 @@ def _cmd_certify(a: argparse.Namespace) -> int:
                "certified_acc": [float(v) for v in 1 - cert.loss01],
                "certified_loss01": [float(v) for v in cert.loss01],
                "claimed_loss01": [float(v) for v in cert.claimed_loss01], "bound_seconds": q.seconds}
-    print(json.dumps(summary, indent=2))
+    print(dumps(summary))
     if a.out:
         atomic_write_json(a.out, summary)
     return 0
 
 
 def _cmd_attack(a: argparse.Namespace) -> int:
-    import torch
+    import warnings
 
-    from robustlab import attacks
-    from robustlab.io import atomic_write
+    from robustlab.evaluate.attacking import attack_dataset, resolve_attack
 
-    spec = attacks.get(a.attack)  # any name the field uses: "PGD", "apgd-ce" (apgd with loss "ce"), ...
-    preset = spec.preset
-    if spec.family == "fixed" and a.eps is None:
-        raise InputError(f"{a.attack} is a fixed-budget attack: give --eps (inf: no budget)")
-    if spec.family == "minnorm" and a.eps is not None:
-        raise InputError(f"{a.attack} is a minimum-norm attack: it takes no --eps (use --param stop_at=...)")
-    norm = a.norm if a.norm is not None else ("linf" if "linf" in spec.norms else spec.norms[0])
-    params: dict[str, Any] = {**preset, "norm": norm}
-    if spec.family == "fixed":
-        params["eps"] = a.eps
-    for key, val in (("steps", a.steps), ("step_size", a.step_size), ("restarts", a.restarts)):
-        if val is not None:
-            params[key] = spec.coerce(key, str(val))
+    params = {}
     for item in a.param or []:
         k, eq, v = item.partition("=")
         if not eq:
             raise InputError(f"--param takes KEY=VALUE, got {item!r}")
-        if k in ("targeted", "target", "generator", "norm", "eps"):
-            raise InputError(f"give {k} with its own flag, not --param")
-        params[k] = spec.coerce(k, v)
+        params[k.strip()] = v
+    opts = {"eps": a.eps, "norm": a.norm, "steps": a.steps, "step_size": a.step_size, "restarts": a.restarts,
+            "params": params}
+    with warnings.catch_warnings():  # (attack_dataset warns once, e.g. about a Linf eps above 1)
+        warnings.simplefilter("ignore")
+        resolve_attack(a.attack, **opts)  # a misspelt attack or parameter fails before the model and data load
     model, x, y = _load_model_and_data(a)
-    if a.target is not None:  # every point aimed at one class
-        params.update(targeted=True)
-    from robustlab import progress as bars
-    from robustlab.evaluate import shard
-
-    # batch b's generator is seeded with seed + b's first index, so a batch gets the same randomness whichever
-    # process runs it: under torchrun every rank attacks every world-size-th batch and the per-batch results
-    # are gathered in batch order (the same per-sample results as one process)
-    starts = list(range(0, len(x), a.batch_size))
-    local = {}
-    for i in bars.bar(shard.my_share(starts, a.device), desc=f"attack {a.attack}", unit="batch"):  # a terminal only
-        xb, yb = x[i:i + a.batch_size], y[i:i + a.batch_size]
-        with torch.no_grad():
-            cb = attacks.predict(model(xb)) == yb
-        tb = {"target": torch.full_like(yb, a.target)} if a.target is not None else {}
-        r = spec(model, xb, yb, generator=torch.Generator(device=a.device).manual_seed(a.seed + i), **params, **tb)
-        local[i] = {"clean": cb, "x_adv": r.x_adv, "success": r.success, "norm": r.norm,
-                    "unverified": int(r.unverified.sum()), "flagged": int(r.flagged.sum())}
-    gathered = shard.gather(local, a.device)
-    if not shard.is_main(a.device):  # torchrun: rank 0 reports and writes
+    run = attack_dataset(model, x, y, a.attack, **opts, target=a.target, batch_size=a.batch_size, seed=a.seed)
+    if not run.summary:  # torchrun: rank 0 reports and writes
         return 0
-    results = [gathered[i] for i in starts]
-    clean = torch.cat([r["clean"] for r in results]).to(y.device)
-    x_adv = torch.cat([r["x_adv"] for r in results])
-    success = torch.cat([r["success"] for r in results]).to(y.device)  # verified by the attacks' entry point
-    norms = torch.cat([r["norm"] for r in results])
-    summary = {
-        "attack": a.attack, "params": params, "target": a.target, "n": len(x),
-        "clean_acc": float(clean.float().mean()),
-        "success_rate": float(success.float().mean()),  # over all n points, misclassified ones included
-        "success_rate_over_correct": float((success & clean).sum() / clean.sum()) if clean.any() else None,
-        "robust_acc": float((clean & ~success).float().mean()),
-        "unverified": sum(r["unverified"] for r in results),
-        "nan_logits": sum(r["flagged"] for r in results),
-    }
-    if shard.world(a.device)[1] > 1:
-        print(f"sharded over {shard.world(a.device)[1]} processes", file=sys.stderr)
-    if spec.family == "minnorm":
-        ok = success & clean
-        summary["median_norm_over_correct"] = (float(torch.where(ok, norms, torch.inf)[clean].median())
-                                               if bool(clean.any()) else None)
-    print(json.dumps(summary, indent=2))
+    print(dumps(run.summary))
     if a.out:
-        tensors = {"x_adv": x_adv.cpu(), "success": success.cpu(), "norm": norms.cpu(), "y": y.cpu()}
-        from safetensors.torch import save_file
-
-        atomic_write(a.out, lambda tmp: save_file(tensors, tmp, metadata={"summary": json.dumps(summary)}))
+        run.save(a.out)
         print(f"saved adversarial examples to {a.out}", file=sys.stderr)
     return 0
 
@@ -277,7 +262,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                     custom=custom, batch_size=a.batch_size, seed=a.seed, checks=not a.no_checks, out=out,
                     meta={"model": str(label), "weights": a.weights,
                           "data": a.data or a.dataset or "from the run's config"}, progress=True,
-                    minnorm=a.minnorm.split(",") if a.minnorm else None, restart=a.restart, amp=a.amp)
+                    minnorm=a.minnorm.split(",") if a.minnorm else None, restart=a.restart, amp=a.amp,
+                    save_adv=a.save_adv)
     from robustlab.evaluate.shard import is_main
 
     if not is_main(a.device):  # torchrun: rank 0 reports (every rank holds the same gathered card)
@@ -374,6 +360,7 @@ def _argtype(fn: Any, what: str) -> Any:
 _norm = _argtype(canonical_norm, "norm")
 _attack_norm = _argtype(lambda v: "flow" if str(v).strip().lower() == "flow" else canonical_norm(v), "norm")
 _number = _argtype(parse_number, "number")
+_device = _argtype(resolve_device, "device")
 _numbers = _argtype(parse_numbers, "numbers")
 
 
@@ -390,15 +377,16 @@ def _analysis_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
 
 def _cmd_analyze_gradients(a: argparse.Namespace) -> int:
     from robustlab.analysis import gradients as G
-    from robustlab.experiments.helland2020 import gradient_rows_png
-    from robustlab.io import atomic_write_json
+    from robustlab.io import atomic_write_json, strict_json
+    from robustlab.report import figures
 
     model, x, y, out = _analysis_inputs(a)
     g, _ = G.loss_gradient(model, x, y)
-    path = gradient_rows_png({Path(a.run or a.model).name: (x, g)}, out / "gradients.png", [str(int(c)) for c in y])
-    summary = G.gradient_summary(model, x, y)
+    path = figures.save(figures.gradient_grid({Path(a.run or a.model).name: (x, g)},
+                                              col_labels=[str(int(c)) for c in y]), out / "gradients.png")
+    summary = strict_json(G.gradient_summary(model, x, y))  # floats as they mean, in the file as printed
     atomic_write_json(out / "gradients.json", summary)
-    print(json.dumps(summary, indent=2))
+    print(dumps(summary))
     print(f"gradient grid: {path}", file=sys.stderr)
     return 0
 
@@ -432,9 +420,9 @@ def _run_logits(run: str, split: str, epoch: int | None, data: str | None, n: in
 def _cmd_analyze_logits(a: argparse.Namespace) -> int:
     import torch
 
-    from robustlab.analysis import logits as L
+    from robustlab.analysis.logits import compare_runs, comparison_table
     from robustlab.io import atomic_write_json
-    from robustlab.report import logit_figures as F
+    from robustlab.report.logit_figures import comparison_figures
 
     runs = {}
     for r in a.runs:
@@ -442,44 +430,12 @@ def _cmd_analyze_logits(a: argparse.Namespace) -> int:
         while name in runs:
             name += "'"
         runs[name] = _run_logits(r, a.split, a.epoch, a.data, a.n, a.device)
-    n = min(len(v["logits"]) for v in runs.values())
-    labels = next(iter(runs.values()))["labels"][:n]
-    if any(not torch.equal(v["labels"][:n], labels) for v in runs.values()):
-        raise InputError("the runs' logits are not on the same points (labels differ): compare runs of one dataset")
-    res = L.compare({k: v["logits"][:n] for k, v in runs.items()}, labels, torch.Generator().manual_seed(a.seed))
-    for k, v in runs.items():
-        res["models"][k]["source"] = v["source"]
-        if v["per_epoch"] is not None and len(v["epochs"]) > 1:
-            res["models"][k]["per_epoch"] = {
-                "epochs": v["epochs"],
-                "max_logit_mean": [float(L.max_logit(e).mean()) for e in v["per_epoch"]],
-                "max_logit_skew": [L.skewness(L.max_logit(e)) for e in v["per_epoch"]],
-                "gap_mean": [float(L.logit_gap(e).mean()) for e in v["per_epoch"]],
-                "gap_skew": [L.skewness(L.logit_gap(e)) for e in v["per_epoch"]],
-            }
+    res = compare_runs(runs, torch.Generator().manual_seed(a.seed))
     out = Path(a.out) if a.out else Path(a.runs[0]) / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "logits.json", res)
-    F.overlaid_histograms({k: L.max_logit(v["logits"]) for k, v in runs.items()}, out / "max_logit_hist.png",
-                          xlabel="max logit")
-    F.overlaid_histograms({k: L.logit_gap(v["logits"]) for k, v in runs.items()}, out / "gap_hist.png")
-    per = {k: L.histograms([L.max_logit(e) for e in v["per_epoch"]]) for k, v in runs.items()
-           if v["per_epoch"] is not None and len(v["epochs"]) > 1}
-    if per:
-        F.epoch_heatmaps(per, out / "max_logit_per_epoch.png")
-    if res["pairs"]:
-        k_all = list(range(1, next(iter(runs.values()))["logits"].shape[1] + 1))
-        F.lines({p: (k_all, v["ao"]) for p, v in res["pairs"].items()}, out / "average_overlap.png", "k", "AO@k",
-                dashed={p: (k_all, v["ao_permuted"]) for p, v in res["pairs"].items()})
-    print(f"{'run':<24} {'n':>6} {'acc':>6} {'max logit':>18} {'gap':>18} {'gap<1':>6}")
-    for k, m in res["models"].items():
-        ml, gp = m["max_logit"], m["gap"]
-        print(f"{k:<24} {m['n']:>6} {m.get('accuracy', float('nan')):>6.3f} "
-              f"{ml['mean']:>7.2f} (skew {ml['skew']:>5.2f}) {gp['mean']:>7.2f} (skew {gp['skew']:>5.2f}) "
-              f"{m['frac_gap_below_1']:>6.3f}")
-    for p, v in res["pairs"].items():
-        print(f"{p}: far-rank fraction {v['far_rank_fraction']:.3f}, AO@3 {v['ao'][min(2, len(v['ao']) - 1)]:.3f} "
-              f"(permuted {v['ao_permuted'][min(2, len(v['ao']) - 1)]:.3f})")
+    comparison_figures(runs, res, out)
+    print(comparison_table(res))
     print(f"figures and logits.json: {out}", file=sys.stderr)
     return 0
 
@@ -505,7 +461,7 @@ def _cmd_analyze_invert(a: argparse.Namespace) -> int:
     summary = {"steps": a.steps, "step_size": a.step_size, "norm": a.norm,
                "target_prob": [float(v) for v in r.target_prob]}
     atomic_write_json(out / "inversions.json", summary)
-    print(json.dumps({"mean_target_prob": float(r.target_prob.mean())}, indent=2))
+    print(dumps({"mean_target_prob": float(r.target_prob.mean())}))
     print(f"inversion grid: {out / 'inversions.png'}", file=sys.stderr)
     return 0
 
@@ -525,7 +481,7 @@ def _cmd_analyze_large_eps(a: argparse.Namespace) -> int:
     figures.save(figures.image_grid(strips, row_labels=[f"{int(c)} -> {int(p)}" for c, p in zip(y, pred)],
                                     col_labels=[f"{v:.2f}" for v in torch.linspace(0, 1, a.interpolate).tolist()],
                                     title=f"{a.mode} large-eps examples, {a.norm} eps {a.eps}"), out / "large_eps.png")
-    print(json.dumps({"changed_label": float((pred != y).float().mean()), "eps": a.eps, "norm": a.norm}, indent=2))
+    print(dumps({"changed_label": float((pred != y).float().mean()), "eps": a.eps, "norm": a.norm}))
     print(f"large-eps strips: {out / 'large_eps.png'}", file=sys.stderr)
     return 0
 
@@ -535,16 +491,30 @@ def _add_analyze_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=10, help="first N test points")
     p.add_argument("--out", default=None, help="output folder (default RUN/analysis)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (and where to read more) instead of the usage block."""
+
+    def error(self, message: str) -> Any:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
     import robustlab
 
-    p = argparse.ArgumentParser(prog="robustlab", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = _Parser(prog="robustlab", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--version", action="version", version=f"robustlab {robustlab.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_parsers_data_models_attacks, _parsers_train_runs, _parsers_attack_certify, _parser_evaluate,
+                _parsers_demo_reproduce_report, _parser_analyze):  # one function per group of commands
+        add(sub)
+    return p
 
+
+def _parsers_data_models_attacks(sub: Any) -> None:
+    """data info, models list, attacks list"""
     d = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     di = d.add_parser("info", help="describe a dataset: shapes, class counts, pixel statistics, files")
     di.add_argument("name")
@@ -559,11 +529,14 @@ def build_parser() -> argparse.ArgumentParser:
     ak.add_parser("list", help="every attack: family (fixed budget / minimum norm), norms, what it is"
                   ).set_defaults(fn=_cmd_attacks_list)
 
+
+def _parsers_train_runs(sub: Any) -> None:
+    """train, runs list, runs table"""
     t = sub.add_parser("train", help="train a model from a TOML config")
     t.add_argument("--config", default=None, help="TOML file (see configs/); defaults when omitted")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=0.1")
     t.add_argument("--out", default=None, help="run folder (default runs/NAME-HASH); an existing one resumes")
-    t.add_argument("--device", default=None)
+    _add_device(t, default=None)
     t.set_defaults(fn=_cmd_train)
 
     r = sub.add_parser("runs", help="the index of runs").add_subparsers(dest="runs_command", required=True)
@@ -579,20 +552,26 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--root", default=None, help="runs root (default $ROBUSTLAB_RUNS or ./runs)")
     rt.set_defaults(fn=_cmd_runs_table)
 
+
+def _parsers_attack_certify(sub: Any) -> None:
+    """attack, certify"""
     at = sub.add_parser("attack", help="attack a trained model; print success rate and robust accuracy",
                         description="Prints JSON: clean_acc, robust_acc, success_rate_over_correct (verified "
                                     "adversarial examples among the correctly classified points: the usual attack "
                                     "success rate) and success_rate (verified misclassified outputs among all n "
                                     "points, already misclassified points included).")
     _add_model_args(at)
-    at.add_argument("--attack", required=True)
+    at.add_argument("--attack", required=True, help="robustlab's name (robustlab attacks list) or the field's, any "
+                    "case: PGD, FGSM, BIM, MIFGSM, CW, DeepFool, APGD, APGD-CE, APGDT, FAB, Square, EADL1, FMN, DDN, "
+                    "L2PGD, LinfPGD, L2CarliniWagnerAttack, ...")
     at.add_argument("--norm", default=None, type=_attack_norm,
                     help="linf, l2, l1, l0, pixel (Linf/L2/... also work) or flow; default linf or the attack's own")
     at.add_argument("--eps", type=_number, default=None,
                     help="fixed-budget attacks: a number or a fraction, e.g. 0.1 or 8/255 (inf: only the box)")
     at.add_argument("--target", type=int, default=None, help="targeted: aim every point at this class")
     at.add_argument("--steps", type=int, default=None)
-    at.add_argument("--step-size", dest="step_size", type=float, default=None)
+    at.add_argument("--step-size", "--alpha", dest="step_size", type=_number, default=None,
+                    help="a number or a fraction, e.g. 2/255 (--alpha: torchattacks' name)")
     at.add_argument("--restarts", type=int, default=None)
     at.add_argument("--param", action="append", metavar="KEY=VALUE",
                     help="other attack parameters, typed from the attack's signature (e.g. alpha_final=0.001)")
@@ -600,7 +579,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first N test points (0 = all)")
     at.add_argument("--batch-size", dest="batch_size", type=int, default=500)
     at.add_argument("--seed", type=int, default=0)
-    at.add_argument("--device", default="cpu")
     at.add_argument("--out", default=None, help="save x_adv, success, norm to this .safetensors file")
     at.set_defaults(fn=_cmd_attack)
 
@@ -612,10 +590,12 @@ def build_parser() -> argparse.ArgumentParser:
     ce.add_argument("--dual-steps", dest="dual_steps", type=int, default=150)
     ce.add_argument("--printed", action="store_true", help="spectral/frobenius as printed in the paper (unsound)")
     ce.add_argument("--n", type=int, default=1000, help="first N test points (0 = all)")
-    ce.add_argument("--device", default="cpu")
     ce.add_argument("--out", default=None, help="write the summary JSON here")
     ce.set_defaults(fn=_cmd_certify)
 
+
+def _parser_evaluate(sub: Any) -> None:
+    """evaluate"""
     ev = sub.add_parser("evaluate", help="verified robust accuracy at several eps with a worst-case ensemble")
     _add_model_args(ev)
     ev.add_argument("--norm", default="linf", type=_norm, help="linf, l2 or l1 (Linf/L2/L1 also work)")
@@ -629,7 +609,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first N test points (0 = all)")
     ev.add_argument("--batch-size", dest="batch_size", type=int, default=500)
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--device", default="cpu")
     ev.add_argument("--minnorm", nargs="?", const="minimum", default=None,
                     help="also the min-norm route: comma-separated min-norm attacks; the flag alone runs "
                          "'minimum' (the per-norm portfolio of robustlab/attacks/portfolio.py)")
@@ -642,14 +621,20 @@ def build_parser() -> argparse.ArgumentParser:
                          "and the verification of every example stay in full precision")
     ev.add_argument("--out", default=None, help="model card JSON (default RUN/eval_NORM_VERSION_nN_epsE.json); resumes "
                     "an interrupted run of the same evaluation (same weights, data, attacks, seed, ...)")
+    ev.add_argument("--save-adv", dest="save_adv", default=None,
+                    help="write the ensemble's verified adversarial examples (x_adv@EPS per eps, y) to this "
+                         ".safetensors file")
     ev.add_argument("--restart", action="store_true",
                     help="discard a saved state of a different evaluation at --out instead of refusing")
     ev.set_defaults(fn=_cmd_evaluate)
 
+
+def _parsers_demo_reproduce_report(sub: Any) -> None:
+    """demo, reproduce, report"""
     de = sub.add_parser("demo", help="the main job: train standard and adversarially trained models, attack them")
     de.add_argument("--out", default="runs/demo")
     de.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
-    de.add_argument("--device", default="cpu")
+    _add_device(de)
     de.set_defaults(fn=_cmd_demo)
 
     from robustlab.experiments import EXPERIMENTS
@@ -669,6 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--screenshot", default=None, help="with --check: write a PNG screenshot here")
     rep.set_defaults(fn=_cmd_report)
 
+
+def _parser_analyze(sub: Any) -> None:
+    """analyze gradients, logits, invert, large-eps"""
     an = sub.add_parser("analyze", help="what a trained model looks like: gradients, inversions, ...")
     ans = an.add_subparsers(dest="analyze_command", required=True)
     ag = ans.add_parser("gradients", help="input-gradient maps (PNG grid) and gradient/Jacobian/Fisher norms")
@@ -683,34 +671,36 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--n", type=int, default=0, help="first N points (0 = all)")
     al.add_argument("--out", default=None, help="output folder (default FIRST_RUN/analysis)")
     al.add_argument("--seed", type=int, default=0)
-    al.add_argument("--device", default="cpu")
+    _add_device(al)
     al.set_defaults(fn=_cmd_analyze_logits)
     ai = ans.add_parser("invert", help="model inversion: unbounded targeted PGD from shared noise, a column per class")
     _add_analyze_common(ai)
     ai.add_argument("--steps", type=int, default=300)
-    ai.add_argument("--step-size", type=float, default=0.01)
+    ai.add_argument("--step-size", type=_number, default=0.01)
     ai.add_argument("--norm", default="linf", choices=["linf", "l2"])
     ai.add_argument("--seeds", type=int, default=1, help="noise seeds (rows)")
     ai.add_argument("--noise", default="grey", choices=["grey", "uniform"])
     ai.set_defaults(fn=_cmd_analyze_invert)
     ale = ans.add_parser("large-eps", help="large-eps adversarial examples with interpolation strips")
     _add_analyze_common(ale)
-    ale.add_argument("--eps", type=float, default=0.3, help="Tsipras et al. Table 3: MNIST linf 0.3, l2 4")
+    ale.add_argument("--eps", type=_number, default=0.3, help="Tsipras et al. Table 3: MNIST linf 0.3, l2 4")
     ale.add_argument("--norm", default="linf", choices=["linf", "l2"])
     ale.add_argument("--mode", default="untargeted", choices=["untargeted", "targeted"])
     ale.add_argument("--target", type=int, default=None, help="targeted: this class (default: label + 1)")
     ale.add_argument("--steps", type=int, default=100)
     ale.add_argument("--interpolate", type=int, default=8, help="images per interpolation strip")
     ale.set_defaults(fn=_cmd_analyze_large_eps)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     from robustlab.config import ConfigError
     from robustlab.errors import InputError
     from robustlab.models.io import CheckpointError
     from robustlab.runs import RunLockedError
 
+    warnings.formatwarning = lambda message, category, *_, **__: f"robustlab: warning: {message}\n"
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)

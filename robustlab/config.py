@@ -189,11 +189,24 @@ def _coerce(v: Any, default: Any, key: str) -> Any:
 
 
 def parse_value(text: str) -> Any:
-    """Parse an override value as a TOML literal; a bare word is a string."""
+    """Parse an override value as a TOML literal, where fractions stand for their numbers (``8/255``,
+    ``[2/255, 8/255]``); anything else that is not TOML is a string (a bare word, a path)."""
+    import re
+
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        return text
+        pass
+    from robustlab.units import parse_number
+
+    numbers = re.sub(r"(?<![\w./])([0-9][0-9.eE+-]*\s*/\s*[0-9][0-9.eE+-]*)(?![\w./])",
+                     lambda m: repr(parse_number(m.group(1))), text)
+    if numbers != text:
+        try:
+            return tomllib.loads(f"v = {numbers}")["v"]
+        except tomllib.TOMLDecodeError:
+            pass
+    return text
 
 
 def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -50,3 +50,16 @@ def bar(iterable: Iterable[Any] | None = None, *, desc: str, total: int | None =
     from tqdm import tqdm
 
     return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, file=sys.stderr, dynamic_ncols=True)
+
+
+def line(message: str, wanted: bool | None = True) -> None:
+    """Progress as one line on stderr where no bar is drawn (logs, pipes, batch jobs): printed when `wanted`
+    and ROBUSTLAB_NO_PROGRESS allow it and stderr is not a terminal (a terminal shows the bar instead)."""
+    if wanted is False or os.environ.get("ROBUSTLAB_NO_PROGRESS", "0") not in ("", "0"):
+        return
+    try:
+        if sys.stderr.isatty():
+            return
+    except (AttributeError, ValueError):
+        pass
+    print(message, file=sys.stderr, flush=True)

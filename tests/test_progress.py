@@ -47,17 +47,24 @@ def test_every_evaluate_stage_shows_progress_on_a_terminal(monkeypatch):
     assert "2/2" in text and "3/3" in text  # batches of the ensemble, stages of the checklist
 
 
-def test_no_progress_off_a_terminal_or_when_disabled(monkeypatch):
+def test_lines_off_a_terminal_nothing_when_disabled(monkeypatch):
     err = tty(monkeypatch)
     monkeypatch.setenv("ROBUSTLAB_NO_PROGRESS", "1")
     run_evaluate()
     assert err.getvalue() == ""
     monkeypatch.delenv("ROBUSTLAB_NO_PROGRESS")
-    pipe = io.StringIO()  # not a TTY: a log file or a pipe
+    pipe = io.StringIO()  # not a TTY: a log file or a pipe gets one line per batch, eps and attack, no bar
     monkeypatch.setattr(sys, "stderr", pipe)
     run_evaluate()
-    assert pipe.getvalue() == ""
+    lines = pipe.getvalue().splitlines()
+    ours = [ln for ln in lines if ln.startswith("evaluate linf eps ")]
+    assert len(ours) == 2 * 2 and "\r" not in pipe.getvalue(), lines  # 2 batches x 2 eps x 1 attack
+    assert "eps 0.05, points 10-19 of 20: pgd broke " in ours[-2]
     assert not progress.enabled(False)
+    pipe.truncate(0)
+    model, x, y = setup()  # Python's evaluate reports by default
+    evaluate(model, x, y, norm="linf", eps=[0.05], version="custom", custom=[("pgd", {"steps": 2})], checks=False)
+    assert "evaluate linf eps 0.05, points 0-19 of 20: pgd broke" in pipe.getvalue()
 
 
 def test_cli_attack_batches(tmp_path, monkeypatch):

@@ -75,5 +75,5 @@ def test_every_attack_has_its_published_settings_under_one_name():
             assert paper.params[key].default == value != spec.params[key].default
     assert attacks.get("ddn-paper").params["polish"].default == 0
     assert attacks.get("ddn").params["polish"].default > 0
-    with pytest.raises(InputError, match="unknown attack 'nope-paper'"):
+    with pytest.raises(InputError, match="unknown attack 'nope'"):
         attacks.get("nope-paper")

@@ -340,7 +340,45 @@ def compare(logits: dict[str, Tensor], y: Tensor, generator: torch.Generator | N
     return out
 
 
+def compare_runs(runs: dict[str, dict[str, Any]], generator: torch.Generator | None = None) -> dict[str, Any]:
+    """`compare` over runs' logits on their common first points, with where each came from and, for runs
+    with several stored epochs, the per-epoch max-logit and gap statistics. `runs`: name -> {"logits",
+    "labels", "source", "epochs", "per_epoch" ((epochs, N, K) or None)}; labels must agree."""
+    n = min(len(v["logits"]) for v in runs.values())
+    labels = next(iter(runs.values()))["labels"][:n]
+    if any(not torch.equal(v["labels"][:n], labels) for v in runs.values()):
+        raise InputError("the runs' logits are not on the same points (labels differ): compare runs of one dataset")
+    res = compare({k: v["logits"][:n] for k, v in runs.items()}, labels, generator)
+    for k, v in runs.items():
+        res["models"][k]["source"] = v["source"]
+        if v["per_epoch"] is not None and len(v["epochs"]) > 1:
+            res["models"][k]["per_epoch"] = {
+                "epochs": v["epochs"],
+                "max_logit_mean": [float(max_logit(e).mean()) for e in v["per_epoch"]],
+                "max_logit_skew": [skewness(max_logit(e)) for e in v["per_epoch"]],
+                "gap_mean": [float(logit_gap(e).mean()) for e in v["per_epoch"]],
+                "gap_skew": [skewness(logit_gap(e)) for e in v["per_epoch"]],
+            }
+    return res
+
+
+def comparison_table(res: dict[str, Any]) -> str:
+    """`compare_runs`'s result as text: a row per run, a line per pair."""
+    lines = [f"{'run':<24} {'n':>6} {'acc':>6} {'max logit':>18} {'gap':>18} {'gap<1':>6}"]
+    for k, m in res["models"].items():
+        ml, gp = m["max_logit"], m["gap"]
+        lines.append(f"{k:<24} {m['n']:>6} {m.get('accuracy', float('nan')):>6.3f} "
+                     f"{ml['mean']:>7.2f} (skew {ml['skew']:>5.2f}) {gp['mean']:>7.2f} (skew {gp['skew']:>5.2f}) "
+                     f"{m['frac_gap_below_1']:>6.3f}")
+    for p, v in res["pairs"].items():
+        j = min(2, len(v["ao"]) - 1)
+        lines.append(f"{p}: far-rank fraction {v['far_rank_fraction']:.3f}, AO@3 {v['ao'][j]:.3f} "
+                     f"(permuted {v['ao_permuted'][j]:.3f})")
+    return "\n".join(lines)
+
+
 __all__ = ["max_logit", "logit_gap", "skewness", "describe", "summary", "histograms", "accuracy_by_gap",
            "accuracy_by_gap_models", "accuracy_by_quantile", "confidence", "within_class_ranks",
            "rank_disagreement", "class_mean_logits", "error_ranks", "error_rank_histogram", "average_overlap",
-           "ao_curve", "within_class_permutation", "ao_curve_permuted", "cosine_neighbours", "compare"]
+           "ao_curve", "within_class_permutation", "ao_curve_permuted", "cosine_neighbours", "compare",
+           "compare_runs", "comparison_table"]

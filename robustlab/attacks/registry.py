@@ -38,7 +38,7 @@ from robustlab.data.checks import check_images, check_labels
 from robustlab.errors import InputError
 from robustlab.models.layout import channels_last
 from robustlab.threats import Flow, Lp, threat_of
-from robustlab.units import canonical_norm
+from robustlab.units import canonical_norm, parse_number, warn_eps
 
 _SCALARS = (bool, int, float, str)
 
@@ -73,7 +73,7 @@ def _coerce_value(t: Any, key: str, value: str) -> Any:
         if t is int:
             return int(value)
         if t is float:
-            return float(value)
+            return parse_number(value)  # fractions too: "2/255"
         if t is tuple:
             return tuple(float(v) for v in value.replace(" ", "").split(",") if v)
     except ValueError:
@@ -173,12 +173,39 @@ def register(name: str, *, family: str, norms: tuple[str, ...], targeted: bool =
 
 PAPER_SUFFIX = "-paper"  # <name>-paper: the attack with its paper's settings (robustlab's closing steps off)
 
-# The field's names of robustlab's attacks (AutoAttack's, torchattacks'): name -> (registered name, the
-# parameters the name implies). Looked up case-insensitively, like every registered name.
+# The field's attack names -> robustlab's registered attack and the parameters the name implies. Keys are
+# compared lower-case with "-", "_" and spaces removed, so "APGD-CE", "apgd_ce" and "ApgdCE" are one name.
+# AutoAttack: APGD-CE, APGD-DLR, APGD-T, FAB-T, Square. torchattacks: PGD, PGDL2, FGSM, BIM, FFGSM, MIFGSM,
+# EOTPGD, CW, DeepFool, SparseFool, APGD, APGDT, FAB, Square, EADL1, EADEN, JSMA. Foolbox: LinfPGD,
+# L2PGD, L1PGD, FGM (L2), L2CarliniWagnerAttack, L2/LinfDeepFoolAttack, EADAttack, DDNAttack, the FMN family,
+# LinfBasicIterativeAttack; the "...Attack" suffix is optional.
 ATTACK_ALIASES: dict[str, tuple[str, dict[str, object]]] = {
     "apgd-ce": ("apgd", {"loss": "ce"}), "apgd-dlr": ("apgd", {"loss": "dlr"}), "apgd-t": ("apgd_t", {}),
-    "apgd-dlr-t": ("apgd_t", {}), "fab-t": ("fab_t", {}),
+    "apgd-dlr-t": ("apgd_t", {}), "apgdt": ("apgd_t", {}), "fab-t": ("fab_t", {}), "fabt": ("fab_t", {}),
+    "square": ("square", {}), "fab": ("fab", {}), "apgd": ("apgd", {}),
+    # torchattacks
+    "pgd": ("pgd", {}), "pgdl2": ("pgd", {"norm": "l2"}), "fgsm": ("fgsm", {}), "bim": ("pgd", {"random_start": False}),
+    "ffgsm": ("fgsm", {"random_start": True}), "mifgsm": ("pgd", {"random_start": False, "momentum": 1.0}),
+    "eotpgd": ("pgd", {"eot_iter": 2}), "cw": ("cw", {}), "deepfool": ("deepfool", {}),
+    "sparsefool": ("sparsefool", {}), "eadl1": ("ead", {"decision_rule": "L1"}),
+    "eaden": ("ead", {"decision_rule": "EN"}), "jsma": ("jsma", {}), "fmn": ("fmn", {}), "ddn": ("ddn", {}),
+    # Foolbox
+    "linfpgd": ("pgd", {"norm": "linf"}), "l2pgd": ("pgd", {"norm": "l2"}), "l1pgd": ("pgd", {"norm": "l1"}),
+    "linfprojectedgradientdescent": ("pgd", {"norm": "linf"}),
+    "l2projectedgradientdescent": ("pgd", {"norm": "l2"}), "fgm": ("fgsm", {"norm": "l2"}),
+    "linffastgradient": ("fgsm", {"norm": "linf"}), "l2fastgradient": ("fgsm", {"norm": "l2"}),
+    "l2carliniwagner": ("cw", {}), "l2deepfool": ("deepfool", {"norm": "l2"}),
+    "linfdeepfool": ("deepfool", {"norm": "linf"}), "ead": ("ead", {}), "l1fmn": ("fmn", {"norm": "l1"}),
+    "l2fmn": ("fmn", {"norm": "l2"}), "linffmn": ("fmn", {"norm": "linf"}), "l0fmn": ("fmn", {"norm": "l0"}),
+    "linfbasiciterative": ("pgd", {"norm": "linf", "random_start": False}),
+    "l2basiciterative": ("pgd", {"norm": "l2", "random_start": False}),
 }
+_ALIAS_KEYS = {k.replace("-", ""): v for k, v in ATTACK_ALIASES.items()}
+
+
+def _attack_key(name: str) -> str:
+    key = name.strip().lower().replace(" ", "").replace("_", "").replace("-", "")
+    return key[:-len("attack")] if key.endswith("attack") and len(key) > len("attack") else key
 
 
 def get(name: str) -> AttackSpec:
@@ -191,15 +218,21 @@ def get(name: str) -> AttackSpec:
     if not isinstance(name, str):
         raise InputError(f"an attack is named by a string, got {type(name).__name__}")
     key = name.strip().lower()
-    if key in REGISTRY:
-        return REGISTRY[key]
-    if key.endswith(PAPER_SUFFIX) and key[:-len(PAPER_SUFFIX)] in REGISTRY:  # the published attack
-        real, preset = key[:-len(PAPER_SUFFIX)], PAPER.get(key[:-len(PAPER_SUFFIX)], {})
-    elif key in ATTACK_ALIASES:
-        real, preset = ATTACK_ALIASES[key]
+    for k in (key, key.replace("-", "_")):
+        if k in REGISTRY:
+            return REGISTRY[k]
+    if key.endswith(PAPER_SUFFIX) and len(key) > len(PAPER_SUFFIX):  # the published attack: "DDN-paper"
+        spec = get(name.strip()[:-len(PAPER_SUFFIX)])
+        real, preset = spec.name, {**spec.preset, **PAPER.get(spec.name, {})}
+    elif _attack_key(name) in _ALIAS_KEYS:
+        real, preset = _ALIAS_KEYS[_attack_key(name)]
     else:
-        raise InputError(f"unknown attack {name!r}; known: {sorted(REGISTRY)}, each also as <name>{PAPER_SUFFIX} "
-                         f"(its published settings), and the field's names {sorted(ATTACK_ALIASES)}")
+        import difflib
+
+        near = difflib.get_close_matches(key.replace("-", "_"), sorted(REGISTRY), n=3)
+        raise InputError(f"unknown attack {name!r}" + (f"; did you mean {' or '.join(near)}?" if near else "")
+                         + f" (`robustlab attacks list` lists them; each also as <name>{PAPER_SUFFIX}, its published "
+                         "settings; torchattacks', Foolbox's and AutoAttack's names work too)")
     spec = REGISTRY[real]
     if not preset:
         return spec
@@ -357,6 +390,7 @@ def _checked_call(spec: AttackSpec, model: nn.Module, x: Tensor, kwargs: dict[st
         if p["eps"] is None:
             raise InputError(f"{spec.name} is a fixed-budget attack: give eps (inf for no budget)")
         eps_full = _eps_tensor(p["eps"], x.shape[0], x)
+        warn_eps(norm, eps_full)  # a Linf eps above 1: a forgotten /255
     stop_at = p.get("stop_at")
     if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int | float)
                                 or math.isnan(stop_at) or stop_at < 0):

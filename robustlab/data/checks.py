@@ -14,6 +14,7 @@ def check_images(x: Tensor, *, name: str = "x", tol: float = 1e-6) -> Tensor:
         raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
         raise InputError(f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}")
+    check_channels_first(x, name=name)
     if not x.is_floating_point():
         raise InputError(f"{name} must be a floating-point tensor in [0, 1], got dtype {x.dtype}")
     if x.shape[0] == 0:
@@ -28,6 +29,18 @@ def check_images(x: Tensor, *, name: str = "x", tol: float = 1e-6) -> Tensor:
             f"got values in [{lo:.4g}, {hi:.4g}]"
         )
     return x
+
+
+def check_channels_first(x: Tensor, *, name: str = "x") -> None:
+    """Refuse a batch that is channels-last (N, H, W, C), as numpy/TensorFlow/PIL give images, with the fix.
+
+    The rule: the last axis holds 1, 3 or 4 values (grey, RGB, RGBA) while the channel axis holds more than 4
+    and as many as the height (square images, e.g. (N, 32, 32, 3)). A (N, C, H, W) batch with C > 4 channels
+    and a width of at most 4 would be refused too; no image classifier of the field takes such inputs."""
+    if x.dim() == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] > 4 and x.shape[1] == x.shape[2]:
+        n, h, w, c = x.shape
+        raise InputError(f"{name} has shape {tuple(x.shape)}, which looks channels-last (N, H, W, C); robustlab "
+                         f"takes (N, C, H, W): pass {name}.permute(0, 3, 1, 2) (shape ({n}, {c}, {h}, {w}))")
 
 
 def check_labels(y: Tensor, n: int | None = None, num_classes: int | None = None, *, name: str = "y") -> Tensor:

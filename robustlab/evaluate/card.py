@@ -22,9 +22,10 @@ from robustlab.ops import norm as norm_of
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: list[float],
              version: str = "standard", custom: list[tuple[str, dict[str, Any]]] | None = None,
              batch_size: int = 500, seed: int = 0, checks: bool = True, out: str | Path | None = None,
-             meta: dict[str, Any] | None = None, progress: bool = False,
+             meta: dict[str, Any] | None = None, progress: bool = True,
              minnorm: list[str] | None = None, minnorm_steps: int = 100, restart: bool = False,
-             amp: str | None = None) -> dict[str, Any]:
+             amp: str | None = None, normalize: tuple[Any, Any] | None = None,
+             save_adv: str | Path | None = None) -> dict[str, Any]:
     """Verified worst-case robust accuracy at every eps, with the sanity checklist; returns the card.
 
     With `out` (a .json path), the card is written there and the per-batch state beside it
@@ -44,12 +45,33 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
     amp ("bf16", or "fp16" on CUDA): the ensemble's attacks run under torch.autocast; the clean accuracy,
     every verification, the sanity checklist and the minimum-norm route stay in full precision, so an
     example counts only if the model in full precision misclassifies it. The card records ``amp``.
+
+    normalize=(mean, std): the model expects normalised inputs; ``(x - mean) / std`` goes in front of it (x
+    stays in [0, 1], eps in pixel units). save_adv (a .safetensors path): the ensemble's verified adversarial
+    examples, ``x_adv@EPS`` per eps (the clean point where the ensemble found none), with ``y`` and the card's
+    robust accuracy in its metadata. progress: a bar per stage on a terminal, else one line per eps and attack
+    (ROBUSTLAB_NO_PROGRESS=1 or progress=False: silent). A CUDA out-of-memory error halves `batch_size` and
+    starts the ensemble again (said on stderr).
     """
     from robustlab.data.checks import check_images
+    from robustlab.evaluate.attacking import halve_on_oom
     from robustlab.evaluate.ensemble import check_amp, check_eps_list, resolve_plan
+    from robustlab.units import parse_number, parse_numbers, warn_eps
 
     norm = _spelled_norm(norm)  # "Linf" / "L2" / "inf" as AutoAttack and RobustBench write them
+    if isinstance(eps, str):
+        eps = parse_numbers(eps)  # "4/255,8/255"
+    elif isinstance(eps, list | tuple):
+        eps = [parse_number(e) if isinstance(e, str) else e for e in eps]  # ["8/255"]
     eps = check_eps_list(eps)
+    warn_eps(norm, eps)
+    if normalize is not None:
+        from robustlab.models.layers import with_normalization
+
+        if not (isinstance(normalize, tuple | list) and len(normalize) == 2):
+            raise ValueError("normalize must be (mean, std), e.g. ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, "
+                             "0.2616))")
+        model = with_normalization(model, *normalize)
     resolve_plan(norm, version if custom is None else "custom", custom)  # InputError before any work
     if minnorm is not None:
         _check_minnorm(minnorm, norm, minnorm_steps)
@@ -62,8 +84,17 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
     model = channels_last(model, copy_model=True)  # same values, faster CPU kernels (models/layout.py)
     t0 = time.perf_counter()
     state = Path(str(out) + ".state.json") if out is not None else None
-    res = run_ensemble(model, x, y, norm=norm, eps=eps, version=version, custom=custom, batch_size=batch_size,
-                       seed=seed, state_path=state, progress=progress, restart=restart, amp=amp)
+    size = [batch_size]
+
+    def ensemble(bs: int) -> Any:
+        fresh = restart or bs != batch_size  # halved after out of memory: the saved state is of another size
+        size[0] = bs
+        return run_ensemble(model, x, y, norm=norm, eps=eps, version=version, custom=custom, batch_size=bs,
+                            seed=seed, state_path=state, progress=progress, restart=fresh, amp=amp,
+                            keep_adv=save_adv is not None)
+
+    res = halve_on_oom(ensemble, batch_size, "evaluate")
+    batch_size = size[0]
     ensemble_acc = res.robust_accuracy()
     from robustlab.analysis.logits import summary as logit_summary
 
@@ -104,6 +135,13 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
                                    enumerate(zip(res.broken_by[e], res.adv_norms[e]))] for e in eps}
     card["model_info"] = {fraction_string(e): model_info(card, e) for e in eps}  # RobustBench's keys
     card["seconds"]["total"] = time.perf_counter() - t0
+    if save_adv is not None and shard.is_main(str(x.device)):
+        from robustlab.evaluate.attacking import save_adv as write
+
+        tensors = {f"x_adv@{fraction_string(e)}": torch.cat(res.x_adv[e]) for e in eps}
+        write(save_adv, {**tensors, "y": y}, {"robust_accuracy": card["robust_accuracy"], "norm": norm,
+                                               "ensemble_robust_accuracy": card["ensemble_robust_accuracy"]})
+        card["adversarial_examples"] = str(save_adv)
     card = strict_json(card)
     if out is not None and shard.is_main(str(x.device)):  # under torchrun every rank holds the same card
         atomic_write_json(out, card)
@@ -187,6 +225,8 @@ def minnorm_route(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: list[f
                                                      torch.full_like(r.norm, float("inf"))))
         results.append(r)
         curves[name] = {str(e): a for e, a in robust_accuracy_curve(r, correct, eps).items()}
+        bars.line(f"min-norm {name}: robust accuracy " + ", ".join(f"{a:.4f} at eps {fraction_string(float(e))}"
+                                                                     for e, a in curves[name].items()), progress)
     best = combine_minnorm(results)
     combined = robust_accuracy_curve(best, correct, eps)
     weaker = [e for e in eps if combined[float(e)] < ensemble_acc[e] - 1e-9]
@@ -237,7 +277,7 @@ def model_info(card: dict[str, Any], eps: float) -> dict[str, Any]:
 def _autoattack_name(name: str, params: dict[str, Any]) -> str:
     if name == "apgd":
         return f"APGD-{str(params.get('loss', 'ce')).upper()}"
-    return name.replace("_", "-").upper()
+    return "Square" if name == "square" else name.replace("_", "-").upper()
 
 
 def accuracy_after_each_attack(card: dict[str, Any], eps: str) -> list[tuple[str, float]]:
@@ -287,7 +327,7 @@ def summary(card: dict[str, Any]) -> str:
         lines.append(f"  minimum-norm route ({', '.join(mn['attacks'])}): " + ", ".join(
             f"eps {float(e):g}: {a:.4f}" for e, a in mn["combined"].items()))
     for w in card.get("warnings", []):
-        lines.append(f"WARNING (sanity check failed): {w}")
+        lines.append(f"WARNING (sanity check): {w}")
     return "\n".join(lines)
 
 

@@ -103,6 +103,7 @@ class EnsembleResult:
     unavailable: list[str] = field(default_factory=list)
     adv_norms: dict[float, list[float]] = field(default_factory=dict)
     key: dict[str, Any] = field(default_factory=dict)  # evaluation_key: what the numbers depend on
+    x_adv: dict[float, list[Tensor]] = field(default_factory=dict)  # keep_adv: per eps, the batches' examples
 
     def robust_accuracy(self) -> dict[float, float]:
         return {e: sum(b == "" for b in self.broken_by[e]) / self.n for e in self.eps}
@@ -228,7 +229,8 @@ def _jsonable(kw: dict[str, Any]) -> dict[str, Any]:
 def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list[float],
                  version: str = "standard", custom: list[tuple[str, dict[str, Any]]] | None = None,
                  batch_size: int = 500, seed: int = 0, state_path: str | Path | None = None,
-                 progress: bool = False, restart: bool = False, amp: str | None = None) -> EnsembleResult:
+                 progress: bool = False, restart: bool = False, amp: str | None = None,
+                 keep_adv: bool = False) -> EnsembleResult:
     """Worst case per sample over the version's attacks (or `custom`), for every eps.
 
     amp ("bf16" on CPU or CUDA, "fp16" on CUDA only): the attacks run under torch.autocast; the clean
@@ -239,6 +241,9 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
     attacks with all their parameters, seed, batch size, device and versions (`evaluation_key`). A state
     of any other evaluation is refused with an InputError naming what differs, or discarded with
     ``restart=True``; it is never reused. An unknown version, norm or attack is an InputError.
+
+    keep_adv: ``res.x_adv[eps]`` holds every point's verified adversarial example of the ensemble (the clean
+    point where none was found), as a list of per-batch tensors; it cannot resume a saved state.
     """
     eps = check_eps_list(eps)
     plan = resolve_plan(norm, version, custom)
@@ -264,18 +269,26 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
         res.adv_norms = {float(k): [_unnull(v) for v in vs] for k, vs in state["adv_norms"].items()}
         res.unverified, res.seconds = state["unverified"], state["seconds"]
     start = len(res.broken_by[eps[0]])
+    if keep_adv and start:
+        raise InputError(f"{state_path} holds a part-done evaluation whose adversarial examples were not kept: "
+                         "resume it without keeping them, or restart (--restart, restart=True)")
     starts = list(range(start, n, batch_size))
     rank, world = shard.world(str(x.device))
     if world > 1:  # torchrun: this rank's batches only (same boundaries and seeds as one process)
         starts = shard.my_share(starts, str(x.device))
     from robustlab import progress as bars
+    from robustlab.evaluate.card import fraction_string
 
     batches: Any = bars.bar(starts, desc=f"evaluate {norm}" + (f" (rank {rank}/{world})" if world > 1 else ""),
                             unit="batch", wanted=progress)  # a terminal only
     done: dict[int, dict[str, Any]] = {}
     for i in batches:
         part = _attack_batch(model, x[i:i + batch_size], y[i:i + batch_size], clean[i:i + batch_size], eps,
-                             runnable, norm, seed + i, attacked)
+                             runnable, norm, seed + i, attacked, keep_adv)
+        for e in eps:  # logs and batch jobs get one line per eps and attack (a terminal shows the bar)
+            for a, _ in runnable:
+                bars.line(f"evaluate {norm} eps {fraction_string(e)}, points {i}-{min(i + batch_size, n) - 1} of {n}: "
+                          f"{a} broke {part['by'][e].count(a)}, {part['by'][e].count('')} left robust", progress)
         if world > 1:
             done[i] = part
             continue
@@ -292,13 +305,15 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
 
 def _attack_batch(model: nn.Module, xb: Tensor, yb: Tensor, clean: Tensor, eps: list[float],
                   runnable: list[tuple[str, dict[str, Any]]], norm: str, seed: int,
-                  attacked: nn.Module | None = None) -> dict[str, Any]:
+                  attacked: nn.Module | None = None, keep_adv: bool = False) -> dict[str, Any]:
     """One batch at every eps: which attack broke which point (verified on `model`, in full precision) and
     the sizes it found; the attacks run `attacked` (the model under autocast with amp, else the model)."""
     attacked = model if attacked is None else attacked
     part: dict[str, Any] = {"by": {}, "norm": {}, "unverified": {a: 0 for a, _ in runnable},
-                            "seconds": {a: 0.0 for a, _ in runnable}}
+                            "seconds": {a: 0.0 for a, _ in runnable}, **({"x_adv": {}} if keep_adv else {})}
     for e in eps:
+        if keep_adv:
+            part["x_adv"][e] = xb.detach().clone()
         robust = clean.clone()
         by = ["" if r else "clean" for r in robust.tolist()]
         nrm = [0.0 if not r else float("inf") for r in robust.tolist()]
@@ -332,6 +347,8 @@ def _attack_batch(model: nn.Module, xb: Tensor, yb: Tensor, clean: Tensor, eps: 
                     by[k] = name
                     nrm[k] = float(sizes[j])
             robust[idx[ok]] = False
+            if keep_adv:
+                part["x_adv"][e][idx[ok]] = r.x_adv[ok].detach().to(xb.dtype)
             if escalate is not None and bool(ok.any()):  # it found points: run its full setting on the rest
                 queue.insert(0, (name, {**{k: v for k, v in kw.items() if k != "escalate"}, **escalate}))
         part["by"][e], part["norm"][e] = by, nrm
@@ -342,6 +359,8 @@ def _merge(res: EnsembleResult, part: dict[str, Any]) -> None:
     for e in res.eps:
         res.broken_by[e] += part["by"][e]
         res.adv_norms[e] += part["norm"][e]
+        if "x_adv" in part:
+            res.x_adv.setdefault(e, []).append(part["x_adv"][e])
     for a, c in part["unverified"].items():
         res.unverified[a] = res.unverified.get(a, 0) + c
     for a, t in part["seconds"].items():

@@ -100,3 +100,40 @@ def make_activation(name: str, negative_slope: float = 0.1) -> nn.Module:
 def conv_out_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
     """Spatial output size of a convolution or pooling layer (floor rule, as PyTorch)."""
     return (size + 2 * padding - kernel) // stride + 1
+
+
+class Normalized(nn.Module):
+    """A model whose normalisation lived outside the network: ``model((x - mean) / std)`` on [0, 1] images.
+
+    The user's weights belong to `model` (load them there, or into ``self.model``); the `Normalize` layer in
+    front makes eps a pixel-unit budget, as for every robustlab model."""
+
+    def __init__(self, model: nn.Module, mean: float | Sequence[float], std: float | Sequence[float]) -> None:
+        super().__init__()
+        sizes = [len(v) for v in (mean, std) if isinstance(v, Sequence) and len(v) > 1]
+        if len(set(sizes)) > 1:
+            from robustlab.errors import InputError
+
+            raise InputError(f"normalize: mean and std have different lengths ({sizes[0]} and {sizes[1]})")
+        self.normalize = Normalize(mean, std, sizes[0] if sizes else 1)
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(self.normalize(x))
+
+
+def with_normalization(model: nn.Module, mean: float | Sequence[float], std: float | Sequence[float]) -> Normalized:
+    """`model` behind a ``(x - mean) / std`` layer (pixel units, per channel), on the device of its parameters,
+    in the model's mode: for models trained on normalised inputs, e.g. ``with_normalization(net, (0.4914,
+    0.4822, 0.4465), (0.2471, 0.2435, 0.2616))``. A bad mean/std is an InputError."""
+    from robustlab.errors import InputError
+
+    try:
+        wrapped = Normalized(model, tuple(mean) if isinstance(mean, list) else mean,
+                             tuple(std) if isinstance(std, list) else std)
+    except ValueError as e:
+        raise InputError(f"normalize: {e}") from None
+    p = next(iter(model.parameters()), None)
+    if p is not None:
+        wrapped.normalize.to(p.device)
+    return wrapped.train(model.training)

@@ -107,12 +107,20 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
 
 
 def load_user_model(source: str, weights: str | Path | None = None, arch_kwargs: dict[str, Any] | None = None,
-                    *, map_location: str = "cpu", robustbench: dict[str, str] | None = None) -> nn.Module:
+                    *, map_location: str = "cpu", robustbench: dict[str, str] | None = None,
+                    normalize: tuple[Any, Any] | None = None) -> nn.Module:
     """Build the user's model from `source` and load `weights`; the model is returned in eval mode.
 
     `source` is ``FILE.py:Class``, ``module:Class`` or ``robustbench:<name>`` (then `robustbench` gives
-    ``dataset``, ``threat_model`` and ``model_dir``).
+    ``dataset``, ``threat_model`` and ``model_dir``). ``normalize=(mean, std)``: the model expects
+    normalised inputs; the weights load into it and a ``(x - mean) / std`` layer goes in front
+    (`with_normalization`), so it takes [0, 1] images.
     """
+    if normalize is not None:
+        from robustlab.models.layers import with_normalization
+
+        inner = load_user_model(source, weights, arch_kwargs, map_location=map_location, robustbench=robustbench)
+        return with_normalization(inner, *normalize).to(map_location).eval()
     if source.startswith("robustbench:"):
         return _robustbench(source.split(":", 1)[1], robustbench or {}, map_location)
     cls = import_class(source)

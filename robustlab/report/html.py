@@ -152,7 +152,8 @@ def card_section(card: dict[str, Any], title: str) -> str:
     checks = card.get("sanity_checks") or []
     if checks:
         parts.append(_table(["sanity check", "result", "detail"],
-                            [[c.get("name"), "passed" if c.get("passed") else "FAILED", c.get("detail")]
+                            [[c.get("name"), {"warning": "WARNING", "failed": "FAILED"}.get(
+                                c.get("status", ""), "passed" if c.get("passed") else "FAILED"), c.get("detail")]
                              for c in sorted(checks, key=lambda c: bool(c.get("passed")))]))
     deps = {k: card[k] for k in ("input_hash", "weights_hash", "data_hash", "versions", "model", "data")
             if k in card}

@@ -264,3 +264,22 @@ def quadrant_grid(images: Any, quadrants: dict[str, list[int]], path: str | Path
             if j == 0:
                 ax.set_ylabel(name, fontsize=7)
     return _save(fig, path)
+
+
+def comparison_figures(runs: dict[str, dict[str, Any]], res: dict[str, Any], out: str | Path) -> None:
+    """`robustlab analyze logits`'s figures in `out`: max-logit and gap histograms, per-epoch heatmaps of runs
+    with several stored epochs, and the AO@k curves of every pair (`analysis.logits.compare_runs`)."""
+    from robustlab.analysis import logits as L
+
+    out = Path(out)
+    overlaid_histograms({k: L.max_logit(v["logits"]) for k, v in runs.items()}, out / "max_logit_hist.png",
+                        xlabel="max logit")
+    overlaid_histograms({k: L.logit_gap(v["logits"]) for k, v in runs.items()}, out / "gap_hist.png")
+    per = {k: L.histograms([L.max_logit(e) for e in v["per_epoch"]]) for k, v in runs.items()
+           if v["per_epoch"] is not None and len(v["epochs"]) > 1}
+    if per:
+        epoch_heatmaps(per, out / "max_logit_per_epoch.png")
+    if res["pairs"]:
+        k_all = list(range(1, next(iter(runs.values()))["logits"].shape[1] + 1))
+        lines({p: (k_all, v["ao"]) for p, v in res["pairs"].items()}, out / "average_overlap.png", "k", "AO@k",
+              dashed={p: (k_all, v["ao_permuted"]) for p, v in res["pairs"].items()})
