@@ -46,5 +46,5 @@ def test_autoattack_names_in_the_registry():
     a = attacks.get("apgd-dlr")(model, x, y, norm="Linf", eps=0.1, steps=5, generator=torch.Generator().manual_seed(0))
     b = attacks.apgd(model, x, y, norm="linf", eps=0.1, steps=5, loss="dlr", generator=torch.Generator().manual_seed(0))
     assert same(a, b)
-    with pytest.raises(InputError, match="apgd-ce"):
+    with pytest.raises(InputError, match="unknown attack .apgd-foo.; did you mean apgd"):
         attacks.get("apgd-foo")
