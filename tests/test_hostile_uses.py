@@ -1,0 +1,199 @@
+"""Issue 33: hostile uses that over-claimed, mixed two evaluations, changed the caller's data or crashed.
+
+Each test reproduces one case and failed before its fix (the issue's item number in the test's name).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from robustlab.data.checks import InputError
+
+SHAPE = (1, 4, 4)
+
+
+class Lin(nn.Module):
+    """Linear model on (1, 4, 4) images; `shift` (not in the state dict) moves class 0's logit, so two
+    instances with the same weights and another shift give other logits."""
+
+    def __init__(self, k: int = 3, shift: float = 0.0, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.lin = nn.Linear(16, k)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.randn(k, 16, generator=g))
+            self.lin.bias.zero_()
+        self.shift = shift
+
+    def forward(self, x):
+        z = self.lin(x.flatten(1))
+        return torch.cat([z[:, :1] + self.shift, z[:, 1:]], 1)
+
+
+def _data(n: int = 40, k: int = 3, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, *SHAPE, generator=g) * 0.9 + 0.05
+    y = torch.randint(0, k, (n,), generator=g)
+    return x, y
+
+
+def _label_by_model(model, x):
+    with torch.no_grad():
+        return model(x).argmax(1)
+
+
+PGD = [("pgd", {"steps": 5})]
+
+
+# ------------------------------------------------------------------------------------ 1: evaluation key
+
+def test_1_resume_refuses_a_model_with_other_logits_and_same_weights(tmp_path):
+    from robustlab.evaluate import run_ensemble
+
+    x, _ = _data(40)
+    a, b = Lin(shift=0.0).eval(), Lin(shift=2.0).eval()
+    y = _label_by_model(a, x)
+    state = tmp_path / "card.json.state.json"
+    run_ensemble(a, x, y, norm="linf", eps=[0.1], custom=PGD, batch_size=20, state_path=state)
+    with pytest.raises(InputError, match="outputs"):
+        run_ensemble(b, x, y, norm="linf", eps=[0.1], custom=PGD, batch_size=20, state_path=state)
+
+
+def test_1_outputs_fingerprint_is_stable_for_the_same_model_and_randomness():
+    from robustlab.evaluate.ensemble import outputs_hash
+
+    x, _ = _data(4)
+    m = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(16, 3)).train()  # random on every pass
+    assert outputs_hash(m, x) == outputs_hash(m, x)
+    assert outputs_hash(Lin(shift=0.0), x) != outputs_hash(Lin(shift=1.0), x)
+
+
+def test_1_edited_model_json_is_refused(tmp_path):
+    from robustlab.models import CheckpointError, build, load_model, save_model
+
+    m = build("mlp", 1, 3, 4, normalize=(0.5, 0.25))
+    save_model(m, tmp_path)
+    spec = json.loads((tmp_path / "model.json").read_text())
+    spec["spec"]["normalize"]["mean"] = [0.1]  # same tensors, other logits
+    (tmp_path / "model.json").write_text(json.dumps(spec))
+    with pytest.raises(CheckpointError, match="metadata"):
+        load_model(tmp_path)
+
+
+# ------------------------------------------------------------------------------- 2: resumed state checked
+
+def _state_after_run(tmp_path, n=40):
+    from robustlab.evaluate import run_ensemble
+
+    x, _ = _data(n)
+    m = Lin().eval()
+    y = _label_by_model(m, x)
+    y[:3] = (y[:3] + 1) % 3  # three misclassified points
+    state = tmp_path / "s.json"
+    run_ensemble(m, x, y, norm="linf", eps=[0.1], custom=PGD, batch_size=20, state_path=state)
+    return m, x, y, state
+
+
+@pytest.mark.parametrize("edit", ["long_list", "robust_where_wrong", "not_a_list", "not_strings", "norms_short",
+                                  "no_broken_by", "body_not_dict", "eps_missing", "seconds_text"])
+def test_2_hand_edited_state_is_refused(tmp_path, edit):
+    from robustlab.evaluate import run_ensemble
+
+    m, x, y, state = _state_after_run(tmp_path)
+    s = json.loads(state.read_text())
+    by = s["broken_by"]["0.1"]
+    if edit == "long_list":
+        s["broken_by"]["0.1"] = [""] * 160
+    elif edit == "robust_where_wrong":
+        s["broken_by"]["0.1"] = [""] * len(by)  # robust 1.0 with clean 0.925
+    elif edit == "not_a_list":
+        s["broken_by"]["0.1"] = "robust"
+    elif edit == "not_strings":
+        s["broken_by"]["0.1"] = [0] * len(by)
+    elif edit == "norms_short":
+        s["adv_norms"]["0.1"] = s["adv_norms"]["0.1"][:5]
+    elif edit == "no_broken_by":
+        del s["broken_by"]
+    elif edit == "body_not_dict":
+        s["unverified"] = [1, 2]
+    elif edit == "eps_missing":
+        s["broken_by"] = {}
+    elif edit == "seconds_text":
+        s["seconds"] = {"pgd": "fast"}
+    state.write_text(json.dumps(s))
+    with pytest.raises(InputError) as e:
+        run_ensemble(m, x, y, norm="linf", eps=[0.1], custom=PGD, batch_size=20, state_path=state)
+    assert "\n" not in str(e.value) and str(state) in str(e.value)
+
+
+def test_2_a_good_partial_state_still_resumes(tmp_path):
+    from robustlab.evaluate import run_ensemble
+
+    m, x, y, state = _state_after_run(tmp_path)
+    full = run_ensemble(m, x, y, norm="linf", eps=[0.1], custom=PGD, batch_size=20)
+    s = json.loads(state.read_text())
+    s["broken_by"]["0.1"] = s["broken_by"]["0.1"][:20]
+    s["adv_norms"]["0.1"] = s["adv_norms"]["0.1"][:20]
+    state.write_text(json.dumps(s))
+    res = run_ensemble(m, x, y, norm="linf", eps=[0.1], custom=PGD, batch_size=20, state_path=state)
+    assert res.broken_by == full.broken_by
+
+
+# ---------------------------------------------------------------------------- 5: one rule (the argmax)
+
+class Saturating(nn.Module):
+    """Logits clamped at 1: many points tie between two classes; argmax settles them by the class order."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = Lin(k=3)
+
+    def forward(self, x):
+        return (5 * self.lin(x)).clamp(max=1.0)
+
+
+def test_5_a_tie_the_deployed_argmax_gets_wrong_is_not_robust():
+    from robustlab.attacks.base import is_adversarial
+    from robustlab.evaluate import evaluate
+
+    z = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    lab = torch.tensor([1, 0])
+    assert is_adversarial(z, lab, False).tolist() == [True, False]  # argmax says 0 for both rows
+    assert is_adversarial(z, torch.tensor([0, 1]), True).tolist() == [True, False]
+
+    x, _ = _data(80, seed=3)
+    m = Saturating().eval()
+    y = torch.ones(80, dtype=torch.long)  # class 1 ties class 0 wherever both saturate
+    with torch.no_grad():
+        pred = m(x).argmax(1)
+    card = evaluate(m, x, y, eps=[0.0, 0.05], version="custom", custom=PGD, checks=False)
+    assert card["clean_accuracy"] == pytest.approx(float((pred == y).float().mean()))
+    # nothing the model's own argmax misclassifies is robust, at eps 0 or any other
+    for e, a in card["robust_accuracy"].items():
+        assert a <= card["clean_accuracy"] + 1e-12
+        robust = [s["i"] for s in card["per_sample"][e] if s["broken_by"] == ""]
+        assert all(int(pred[i]) == 1 for i in robust)
+
+
+# ------------------------------------------------------------------------------------ 6: monotone in eps
+
+def test_6_a_success_at_a_smaller_eps_carries_to_every_larger_eps():
+    from robustlab.evaluate import evaluate
+
+    x, _ = _data(60, seed=5)
+    m = Lin().eval()
+    y = _label_by_model(m, x)
+    # one random step (FGSM-like, no restarts) often breaks a point at a small eps and misses it at a larger one
+    card = evaluate(m, x, y, eps=[0.05, 0.08, 0.1, 0.2], version="custom",
+                    custom=[("pgd", {"steps": 1, "random_start": True})], checks=False)
+    eps = sorted(card["per_sample"], key=float)
+    for lo, hi in zip(eps, eps[1:]):
+        for a, b in zip(card["per_sample"][lo], card["per_sample"][hi]):
+            if a["broken_by"] not in ("", "clean"):
+                assert b["broken_by"] != "", f"point {a['i']} broken at {lo} but robust at {hi}"
+    accs = [card["robust_accuracy"][e] for e in eps]
+    assert accs == sorted(accs, reverse=True)
