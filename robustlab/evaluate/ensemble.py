@@ -380,7 +380,26 @@ def _attack_batch(model: nn.Module, xb: Tensor, yb: Tensor, clean: Tensor, eps: 
             if escalate is not None and bool(ok.any()):  # it found points: run its full setting on the rest
                 queue.insert(0, (name, {**{k: v for k, v in kw.items() if k != "escalate"}, **escalate}))
         part["by"][e], part["norm"][e] = by, nrm
+    carry_up(part["by"], part["norm"])
     return part
+
+
+def carry_up(by: dict[float, list[str]], sizes: dict[float, list[float]]) -> int:
+    """Robust accuracy is monotone in eps: an example verified within a smaller eps is within every larger one,
+    so a point broken at eps e (by an attack, with its size) is broken at every larger eps where the attacks
+    run there missed it, by the same attack and example. Changes `by` and `sizes` in place; returns how many
+    (point, eps) pairs it broke."""
+    order = sorted(by)
+    new = 0
+    for i, e in enumerate(order):
+        for k, name in enumerate(by[e]):
+            if name in ("", "clean"):
+                continue
+            for f in order[i + 1:]:
+                if by[f][k] == "" and fits(sizes[e][k], f):
+                    by[f][k], sizes[f][k] = name, sizes[e][k]
+                    new += 1
+    return new
 
 
 def _merge(res: EnsembleResult, part: dict[str, Any]) -> None:
