@@ -169,14 +169,13 @@ def predict(logits: Tensor) -> Tensor:
 
 
 def is_adversarial(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
-    """Bool (N,): another class's logit is strictly above the label's (untargeted), or the target's strictly
-    above every other class's (targeted); rows with NaN/inf logits are never adversarial. An exact tie is not
-    adversarial either way: argmax would settle it by the classes' order, and another batch's rounding can
-    settle it the other way."""
-    finite = torch.isfinite(logits).all(1)
-    own = logits.gather(1, labels.view(-1, 1)).squeeze(1)
-    others = logits.scatter(1, labels.view(-1, 1), float("-inf")).amax(1)
-    return finite & (own > others if targeted else others > own)
+    """Bool (N,): the deployed model's prediction, `predict` (argmax; an exact tie goes to the first of the
+    tied classes, as torch.argmax settles it), differs from the label (untargeted) or is the target
+    (targeted); rows with NaN/inf logits are never adversarial. The one rule of robustlab: clean accuracy
+    (`correct_predictions`) is its complement, so a point is robust only where the model's own argmax is
+    right (issue 33.5: a strict lead counted ties the argmax gets wrong as robust)."""
+    pred = predict(logits)
+    return pred == labels if targeted else (pred != labels) & (pred >= 0)
 
 
 @torch.no_grad()

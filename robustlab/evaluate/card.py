@@ -76,7 +76,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
         "attacks": res.key["attacks"],
         "depends_on": res.key,
         "unavailable_attacks": res.unavailable,
-        "clean_accuracy": float(res.clean.float().mean()),
+        "clean_accuracy": int(res.clean.sum()) / len(x) if len(x) else float("nan"),  # exact, as robust accuracy
         # max logit / logit gap: mean, std, skewness (Seguin et al. 2022); skewness needs two points
         "logits": logit_summary(z, y.cpu()) if len(x) >= 2 else None,
         "ensemble_robust_accuracy": {str(e): a for e, a in ensemble_acc.items()},
