@@ -286,7 +286,11 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if a.run:
         from robustlab.runs import record_evaluation
 
-        if record_evaluation(a.run, card):  # runs table --metric robust_acc@EPS
+        notes: list[str] = []
+        indexed = record_evaluation(a.run, card, notes)  # runs table --metric robust_acc@EPS
+        for note in notes:
+            print(f"index: {note}", file=sys.stderr)
+        if indexed:
             print(f"indexed: robust_acc@{card['threat_model']['norm']}:EPS in {Path(a.run).parent / 'index.sqlite'}",
                   file=sys.stderr)
     if a.tensorboard:

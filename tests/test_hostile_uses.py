@@ -208,3 +208,67 @@ def test_6_a_success_at_a_smaller_eps_carries_to_every_larger_eps():
                 assert b["broken_by"] != "", f"point {a['i']} broken at {lo} but robust at {hi}"
     accs = [card["robust_accuracy"][e] for e in eps]
     assert accs == sorted(accs, reverse=True)
+
+
+# --------------------------------------------------------------------------- 3: reports and the index
+
+def _small_card(n=20, version="custom", custom=PGD, checks=False, eps=(0.1,)):
+    from robustlab.evaluate import evaluate
+
+    x, _ = _data(n)
+    m = Lin().eval()
+    y = _label_by_model(m, x)
+    y[:2] = (y[:2] + 1) % 3
+    return evaluate(m, x, y, eps=list(eps), version=version, custom=custom, checks=checks)
+
+
+def test_3_a_card_contradicting_its_per_sample_data_is_not_shown_as_verified(tmp_path):
+    from robustlab.evaluate.card import card_problems
+    from robustlab.report.html import card_section
+
+    card = _small_card()
+    assert card_problems(card) == []
+    bad = json.loads(json.dumps(card))
+    bad["robust_accuracy"]["0.1"] = 1.7
+    probs = card_problems(bad)
+    assert probs and any("1.7" in p for p in probs)
+    page = card_section(bad, "edited")
+    assert "verified robust accuracy" not in page and "contradicts" in page
+    bad2 = json.loads(json.dumps(card))
+    bad2["per_sample"]["0.1"][5]["broken_by"] = ""  # one more robust point than the number says
+    assert card_problems(bad2)
+
+
+def test_3_a_card_made_without_checks_says_so():
+    from robustlab.evaluate import summary
+    from robustlab.report.html import card_section
+
+    card = _small_card(checks=False)
+    assert card["checks"] is False
+    assert "sanity checklist was not run" in summary(card)
+    assert "sanity checklist was not run" in card_section(card, "c")
+
+
+def test_3_the_index_never_lets_a_weaker_evaluation_replace_a_stronger_one(tmp_path):
+    from robustlab.runs import RunIndex, all_runs, record_evaluation, table
+
+    root, run = tmp_path / "runs", tmp_path / "runs" / "r0"
+    run.mkdir(parents=True)
+    RunIndex(root).record(run, {"name": "r"}, "h", "done", {"test_acc": 0.9})
+    strong = _small_card(n=40, custom=[("pgd", {"steps": 5}), ("fgsm", {})])
+    weak = _small_card(n=20, custom=[("fgsm", {})])
+    notes: list[str] = []
+    assert record_evaluation(run, strong, notes) and notes == []
+    (row,) = table(all_runs(root), None, "robust_acc@0.1")
+    assert row["mean"] == strong["robust_accuracy"]["0.1"]
+    assert record_evaluation(run, weak, notes)
+    (row,) = table(all_runs(root), None, "robust_acc@0.1")
+    assert row["mean"] == strong["robust_accuracy"]["0.1"]  # kept
+    assert notes and "n=20" in notes[0] and "n=40" in notes[0]
+    (r,) = all_runs(root)
+    assert r["metrics"]["evaluations"]["linf:0.1"]["n"] == 40
+    assert r["metrics"]["evaluations"]["linf:0.1"]["attacks"] == ["fgsm", "pgd"]
+    bad = json.loads(json.dumps(strong))
+    bad["robust_accuracy"]["0.1"] = 1.7
+    notes.clear()
+    assert not record_evaluation(run, bad, notes) and "not indexed" in notes[0]
