@@ -272,3 +272,138 @@ def test_3_the_index_never_lets_a_weaker_evaluation_replace_a_stronger_one(tmp_p
     bad["robust_accuracy"]["0.1"] = 1.7
     notes.clear()
     assert not record_evaluation(run, bad, notes) and "not indexed" in notes[0]
+
+
+# ----------------------------------------------------------------------------------- 4: half precision
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_4_low_precision_examples_are_kept_inside_the_budget(dtype, norm):
+    from robustlab import attacks
+    from robustlab.attacks.base import verify
+    from robustlab.evaluate.ensemble import input_hash
+
+    x, _ = _data(100, seed=1)
+    m = Lin().eval().to(dtype)
+    x = x.to(dtype)
+    y = _label_by_model(m, x)
+    eps = 0.1 if norm == "linf" else 0.5
+    r = attacks.get("pgd")(m, x, y, norm=norm, eps=eps, steps=10, generator=torch.Generator().manual_seed(0))
+    # the examples the attack found, moved inward where rounding left them outside: what it should count
+    d = r.x_adv.float() - x.float()
+    if norm == "linf":
+        inward = torch.where(d.abs() > eps, torch.nextafter(r.x_adv, x), r.x_adv)
+    else:
+        inward = (x.float() + d * (eps / d.flatten(1).norm(dim=1).clamp_min(eps)).view(-1, 1, 1, 1)).to(dtype)
+        inward = torch.where((inward.float() - x.float()).abs() > d.abs(), torch.nextafter(inward, x), inward)
+    ok = verify(m, x, y, inward, norm=norm, eps=eps)
+    assert int(r.success.sum()) >= int(ok.sum()) > 0
+    assert verify(m, x, y, r.x_adv, norm=norm, eps=eps)[r.success].all()
+    assert r.x_adv.dtype == dtype
+    input_hash(x, y)  # bfloat16 raised TypeError
+
+
+# ------------------------------------------------------------------------- 7: BatchNorm buffers and modes
+
+def _bn_models():
+    return {"mlp-bn1d": nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)),
+            "cnn-bn2d": nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                                      nn.Linear(16, 3)),
+            "cnn-bn2d-c2": nn.Sequential(nn.Conv2d(1, 2, 1), nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                                         nn.Flatten(), nn.Linear(16, 3))}
+
+
+@pytest.mark.parametrize("name", list(_bn_models()))
+@pytest.mark.parametrize("attack,kw", [("pgd", {"eps": 0.1, "steps": 2}), ("pgd", {"eps": 0.1, "steps": 2,
+                                                                               "keep": "first"}),
+                                       ("fmn", {"steps": 3}), ("square", {"eps": 0.1, "queries": 5})])
+def test_7_batchnorm_buffers_and_modes_are_the_callers(name, attack, kw):
+    from robustlab import attacks
+
+    torch.manual_seed(0)
+    m = _bn_models()[name].train()
+    x, _ = _data(8)
+    y = torch.zeros(8, dtype=torch.long)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with pytest.warns(UserWarning, match="training mode"):
+        r = attacks.get(attack)(m, x, y, norm="linf", generator=torch.Generator().manual_seed(0), **kw)
+    assert r.x_adv.shape == x.shape
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())
+    assert all(mod.training for mod in m.modules())
+
+
+# ---------------------------------------------------------------------- 8: the caller's tensors untouched
+
+class Writer(nn.Module):
+    """Clamps its input in place (a 'preprocessing' step written carelessly)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = Lin(k=3)
+
+    def forward(self, x):
+        x.clamp_(0.2, 0.8)
+        return self.lin(x)
+
+
+@pytest.mark.parametrize("attack,kw", [("pgd", {"eps": 0.1, "steps": 3}), ("apgd", {"eps": 0.1, "steps": 3}),
+                                       ("fmn", {"steps": 3}), ("square", {"eps": 0.1, "queries": 5})])
+def test_8_a_model_writing_to_its_input_changes_nothing_of_the_callers(attack, kw):
+    from robustlab import attacks
+
+    x, _ = _data(10)
+    m = Writer().eval()
+    y = _label_by_model(m, x.clone())
+    x0 = x.clone()
+    r = attacks.get(attack)(m, x, y, norm="linf", generator=torch.Generator().manual_seed(0), **kw)
+    assert torch.equal(x, x0)
+    assert (r.norm[r.success] <= 0.1 + 1e-6).all() if attack != "fmn" else True
+
+
+def test_8_evaluate_leaves_the_callers_tensors_alone():
+    from robustlab.evaluate import evaluate
+
+    x, _ = _data(10)
+    m = Writer().eval()
+    y = _label_by_model(m, x.clone())
+    x0, y0 = x.clone(), y.clone()
+    evaluate(m, x, y, eps=[0.1], version="custom", custom=PGD, checks=True)
+    assert torch.equal(x, x0) and torch.equal(y, y0)
+
+
+# --------------------------------------------------------------------------------- 9: randomised models
+
+class Noisy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = Lin(k=3)
+
+    def forward(self, x):
+        return self.lin((x + 0.05 * torch.randn_like(x)).clamp(0, 1))
+
+
+def test_9_a_randomised_model_is_detected_and_eot_suggested():
+    from robustlab.evaluate import evaluate, summary
+
+    x, _ = _data(20)
+    y = _label_by_model(Lin(k=3), x)
+    card = evaluate(Noisy().eval(), x, y, eps=[0.1], version="custom", custom=PGD, checks=False)
+    assert card["randomised"] is True and "--version rand" in card["randomised_note"]
+    assert "EOT" in summary(card)
+    det = evaluate(Lin(k=3).eval(), x, y, eps=[0.1], version="custom", custom=PGD, checks=False)
+    assert det["randomised"] is False and "randomised_note" not in det and "EOT" not in summary(det)
+    card = evaluate(_EvalButDropout(), x, y, eps=[0.1], version="custom", custom=PGD, checks=False)
+    assert card["randomised"] is True
+
+
+class _EvalButDropout(nn.Module):
+    """model.training is False, but a submodule's dropout is on."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(16, 3), nn.Dropout(0.5))
+        self.eval()
+        self.body[2].train()
+
+    def forward(self, x):
+        return self.body(x)

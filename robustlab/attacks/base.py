@@ -193,7 +193,10 @@ def verify(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, *, norm: str |
         return (ok, None) if return_logits else ok
     ok = torch.isfinite(x_adv).flatten(1).all(1)
     ok &= (x_adv >= 0).flatten(1).all(1) & (x_adv <= 1).flatten(1).all(1)
-    ok &= threat.within(x, x_adv, eps, aux)
+    if x.dtype in (torch.float16, torch.bfloat16):  # the budget measured in float32: exact for these values
+        ok &= threat.within(x.float(), x_adv.float(), eps.float() if isinstance(eps, Tensor) else eps, aux)
+    else:
+        ok &= threat.within(x, x_adv, eps, aux)
     logits = torch.cat([model(x_adv[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     fooled = is_adversarial(logits, target if targeted else y, targeted)
     if not targeted:  # NaN/inf logits are not the label: no robustness is ever claimed for such a point
@@ -368,6 +371,8 @@ class _ModelState:
         mods = list(model.modules()) if isinstance(model, nn.Module) else []
         self.modes = [(m, m.training) for m in mods]
         self.params = [(q, q.requires_grad) for q in model.parameters()] if isinstance(model, nn.Module) else []
+        # buffers too (BatchNorm's running statistics in training mode), whatever copy the attack runs
+        self.buffers = [(b, b.detach().clone()) for b in model.buffers()] if isinstance(model, nn.Module) else []
 
     def __enter__(self) -> _ModelState:
         for q, _ in self.params:
@@ -379,6 +384,9 @@ class _ModelState:
             q.requires_grad_(rg)
         for m, mode in self.modes:
             m.training = mode
+        with torch.no_grad():
+            for b, saved in self.buffers:
+                b.copy_(saved)
 
 
 def _scatter(value: Any, active: Tensor, n: int, zero: bool = False) -> Any:
@@ -469,12 +477,14 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
     gen = p["generator"]
     if gen is not None and not isinstance(gen, torch.Generator):
         raise InputError(f"generator must be a torch.Generator, got {type(gen).__name__}")
+    from robustlab.attacks import guards
+
     n = x.shape[0]
     eps_full: Tensor | None = None
     if spec.family == "fixed":
         if p["eps"] is None:
             raise InputError(f"{spec.name} is a fixed-budget attack: give eps (inf for no budget)")
-        eps_full = _eps_tensor(p["eps"], n, x)
+        eps_full = _eps_tensor(p["eps"], n, x[:0].float() if x.dtype in guards.LOW_PRECISION else x)
     stop_at = p.get("stop_at")
     if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int | float)
                                 or math.isnan(stop_at) or stop_at < 0):
@@ -483,6 +493,8 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
         spec.check(x, **p)
     threat = threat_of(norm, eps_full)
     warn_if_training(model)
+    if guards.batchnorm_training(model) and p.get("keep") not in (None, "best"):
+        p["keep"] = "best"  # BatchNorm in training mode: a point's logits depend on its batch, so none leaves it
     with _ModelState(model):
         # a plain NCHW convolutional model runs as a channels_last copy (same values, faster CPU kernels:
         # models/layout.py); robustlab-built models already are, and other models are used as they are
@@ -490,9 +502,10 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
         # keep="best" attacks every point: one sample tells the number of classes, the verification
         # pass does the rest (a point with NaN logits is flagged there)
         every = p.get("keep") == "best"
-        with torch.no_grad():
-            logits0 = model(x[:1] if every else x)
-        if not isinstance(logits0, Tensor) or logits0.dim() != 2 or logits0.shape[0] != (1 if every else n):
+        seen = (x[:2] if every else x).clone()  # a model that writes to its input changes this copy only
+        logits0 = guards.clean_pass(model, seen)
+        model = guards.guard_input_writes(model, x[:len(seen)], seen)
+        if not isinstance(logits0, Tensor) or logits0.dim() != 2 or logits0.shape[0] != len(seen):
             shape = tuple(logits0.shape) if isinstance(logits0, Tensor) else type(logits0).__name__
             raise InputError(f"the model must return logits of shape (N, K), got {shape}")
         k = logits0.shape[1]
@@ -500,7 +513,7 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
         labels = check_labels(target, n, k, name="target").to(x.device) if targeted else y
         fwd = torch.ones(n, dtype=torch.long, device=x.device)
         if every:
-            fwd[1:] = 0
+            fwd[len(seen):] = 0
             logits0 = torch.full((n, k), float("nan"), dtype=logits0.dtype, device=x.device)
             flagged = torch.zeros(n, dtype=torch.bool, device=x.device)
             active, done = ~flagged, flagged.clone()
@@ -521,14 +534,17 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
             if eps_full is not None:  # inf: the box's diameter, the same constraint
                 kw["eps"] = eps_full[active].clamp(max=threat.diameter(x)) if isinstance(threat, Lp) \
                     else eps_full[active]
+                kw["eps"] = guards.eps_in_dtype(kw["eps"], x.dtype)  # low precision: rounded down, never up
             if spec.stops:
                 kw["stop_at"] = stop_at
             if targeted:
                 kw["target"] = labels[active]
-            r = spec.impl(model, x[active], y[active], **kw)
+            r = guards.run_impl(spec, model, x[active], y[active], kw)
             if r.x_adv.shape != x[active].shape:
                 raise RuntimeError(f"attack {spec.name!r} returned x_adv of shape {tuple(r.x_adv.shape)}")
             x_adv[active] = r.x_adv.detach().to(x.dtype)
+            if x.dtype in guards.LOW_PRECISION and eps_full is not None:  # rounding must not leave the budget
+                x_adv[active] = guards.fit_in_budget(x[active], x_adv[active], eps_full[active], norm)
             claimed[active] = r.success.to(x.device)
             fwd[active] += r.forward_passes.to(x.device)
             bwd[active] += r.backward_passes.to(x.device)
@@ -550,7 +566,7 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
             logits[active] = lg.to(logits.dtype)
             flagged[active] |= ~torch.isfinite(lg).all(1)
             success[active] = ok
-    size = threat.size(x, x_adv, aux)
+    size = threat.size(x.float(), x_adv.float(), aux) if x.dtype in guards.LOW_PRECISION else threat.size(x, x_adv, aux)
     if spec.family == "minnorm":
         size = torch.where(success, size, torch.full_like(size, float("inf")))
     return AttackResult(x_adv, success, size, fwd, bwd, logits, info, threat, eps_full, aux,

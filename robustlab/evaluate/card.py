@@ -55,11 +55,15 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
         _check_minnorm(minnorm, norm, minnorm_steps)
     check_images(x)
     check_amp(amp, x.device)
-    y = _check_model_and_labels(model, x, y)
+    y, seen = _check_model_and_labels(model, x, y)
     if model.training:
         raise ValueError("evaluate() needs the model in eval mode (call model.eval()); BatchNorm/Dropout in "
                          "training mode make predictions depend on the batch")
+    from robustlab.attacks import guards
+
+    model = guards.guard_input_writes(model, x[:1], seen)  # a model writing to its input gets a copy of it
     model = channels_last(model, copy_model=True)  # same values, faster CPU kernels (models/layout.py)
+    randomised = guards.is_randomised(model, x)
     t0 = time.perf_counter()
     state = Path(str(out) + ".state.json") if out is not None else None
     res = run_ensemble(model, x, y, norm=norm, eps=eps, version=version, custom=custom, batch_size=batch_size,
@@ -74,6 +78,8 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
         "threat_model": {"norm": norm, "eps": eps},
         "n": len(x), "seed": seed, "version": version if custom is None else "custom", "amp": amp,
         "checks": bool(checks),  # False: made with --no-checks, the sanity checklist did not run
+        "randomised": randomised,  # two identical forward passes differed
+        **({"randomised_note": RANDOMISED_NOTE} if randomised else {}),
         "attacks": res.key["attacks"],
         "depends_on": res.key,
         "unavailable_attacks": res.unavailable,
@@ -109,6 +115,11 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
     if out is not None and shard.is_main(str(x.device)):  # under torchrun every rank holds the same card
         atomic_write_json(out, card)
     return card
+
+
+RANDOMISED_NOTE = ("two identical forward passes of the model gave different logits (input noise, dropout left on in "
+                   "a submodule, a random transformation): the robust accuracy varies with the seed and a "
+                   "deterministic attack sees one draw of the model; evaluate with EOT: --version rand")
 
 
 def card_problems(card: Any) -> list[str]:
@@ -187,24 +198,26 @@ def _check_minnorm(names: Any, norm: str, steps: Any) -> None:
         raise InputError(f"minnorm_steps must be an integer >= 1, got {steps!r}")
 
 
-def _check_model_and_labels(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """Labels within the model's classes, and x in the dtype the model computes in (one clear InputError)."""
+def _check_model_and_labels(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Labels within the model's classes, and x in the dtype the model computes in (one clear InputError).
+    Returns the labels and the copy of x[:1] the model was run on (changed: the model writes to its input)."""
     from robustlab.data.checks import InputError, check_labels
 
     y = check_labels(y, len(x))
     p = next(iter(model.parameters()), None)
     if p is not None and p.is_floating_point() and p.dtype != x.dtype:
         raise InputError(f"x is {x.dtype} but the model computes in {p.dtype}; pass x.to({p.dtype})")
+    seen = x[:1].clone()  # the caller's x stays as it is even if the model writes to its input
     try:
         with torch.no_grad():
-            logits = model(x[:1])
+            logits = model(seen)
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"the model cannot be run on x of shape {tuple(x.shape)}: {first}") from None
     if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != 1:
         raise InputError(f"the model must return logits of shape (N, classes), got "
                          f"{tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__}")
-    return check_labels(y, len(x), logits.shape[1]).to(x.device)
+    return check_labels(y, len(x), logits.shape[1]).to(x.device), seen
 
 
 def minnorm_route(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: list[float], names: list[str],
@@ -338,6 +351,8 @@ def summary(card: dict[str, Any]) -> str:
         mn = card["minnorm"]
         lines.append(f"  minimum-norm route ({', '.join(mn['attacks'])}): " + ", ".join(
             f"eps {float(e):g}: {a:.4f}" for e, a in mn["combined"].items()))
+    if card.get("randomised"):
+        lines.append(f"WARNING (randomised model): {RANDOMISED_NOTE}")
     if card.get("checks") is False or "sanity_checks" not in card:
         lines.append("  note: the sanity checklist was not run (--no-checks): nothing checked that the attacks "
                      "were strong enough")

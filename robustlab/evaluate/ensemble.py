@@ -371,7 +371,9 @@ def _attack_batch(model: nn.Module, xb: Tensor, yb: Tensor, clean: Tensor, eps: 
             if spec.family == "minnorm":  # a minimum-norm success beyond eps is no claim about this eps
                 claimed = claimed & fits(r.norm, e)
             part["unverified"][name] += int((claimed & ~ok).sum())
-            sizes = r.threat.size(xb[idx], r.x_adv, r.aux) if r.threat is not None else norm_of(r.x_adv - xb[idx], norm)
+            x0, xa = (xb[idx].float(), r.x_adv.float()) if xb.dtype in (torch.float16, torch.bfloat16) else \
+                (xb[idx], r.x_adv)  # low precision: sizes measured in float32, as verify measures them
+            sizes = r.threat.size(x0, xa, r.aux) if r.threat is not None else norm_of(xa - x0, norm)
             for j, (k, good) in enumerate(zip(idx.tolist(), ok.tolist())):
                 if good:
                     by[k] = name
