@@ -407,3 +407,153 @@ class _EvalButDropout(nn.Module):
 
     def forward(self, x):
         return self.body(x)
+
+
+# ------------------------------------------------------------------------------------ 10: two classes
+
+@pytest.mark.parametrize("attack,kw", [("apgd", {"loss": "dlr", "eps": 0.1, "steps": 3}),
+                                       ("pgd", {"loss": "dlr", "eps": 0.1, "steps": 3})])
+def test_10_the_dlr_loss_on_two_classes_is_one_line_naming_what_works(attack, kw):
+    from robustlab import attacks
+
+    x, _ = _data(10)
+    m = Lin(k=2).eval()
+    with pytest.raises(InputError, match="3 classes.*'ce'"):
+        attacks.get(attack)(m, x, _label_by_model(m, x), norm="linf", **kw)
+    for loss in ("ce", "margin") if attack == "pgd" else ("ce",):  # what works on two classes
+        attacks.get(attack)(m, x, _label_by_model(m, x), norm="linf", **{**kw, "loss": loss})
+
+
+@pytest.mark.parametrize("version", ["rand", "standard", "paper"])
+def test_10_versions_that_cannot_run_on_two_classes_name_one_that_can(version):
+    from robustlab.evaluate import evaluate
+
+    x, _ = _data(10)
+    m = Lin(k=2).eval()
+    y = _label_by_model(m, x)
+    with pytest.raises(InputError, match="2 classes.*--version cheap") as e:
+        evaluate(m, x, y, eps=[0.1], version=version, checks=False)
+    assert "\n" not in str(e.value)
+    card = evaluate(m, x, y, eps=[0.1], version="custom", custom=[("apgd-ce", {"steps": 3}), ("fab", {"steps": 3}),
+                                                                  ("square", {"queries": 10})], checks=False)
+    assert card["robust_accuracy"]["0.1"] <= card["clean_accuracy"]
+
+
+# ------------------------------------------------------------------------------------- 11: clear errors
+
+class _Binned(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = Lin(k=3)
+
+    def forward(self, x):
+        return self.lin((x * 4).long().float() / 4)  # the graph stops at .long()
+
+
+class _IntLogits(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = Lin(k=3)
+
+    def forward(self, x):
+        return (10 * self.lin(x)).long()
+
+
+class _HalfNaN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = Lin(k=3)
+
+    def forward(self, x):
+        z = self.lin(x)
+        return torch.where(x.flatten(1)[:, :1] > 0.5, torch.full_like(z, float("nan")), z)
+
+
+@pytest.mark.parametrize("model,match", [(_Binned, "differentiabl"), (_IntLogits, "int64 logits")])
+def test_11_models_gradients_cannot_run_on_are_one_line(model, match):
+    from robustlab import attacks
+    from robustlab.evaluate import evaluate
+
+    x, _ = _data(10)
+    y = _label_by_model(Lin(k=3), x)
+    for run in (lambda: attacks.get("pgd")(model().eval(), x, y, norm="linf", eps=0.1, steps=2),
+                lambda: evaluate(model().eval(), x, y, eps=[0.1], version="custom", custom=PGD, checks=False)):
+        with pytest.raises(InputError, match=match) as e:
+            run()
+        assert "\n" not in str(e.value)
+
+
+def test_11_nan_clean_logits_do_not_throw_a_finished_evaluation_away():
+    from robustlab.evaluate import evaluate, summary
+
+    x, _ = _data(20)
+    m = _HalfNaN().eval()
+    y = _label_by_model(Lin(k=3), x)
+    card = evaluate(m, x, y, eps=[0.1], version="custom", custom=PGD, checks=False)
+    bad = int((x.flatten(1)[:, 0] > 0.5).sum())
+    assert card["nonfinite_logits"] == bad > 0
+    assert card["clean_accuracy"] <= 1 - bad / 20
+    json.dumps(card, allow_nan=False)
+    summary(card)
+
+
+@pytest.fixture
+def cli_files(tmp_path):
+    import numpy as np
+
+    from robustlab.models import build, save_model
+
+    save_model(build("mlp", 1, 3, 4), tmp_path / "m")
+    g = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=g.random((12, 1, 4, 4)).astype("float32"), y=g.integers(0, 3, 12))
+    np.savez(tmp_path / "d8.npz", x=g.random((12, 1, 8, 8)).astype("float32"), y=g.integers(0, 3, 12))
+    (tmp_path / "net.py").write_text(
+        "import torch\nfrom torch import nn\n\n\nclass Net(nn.Module):\n"
+        "    def __init__(self, tuple_out=False, double=False):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(16, 3, dtype=torch.float64 if double else None)\n"
+        "        self.tuple_out = tuple_out\n\n    def forward(self, x):\n        z = self.fc(x.flatten(1))\n"
+        "        return (z, z) if self.tuple_out else z\n")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    w = nn.Linear(16, 3).double()
+    save_file({"fc.weight": w.weight.detach(), "fc.bias": w.bias.detach()}, str(tmp_path / "w64.safetensors"))
+    w = w.float()
+    save_file({"fc.weight": w.weight.detach(), "fc.bias": w.bias.detach()}, str(tmp_path / "w32.safetensors"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("args,match", [
+    (["attack", "{m}", "--data", "{d8}", "--attack", "pgd", "--eps", "0.1"], "cannot be run on x of shape"),
+    (["analyze", "gradients", "{m}", "--data", "{d8}", "--out", "{out}"], "cannot be run on x of shape"),
+    (["attack", "--model", "{net}:Net", "--weights", "{w32}", "--arch-kwargs", '{{"tuple_out": true}}', "--data",
+      "{d}", "--attack", "pgd", "--eps", "0.1"], "logits of shape"),
+    (["analyze", "gradients", "--model", "{net}:Net", "--weights", "{w32}", "--arch-kwargs",
+      '{{"tuple_out": true}}', "--data", "{d}", "--out", "{out}"], "logits of shape"),
+    (["attack", "{m}", "--data", "{d}", "--attack", "pgd", "--eps", "0.1", "--batch-size", "0"], "--batch-size"),
+    (["evaluate", "{m}", "--data", "{d}", "--eps", "0.1", "--batch-size", "0", "--out", "{out}/c.json"],
+     "--batch-size"),
+    (["attack", "{m}", "--data", "{d}", "--attack", "pgd", "--eps", "0.1", "--step-size", "-1"], "step_size"),
+    (["attack", "{m}", "--data", "{d}", "--attack", "pgd", "--eps", "0.1", "--seed", str(2**70)], "--seed"),
+    (["evaluate", "{m}", "--data", "{d}", "--eps", "0.1", "--seed", str(2**70), "--out", "{out}/c.json"], "--seed"),
+])
+def test_11_the_cli_says_one_line_and_exits_2(cli_files, capsys, args, match):
+    from robustlab.cli import main
+
+    p = cli_files
+    files = {"m": p / "m", "d": p / "d.npz", "d8": p / "d8.npz", "net": p / "net.py", "w32": p / "w32.safetensors",
+             "out": p / "out"}
+    argv = [a.format(**files) for a in args]
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("robustlab: error")]
+    assert len(err) == 1 and match in err[0]
+
+
+def test_11_a_float64_model_runs_from_the_cli(cli_files, capsys):
+    from robustlab.cli import main
+
+    p = cli_files
+    assert main(["attack", "--model", f"{p / 'net.py'}:Net", "--weights", str(p / "w64.safetensors"),
+                 "--arch-kwargs", '{"double": true}', "--data", str(p / "d.npz"), "--attack", "pgd", "--eps", "0.1",
+                 "--steps", "2"]) == 0
+    assert "x.to" not in capsys.readouterr().err

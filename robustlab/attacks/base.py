@@ -485,6 +485,7 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
         if p["eps"] is None:
             raise InputError(f"{spec.name} is a fixed-budget attack: give eps (inf for no budget)")
         eps_full = _eps_tensor(p["eps"], n, x[:0].float() if x.dtype in guards.LOW_PRECISION else x)
+    guards.check_params(p)
     stop_at = p.get("stop_at")
     if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int | float)
                                 or math.isnan(stop_at) or stop_at < 0):

@@ -89,15 +89,18 @@ def _first_line(e: BaseException) -> str:
 @torch.no_grad()
 def clean_pass(model: Any, x: Tensor) -> Any:
     """The entry point's clean forward pass: a model that cannot run on x (another image size, channel count)
-    is an InputError of one line, not PyTorch's traceback; integer logits are refused (no gradient, no
-    margin)."""
+    is an InputError of one line, not PyTorch's traceback; so are outputs other than a (N, K) tensor (a tuple)
+    and integer logits (no gradient, no margin)."""
     from robustlab.data.checks import InputError
 
     try:
         out = model(x)
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
         raise InputError(f"the model cannot be run on x of shape {tuple(x.shape)}: {_first_line(e)}") from None
-    if isinstance(out, Tensor) and out.dim() == 2 and not out.is_floating_point():
+    if not isinstance(out, Tensor) or out.dim() != 2:
+        raise InputError(f"the model must return logits of shape (N, K), got "
+                         f"{tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__}")
+    if not out.is_floating_point():
         raise InputError(f"the model returns {out.dtype} logits; attacks need floating-point logits (return the "
                          "scores before any rounding or argmax)")
     return out
@@ -133,3 +136,14 @@ def eps_in_dtype(eps: Tensor, dtype: torch.dtype) -> Tensor:
         return eps
     low = eps.to(dtype)
     return torch.where(low.float() > eps.float(), torch.nextafter(low, torch.zeros_like(low)), low)
+
+
+def check_params(p: dict[str, Any]) -> None:
+    """Parameters every attack that takes them reads the same way, checked by name before any work: a step
+    size > 0 (a negative one was reported as a bad eps)."""
+    from robustlab.data.checks import InputError
+
+    v = p.get("step_size")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int | float | Tensor)
+                          or not bool(torch.as_tensor(v).gt(0).all())):
+        raise InputError(f"step_size must be > 0 (None: the attack's default), got {v!r}")

@@ -73,6 +73,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
 
     with torch.no_grad():
         z = torch.cat([model(x[i:i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)])
+    fin = torch.isfinite(z).all(1)
     card: dict[str, Any] = {
         **(meta or {}),
         "threat_model": {"norm": norm, "eps": eps},
@@ -85,7 +86,9 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
         "unavailable_attacks": res.unavailable,
         "clean_accuracy": int(res.clean.sum()) / len(x) if len(x) else float("nan"),  # exact, as robust accuracy
         # max logit / logit gap: mean, std, skewness (Seguin et al. 2022); skewness needs two points
-        "logits": logit_summary(z, y.cpu()) if len(x) >= 2 else None,
+        # over the points with finite logits: NaN/inf logits of some points never throw the evaluation away
+        "logits": logit_summary(z[fin], y.cpu()[fin]) if int(fin.sum()) >= 2 else None,
+        "nonfinite_logits": int((~fin).sum()),
         "ensemble_robust_accuracy": {str(e): a for e, a in ensemble_acc.items()},
         "unverified_claims": res.unverified,
         "seconds": {"attacks": res.seconds},

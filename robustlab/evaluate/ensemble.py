@@ -233,6 +233,27 @@ def resolve_plan(norm: str, version: str, custom: list[tuple[str, dict[str, Any]
     return out
 
 
+# the fewest classes each attack/loss of a plan needs: APGD-T's targeted DLR loss divides by z_pi1 - (z_pi3 +
+# z_pi4) / 2, the DLR loss by z_pi1 - z_pi3
+def _classes_needed(name: str, kw: dict[str, Any]) -> int:
+    if name == "apgd_t":
+        return 4
+    return 3 if kw.get("loss") == "dlr" else 2
+
+
+def check_classes(plan: list[tuple[str, dict[str, Any]]], k: int, version: str) -> None:
+    """InputError (one line) when an attack of the plan cannot run with the model's k classes, naming the
+    versions that can: 'cheap' (PGD, cross-entropy) always; with 3 classes, AutoAttack's untargeted attacks
+    as a custom plan."""
+    short = [(a, _classes_needed(a, kw)) for a, kw in plan if _classes_needed(a, kw) > k]
+    if not short:
+        return
+    what = ", ".join(f"{a}{' (DLR loss)' if need == 3 else ''} needs {need}" for a, need in short)
+    raise InputError(f"version {version!r} cannot run on a model with {k} classes ({what}); use --version cheap, "
+                     f"or --version custom --attacks apgd-ce,fab,square (Python: custom=[('apgd', {{'loss': 'ce', "
+                     f"'eot_iter': 20}})] for a randomised model)")
+
+
 def check_eps_list(eps: Any) -> list[float]:
     """eps of an evaluation: a non-empty list of numbers >= 0 (inf allowed), no NaN."""
     if isinstance(eps, int | float):
@@ -297,8 +318,11 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
     runnable = plan
     n = len(x)
     with torch.no_grad():
-        clean = torch.cat([correct_predictions(model(x[i:i + batch_size]), y[i:i + batch_size])
-                           for i in range(0, n, batch_size)])
+        outs = [(model(x[i:i + batch_size]), y[i:i + batch_size]) for i in range(0, n, batch_size)]
+    clean = torch.cat([correct_predictions(z, t) for z, t in outs]) if outs else torch.zeros(0, dtype=torch.bool)
+    if outs:
+        check_classes(plan, outs[0][0].shape[1], version if custom is None else "custom")
+    del outs
     res = EnsembleResult(norm, list(eps), n, clean, {e: [] for e in eps}, {a: 0 for a, _ in runnable},
                          {a: 0.0 for a, _ in runnable}, [], {e: [] for e in eps})
     res.key = key
