@@ -503,7 +503,8 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
         # keep="best" attacks every point: one sample tells the number of classes, the verification
         # pass does the rest (a point with NaN logits is flagged there)
         every = p.get("keep") == "best"
-        seen = (x[:2] if every else x).clone()  # a model that writes to its input changes this copy only
+        # a model that writes to its input changes this copy only; BatchNorm in training mode needs 2 points
+        seen = (x[:2 if guards.batchnorm_training(model) else 1] if every else x).clone()
         logits0 = guards.clean_pass(model, seen)
         model = guards.guard_input_writes(model, x[:len(seen)], seen)
         if not isinstance(logits0, Tensor) or logits0.dim() != 2 or logits0.shape[0] != len(seen):

@@ -116,7 +116,6 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         raise CheckpointError(f"{weights_path} does not match the SHA-256 recorded in {json_path}: the file is "
                               "corrupt, truncated, or from another save (interrupted or copied over)")
     stored = _stored_shapes(weights_path)
-    _check_spec_matches_metadata(meta["spec"], weights_path, json_path)
     # the architecture is first built on the meta device (no memory): an edited spec ("hidden": 2000000)
     # is refused by comparing its tensors' shapes with the stored ones before anything is allocated
     try:
@@ -138,6 +137,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{weights_path} is not a readable safetensors file: {e}") from None
     _load_state_strictly(model, state, weights_path)
+    # last: an edit that changes shapes or names is named above by what does not fit
+    _check_spec_matches_metadata(meta["spec"], weights_path, json_path)
     return model.to(map_location).eval()
 
 
