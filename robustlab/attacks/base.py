@@ -438,7 +438,10 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
        written) and the caller's module modes restored afterwards.
     4. Every returned example is verified on a fresh forward pass (finite, box, budget with the
        threat's one tolerance, label; `verify`): only verified successes count, the others are
-       reported in `unverified`; minimum-norm sizes are inf where there is no verified success.
+       reported in `unverified`; minimum-norm sizes are inf where there is no verified success. Float16 and
+       bfloat16 inputs: the attack computes in the model's dtype with its budget rounded down there; each
+       example is rounded toward x into the budget in that dtype and verified in it, the budget measured in
+       float32 (`guards.fit_in_budget`).
     5. Forward/backward passes are counted per sample, the clean and verification passes included.
     """
     unknown = set(kwargs) - set(spec.params)
