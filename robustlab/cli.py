@@ -118,6 +118,7 @@ def _load_model_and_data(a: argparse.Namespace, split: str = "test") -> tuple[An
         raise InputError("give a run/model folder, or --model FILE.py:Class --weights W (or robustbench:NAME), "
                          "not both")
     a.device = resolve_device(getattr(a, "device", None))
+    _check_numbers(a)
     dataset, data_cfg = a.data, None
     if a.run is not None:
         p = Path(a.run)
@@ -157,7 +158,22 @@ def _load_model_and_data(a: argparse.Namespace, split: str = "test") -> tuple[An
         ds = rdata.load(dataset, split, root=root)
     if a.n:
         ds = rdata.first_n(ds, min(a.n, len(ds.y)))
-    return model, ds.x.to(a.device), ds.y.to(a.device)
+    x = ds.x.to(a.device)
+    w = next((t for t in model.parameters() if t.is_floating_point()), None)
+    if w is not None and w.dtype != x.dtype and x.is_floating_point():  # a float64/float16 model: its own dtype
+        x = x.to(w.dtype)
+    return model, x, ds.y.to(a.device)
+
+
+def _check_numbers(a: argparse.Namespace) -> None:
+    """The command line's counts and seed, checked before any work (one line each)."""
+    seed = getattr(a, "seed", 0)
+    if not 0 <= seed < 2**62:  # torch's generators take 64-bit seeds; a batch's seed is seed + its first index
+        raise InputError(f"--seed must be an integer in [0, 2**62), got {seed}")
+    for name in ("batch_size", "n"):
+        v = getattr(a, name, None)
+        if v is not None and v < (1 if name == "batch_size" else 0):
+            raise InputError(f"--{name.replace('_', '-')} must be >= {1 if name == 'batch_size' else 0}, got {v}")
 
 
 def _add_model_args(sp: argparse.ArgumentParser) -> None:
@@ -272,7 +288,11 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if a.run:
         from robustlab.runs import record_evaluation
 
-        if record_evaluation(a.run, card):  # runs table --metric robust_acc@EPS
+        notes: list[str] = []
+        indexed = record_evaluation(a.run, card, notes)  # runs table --metric robust_acc@EPS
+        for note in notes:
+            print(f"index: {note}", file=sys.stderr)
+        if indexed:
             print(f"indexed: robust_acc@{card['threat_model']['norm']}:EPS in {Path(a.run).parent / 'index.sqlite'}",
                   file=sys.stderr)
     if a.tensorboard:
@@ -368,8 +388,11 @@ def _analysis_inputs(a: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
     """`robustlab analyze ...` shared part: the model, its first `--n` test points, the output folder."""
     import torch
 
-    torch.manual_seed(a.seed)
     model, x, y = _load_model_and_data(a)
+    torch.manual_seed(a.seed)
+    from robustlab.attacks.guards import clean_pass
+
+    clean_pass(model, x[:1].clone())  # another image size, a tuple output: one line, not PyTorch's traceback
     out = Path(a.out) if a.out else (Path(a.run) / "analysis" if a.run else Path("analysis"))
     out.mkdir(parents=True, exist_ok=True)
     return model, x, y, out

@@ -194,6 +194,14 @@ class RunIndex:
         """Mean ± sample std of `metric` over this index's finished runs; see ``runs.table``."""
         return table(self.list(), group_by, metric)
 
+    def metrics_of(self, run_dir: Path) -> dict[str, Any] | None:
+        """A recorded run's metrics; None when the run is not in this index."""
+        if not self.exists:
+            return None
+        with self._connect() as con:
+            row = con.execute("SELECT metrics FROM runs WHERE path=?", (str(Path(run_dir).resolve()),)).fetchone()
+        return None if row is None else json.loads(row[0])
+
     def add_metrics(self, run_dir: Path, metrics: dict[str, Any]) -> bool:
         """Merge `metrics` into a recorded run's metrics (e.g. an evaluation's robust accuracies); False when
         the run is not in this index."""
@@ -269,11 +277,64 @@ def evaluation_metrics(card: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def record_evaluation(run_dir: str | Path, card: dict[str, Any]) -> bool:
+def evaluation_record(card: dict[str, Any]) -> dict[str, Any]:
+    """What the index keeps about the evaluation behind a ``robust_acc@NORM:EPS``: n, version, the attacks
+    that ran, whether the sanity checklist ran, and the robust accuracy."""
+    return {"n": int(card["n"]), "version": str(card.get("version")),
+            "attacks": sorted({str(a["name"]) for a in card.get("attacks", [])}),
+            "checks": bool(card.get("checks", "sanity_checks" in card))}
+
+
+def weaker_than(new: dict[str, Any], old: dict[str, Any]) -> str | None:
+    """Why evaluation `new` is weaker than `old` (fewer points, not every attack `old` ran, no checklist where
+    `old` had one), or None when it is at least as strong."""
+    why = []
+    if new["n"] < old["n"]:
+        why.append(f"n={new['n']} against n={old['n']}")
+    missing = sorted(set(old["attacks"]) - set(new["attacks"]))
+    if missing:
+        why.append(f"without {', '.join(missing)}")
+    if old.get("checks") and not new.get("checks"):
+        why.append("without the sanity checklist")
+    return "; ".join(why) or None
+
+
+def record_evaluation(run_dir: str | Path, card: dict[str, Any], notes: list[str] | None = None) -> bool:
     """Add an evaluation's robust accuracies to the run's row in the index of its root (the run folder's
-    parent, where the Trainer recorded it). False when the run is not indexed there."""
+    parent, where the Trainer recorded it), with what each number came from (``metrics["evaluations"]``:
+    n, version, attacks, checks). A number already there from a stronger evaluation (more points, attacks
+    the new one lacks, the checklist) is kept, never silently replaced: `notes` gets one line per kept number.
+    A card that contradicts its own per-sample data (`card_problems`) is not indexed. False when nothing was
+    recorded (the run is not indexed there, or the card was refused)."""
+    from robustlab.evaluate.card import card_problems
+
+    notes = notes if notes is not None else []
+    problems = card_problems(card)
+    if problems:
+        notes.append(f"not indexed: the card contradicts its own per-sample data ({problems[0]})")
+        return False
     run_dir = Path(run_dir)
-    return RunIndex(run_dir.parent, create=False).add_metrics(run_dir, evaluation_metrics(card))
+    index = RunIndex(run_dir.parent, create=False)
+    old = index.metrics_of(run_dir)
+    if old is None:
+        return False
+    stored = dict(old.get("evaluations") or {})
+    new = evaluation_record(card)
+    metrics = evaluation_metrics(card)
+    norm = card["threat_model"]["norm"]
+    for e, a in card["robust_accuracy"].items():
+        tag = f"{norm}:{float(e):g}"
+        prev = stored.get(tag)
+        why = weaker_than(new, prev) if isinstance(prev, dict) and {"n", "attacks"} <= set(prev) else None
+        if why:
+            metrics.pop(f"{_EVAL_METRIC}{tag}")
+            notes.append(f"robust_acc@{tag}: kept {prev.get('robust_acc')} from the stronger evaluation "
+                         f"(n={prev['n']}, {prev.get('version')}: {', '.join(prev['attacks'])}); this one "
+                         f"({float(a):g}) is weaker ({why}) and was not indexed")
+            continue
+        stored[tag] = {**new, "robust_acc": float(a)}
+    metrics["evaluations"] = stored
+    return index.add_metrics(run_dir, metrics)
 
 
 def _metric_value(metrics: dict[str, Any], metric: str) -> float | None:

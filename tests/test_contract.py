@@ -392,10 +392,17 @@ def test_trainer_robust_accuracy_for_any_registered_attack(attack):
     assert 0 <= metrics[f"robust_acc_{attack}"] <= metrics["test_acc"] + 0.2
 
 
-def test_an_exact_tie_of_logits_is_never_adversarial():
-    """argmax settles a tie by the classes' order (class 0 ahead of 1): neither the label's own class nor a
-    target counts as beaten or reached on a tie, whatever the order; a strict lead does."""
+def test_an_exact_tie_of_logits_follows_the_deployed_argmax():
+    """One rule for clean accuracy and adversarial success, the deployed model's argmax (issue 33.5): a tie
+    goes to the first tied class, so a label that loses the tie is misclassified (adversarial) and a target
+    that loses it is not reached; NaN rows are never adversarial."""
     logits = torch.tensor([[2.0, 2.0, 0.0], [2.0, 2.0, 0.0], [2.0, 2.0 + 1e-6, 0.0], [float("nan"), 0.0, 0.0]])
-    assert is_adversarial(logits, torch.tensor([1, 0, 0, 1]), False).tolist() == [False, False, True, False]
-    assert is_adversarial(logits, torch.tensor([0, 1, 1, 1]), True).tolist() == [False, False, True, False]
+    assert is_adversarial(logits, torch.tensor([1, 0, 0, 1]), False).tolist() == [True, False, True, False]
+    assert is_adversarial(logits, torch.tensor([0, 1, 1, 1]), True).tolist() == [True, False, True, False]
     assert is_adversarial(logits, torch.tensor([2, 2, 2, 2]), False).tolist() == [True, True, True, False]
+    from robustlab.evaluate.ensemble import correct_predictions
+
+    for lab in ([1, 0, 0, 1], [0, 1, 1, 1], [2, 2, 2, 2]):
+        lab = torch.tensor(lab)
+        assert (correct_predictions(logits, lab) == ~is_adversarial(logits, lab, False) & torch.isfinite(
+            logits).all(1)).all()

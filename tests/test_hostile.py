@@ -252,3 +252,140 @@ def _evaluate_case(kind, seed, pick, n):
     json.dumps(card, allow_nan=False)  # strict JSON
     summary(card)  # and printable, whatever the logits were
 
+
+
+# ------------------------------------------------------------------------------ issue 33: case families
+# Each (family, attack) pair: a model or file that a hostile user hands over. The attack must refuse with one
+# line or return a result that is verified on the model, keeps the caller's x and model state as they were,
+# and stays inside the box and the budget measured in float32 (low precision included).
+
+class _Family(nn.Module):
+    """Tiny's linear map with a twist: `kind` picks the family's behaviour."""
+
+    def __init__(self, kind: str, k: int = K):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.w = nn.Parameter(torch.randn(k, 16, generator=g), requires_grad=False)
+        self.kind = kind
+        if kind == "bn_train":
+            self.bn = nn.BatchNorm1d(16)
+
+    def forward(self, x):
+        h = x.flatten(1)
+        if self.kind == "writer":
+            x.clamp_(0.2, 0.8)  # writes to its input
+            h = x.flatten(1)
+        if self.kind == "bn_train":
+            h = self.bn(h)
+        if self.kind == "random":
+            h = h + 0.05 * torch.randn_like(h)
+        z = h @ self.w.T
+        if self.kind == "ties":
+            z = (4 * z).clamp(max=2.0)  # saturates: exact ties that argmax settles by the classes' order
+        if self.kind == "tuple":
+            return z, z
+        if self.kind == "int":
+            return (10 * z).long()
+        if self.kind == "binned":
+            return ((x * 4).long().float() / 4).flatten(1) @ self.w.T
+        return z
+
+
+# family -> (model kind, x dtype, classes, must refuse)
+FAMILIES = {
+    "dtype_float16": ("", torch.float16, K, False), "dtype_bfloat16": ("", torch.bfloat16, K, False),
+    "dtype_float64": ("", torch.float64, K, False),
+    "output_tuple": ("tuple", torch.float32, K, True), "output_int": ("int", torch.float32, K, True),
+    "output_ties": ("ties", torch.float32, K, False), "output_binned": ("binned", torch.float32, K, False),
+    "classes_2": ("", torch.float32, 2, False), "classes_3": ("", torch.float32, 3, False),
+    "stateful_bn_train": ("bn_train", torch.float32, K, False), "stateful_writer": ("writer", torch.float32, K, False),
+    "stateful_random": ("random", torch.float32, K, False),
+}
+FAMILY_PAIRS = [(a, f) for a in PUBLIC for f in FAMILIES]
+
+
+@pytest.mark.parametrize("name,family", [pytest.param(a, f, id=f"{a}-{f}") for a, f in FAMILY_PAIRS])
+@settings(max_examples=2, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
+          phases=(Phase.explicit, Phase.generate))
+@given(seed=st.integers(0, 10**6), n=st.integers(2, 5))
+def test_attack_family_refuses_or_verifies(name, family, seed, n):
+    import warnings
+
+    from robustlab.attacks.result import verify
+
+    kind, dtype, k, must_refuse = FAMILIES[family]
+    model = _Family(kind, k)
+    model.train(kind == "bn_train")
+    model = model.to(dtype if dtype != torch.float32 else torch.float32)
+    x = _images(n, seed).to(dtype)
+    y = _labels(n, seed) % k
+    x0, state0 = x.clone(), {key: v.clone() for key, v in model.state_dict().items()}
+    spec = REGISTRY[name]
+    params = {key: v for key, v in {**FAST, **FAST_FOR.get(name, {})}.items() if key in spec.params}
+    params["norm"] = spec.norms[0]
+    if spec.family == "fixed":
+        params["eps"] = 0.1
+    if "generator" in spec.params:
+        params["generator"] = torch.Generator().manual_seed(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = spec(model, x, y, **params)
+    except InputError as e:
+        assert str(e).strip() and "\n" not in str(e).strip(), "an InputError must be one clear line"
+        r = None
+    assert torch.equal(x, x0), "the caller's x was changed"
+    assert all(torch.equal(v, model.state_dict()[key]) for key, v in state0.items()), "the model's state changed"
+    assert model.training == (kind == "bn_train")
+    if r is None:
+        return
+    assert not must_refuse, f"{name} accepted a model with {family} silently"
+    assert r.x_adv.shape == x.shape and r.x_adv.dtype == x.dtype
+    xa = r.x_adv.float()
+    assert torch.isfinite(xa).all() and (xa >= 0).all() and (xa <= 1).all()
+    if params["norm"] in ("linf", "l2", "l1") and spec.family == "fixed":
+        size = norm_of(xa - x.float(), params["norm"])
+        assert (size[r.success] <= 0.1 * (1 + 1e-5) + 1e-6).all(), "claimed success outside the budget"
+    if kind in ("", "ties", "writer"):  # deterministic, batch-independent: a success is a success on a fresh pass
+        ok = verify(model, x.clone(), y, r.x_adv, norm=r.threat or params["norm"], eps=r.eps, aux=r.aux)
+        assert not (r.success & ~ok).any(), "claimed successes the model does not confirm"
+
+
+EVAL_FAMILIES = ("edited_state_length", "edited_state_robust", "edited_state_types", "edited_model_json",
+                 "other_model_same_weights")
+
+
+@pytest.mark.parametrize("family", EVAL_FAMILIES)
+def test_evaluate_family_refuses(family, tmp_path):
+    from robustlab.evaluate import run_ensemble
+    from robustlab.models import CheckpointError, build, load_model, save_model
+
+    if family == "edited_model_json":
+        save_model(build("mlp", 1, 3, 4, normalize=(0.5, 0.25)), tmp_path)
+        spec = json.loads((tmp_path / "model.json").read_text())
+        spec["spec"]["normalize"]["std"] = [0.5]
+        (tmp_path / "model.json").write_text(json.dumps(spec))
+        with pytest.raises(CheckpointError):
+            load_model(tmp_path)
+        return
+    x, y = _images(12, 0), _labels(12, 0)
+    model = MODELS[""]
+    state = tmp_path / "s.json"
+    kw = {"norm": "linf", "eps": [0.1], "custom": [("pgd", {"steps": 2})], "batch_size": 6, "state_path": state}
+    run_ensemble(model, x, y, **kw)
+    s = json.loads(state.read_text())
+    if family == "other_model_same_weights":
+        other = Tiny().eval()
+        other.bad = "nan"  # same state dict, other logits
+        model = other
+    elif family == "edited_state_length":
+        s["broken_by"]["0.1"] += [""] * 6
+    elif family == "edited_state_robust":
+        s["broken_by"]["0.1"] = [""] * 12
+        s["adv_norms"]["0.1"] = [None] * 12
+    else:
+        s["adv_norms"]["0.1"] = ["small"] * 12
+    state.write_text(json.dumps(s))
+    with pytest.raises(InputError) as e:
+        run_ensemble(model, x, y, **kw)
+    assert "\n" not in str(e.value)

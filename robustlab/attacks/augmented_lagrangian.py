@@ -156,7 +156,8 @@ def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
             rho = torch.where(found | (cd < tau * prev_c), rho, gamma * rho)
             prev_c = cd
         if i > 0:
-            mu = (alpha * mu + (1 - alpha) * penalty_p2(cd, rho, mu)[1]).clamp(1e-6, 1e12)
+            top = min(1e12, torch.finfo(mu.dtype).max)  # float16 holds at most 65504
+            mu = (alpha * mu + (1 - alpha) * penalty_p2(cd, rho, mu)[1]).clamp(1e-6, top)
         pen = penalty_p2(c, rho, mu)[0]
         loss = pen if i == 0 else _distance(d, norm) + pen
         g, = torch.autograd.grad(loss.sum(), d)

@@ -122,7 +122,7 @@ def minimum(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: 
         bwd[at] += r.backward_passes
         b = r_norm < size[at]
         j = at[b]
-        x_adv[j], size[j], logits[j] = r_adv[b], r_norm[b], r_logits[b].to(logits.dtype)
+        x_adv[j], size[j], logits[j] = r_adv[b], r_norm[b].to(size.dtype), r_logits[b].to(logits.dtype)
         for i in j.tolist():
             by[i] = name
     rounds = polish_rounds(norm, steps)

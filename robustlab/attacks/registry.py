@@ -32,6 +32,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustlab.attacks.guards import (
+    LOW_PRECISION,
+    batchnorm_training,
+    clean_pass,
+    eps_in_dtype,
+    fit_in_budget,
+    guard_input_writes,
+    run_impl,
+)
 from robustlab.attacks.presets import PAPER
 from robustlab.attacks.result import AttackResult, is_adversarial, verify
 from robustlab.data.checks import check_images, check_labels
@@ -272,6 +281,8 @@ class _ModelState:
         mods = list(model.modules()) if isinstance(model, nn.Module) else []
         self.modes = [(m, m.training) for m in mods]
         self.params = [(q, q.requires_grad) for q in model.parameters()] if isinstance(model, nn.Module) else []
+        # buffers too (BatchNorm's running statistics in training mode), whatever copy the attack runs
+        self.buffers = [(b, b.detach().clone()) for b in model.buffers()] if isinstance(model, nn.Module) else []
 
     def __enter__(self) -> _ModelState:
         for q, _ in self.params:
@@ -283,6 +294,9 @@ class _ModelState:
             q.requires_grad_(rg)
         for m, mode in self.modes:
             m.training = mode
+        with torch.no_grad():
+            for b, saved in self.buffers:
+                b.copy_(saved)
 
 
 def _scatter(value: Any, active: Tensor, n: int, zero: bool = False) -> Any:
@@ -389,7 +403,7 @@ def _checked_call(spec: AttackSpec, model: nn.Module, x: Tensor, kwargs: dict[st
     if spec.family == "fixed":
         if p["eps"] is None:
             raise InputError(f"{spec.name} is a fixed-budget attack: give eps (inf for no budget)")
-        eps_full = _eps_tensor(p["eps"], x.shape[0], x)
+        eps_full = _eps_tensor(p["eps"], x.shape[0], x[:0].float() if x.dtype in LOW_PRECISION else x)
         warn_eps(norm, eps_full)  # a Linf eps above 1: a forgotten /255
     stop_at = p.get("stop_at")
     if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int | float)
@@ -415,13 +429,18 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
        written) and the caller's module modes restored afterwards.
     4. Every returned example is verified on a fresh forward pass (finite, box, budget with the
        threat's one tolerance, label; `verify`): only verified successes count, the others are
-       reported in `unverified`; minimum-norm sizes are inf where there is no verified success.
+       reported in `unverified`; minimum-norm sizes are inf where there is no verified success. Float16 and
+       bfloat16 inputs: the attack computes in the model's dtype with its budget rounded down there; each
+       example is rounded toward x into the budget in that dtype and verified in it, the budget measured in
+       float32 (`guards.fit_in_budget`).
     5. Forward/backward passes are counted per sample, the clean and verification passes included.
     """
     p, eps_full = _checked_call(spec, model, x, kwargs)
     norm, targeted, target, stop_at, n = p["norm"], p["targeted"], p["target"], p.get("stop_at"), x.shape[0]
     threat = threat_of(norm, eps_full)
     warn_if_training(model)
+    if batchnorm_training(model) and p.get("keep") not in (None, "best"):
+        p["keep"] = "best"  # BatchNorm in training mode: a point's logits depend on its batch, so none leaves it
     with _ModelState(model):
         # a plain NCHW convolutional model runs as a channels_last copy (same values, faster CPU kernels:
         # models/layout.py); robustlab-built models already are, and other models are used as they are
@@ -429,9 +448,11 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
         # keep="best" attacks every point: one sample tells the number of classes, the verification
         # pass does the rest (a point with NaN logits is flagged there)
         every = p.get("keep") == "best"
-        with torch.no_grad():
-            logits0 = model(x[:1] if every else x)
-        if not isinstance(logits0, Tensor) or logits0.dim() != 2 or logits0.shape[0] != (1 if every else n):
+        # a model that writes to its input changes this copy only; BatchNorm in training mode needs 2 points
+        seen = (x[:2 if batchnorm_training(model) else 1] if every else x).clone()
+        logits0 = clean_pass(model, seen)
+        model = guard_input_writes(model, x[:len(seen)], seen)
+        if not isinstance(logits0, Tensor) or logits0.dim() != 2 or logits0.shape[0] != len(seen):
             shape = tuple(logits0.shape) if isinstance(logits0, Tensor) else type(logits0).__name__
             raise InputError(f"the model must return logits of shape (N, K), got {shape}")
         k = logits0.shape[1]
@@ -439,7 +460,7 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
         labels = check_labels(target, n, k, name="target").to(x.device) if targeted else y
         fwd = torch.ones(n, dtype=torch.long, device=x.device)
         if every:
-            fwd[1:] = 0
+            fwd[len(seen):] = 0
             logits0 = torch.full((n, k), float("nan"), dtype=logits0.dtype, device=x.device)
             flagged = torch.zeros(n, dtype=torch.bool, device=x.device)
             active, done = ~flagged, flagged.clone()
@@ -460,14 +481,17 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
             if eps_full is not None:  # inf: the box's diameter, the same constraint
                 kw["eps"] = eps_full[active].clamp(max=threat.diameter(x)) if isinstance(threat, Lp) \
                     else eps_full[active]
+                kw["eps"] = eps_in_dtype(kw["eps"], x.dtype)  # low precision: rounded down, never up
             if spec.stops:
                 kw["stop_at"] = stop_at
             if targeted:
                 kw["target"] = labels[active]
-            r = spec.impl(model, x[active], y[active], **kw)
+            r = run_impl(spec, model, x[active], y[active], kw)
             if r.x_adv.shape != x[active].shape:
                 raise RuntimeError(f"attack {spec.name!r} returned x_adv of shape {tuple(r.x_adv.shape)}")
             x_adv[active] = r.x_adv.detach().to(x.dtype)
+            if x.dtype in LOW_PRECISION and eps_full is not None:  # rounding must not leave the budget
+                x_adv[active] = fit_in_budget(x[active], x_adv[active], eps_full[active], norm)
             claimed[active] = r.success.to(x.device)
             fwd[active] += r.forward_passes.to(x.device)
             bwd[active] += r.backward_passes.to(x.device)
@@ -489,7 +513,7 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
             logits[active] = lg.to(logits.dtype)
             flagged[active] |= ~torch.isfinite(lg).all(1)
             success[active] = ok
-    size = threat.size(x, x_adv, aux)
+    size = threat.size(x.float(), x_adv.float(), aux) if x.dtype in LOW_PRECISION else threat.size(x, x_adv, aux)
     if spec.family == "minnorm":
         size = torch.where(success, size, torch.full_like(size, float("inf")))
     return AttackResult(x_adv, success, size, fwd, bwd, logits, info, threat, eps_full, aux,

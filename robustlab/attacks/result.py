@@ -1,7 +1,7 @@
 """What an attack returns and how a success is judged: the result type, the adversarial rule, verification.
 
 `AttackResult` is the one result of every attack; `is_adversarial` is the one rule for "this point fools the
-model" (a strict lead of another class, or of the target); `verify` re-runs the model on returned examples
+model" (the deployed model's argmax is not the label, or is the target); `verify` re-runs the model on returned examples
 and checks box, budget and label; `PassCounter` counts model passes per sample.
 """
 
@@ -89,14 +89,13 @@ def predict(logits: Tensor) -> Tensor:
 
 
 def is_adversarial(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
-    """Bool (N,): another class's logit is strictly above the label's (untargeted), or the target's strictly
-    above every other class's (targeted); rows with NaN/inf logits are never adversarial. An exact tie is not
-    adversarial either way: argmax would settle it by the classes' order, and another batch's rounding can
-    settle it the other way."""
-    finite = torch.isfinite(logits).all(1)
-    own = logits.gather(1, labels.view(-1, 1)).squeeze(1)
-    others = logits.scatter(1, labels.view(-1, 1), float("-inf")).amax(1)
-    return finite & (own > others if targeted else others > own)
+    """Bool (N,): the deployed model's prediction, `predict` (argmax; an exact tie goes to the first of the
+    tied classes, as torch.argmax settles it), differs from the label (untargeted) or is the target
+    (targeted); rows with NaN/inf logits are never adversarial. The one rule of robustlab: clean accuracy
+    (`correct_predictions`) is its complement, so a point is robust only where the model's own argmax is
+    right (issue 33.5: a strict lead counted ties the argmax gets wrong as robust)."""
+    pred = predict(logits)
+    return pred == labels if targeted else (pred != labels) & (pred >= 0)
 
 
 @torch.no_grad()
@@ -114,7 +113,10 @@ def verify(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, *, norm: str |
         return (ok, None) if return_logits else ok
     ok = torch.isfinite(x_adv).flatten(1).all(1)
     ok &= (x_adv >= 0).flatten(1).all(1) & (x_adv <= 1).flatten(1).all(1)
-    ok &= threat.within(x, x_adv, eps, aux)
+    if x.dtype in (torch.float16, torch.bfloat16):  # the budget measured in float32: exact for these values
+        ok &= threat.within(x.float(), x_adv.float(), eps.float() if isinstance(eps, Tensor) else eps, aux)
+    else:
+        ok &= threat.within(x, x_adv, eps, aux)
     logits = torch.cat([model(x_adv[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     fooled = is_adversarial(logits, target if targeted else y, targeted)
     if not targeted:  # NaN/inf logits are not the label: no robustness is ever claimed for such a point

@@ -77,11 +77,15 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
         _check_minnorm(minnorm, norm, minnorm_steps)
     check_images(x)
     check_amp(amp, x.device)
-    y = _check_model_and_labels(model, x, y)
+    y, seen = _check_model_and_labels(model, x, y)
     if model.training:
         raise ValueError("evaluate() needs the model in eval mode (call model.eval()); BatchNorm/Dropout in "
                          "training mode make predictions depend on the batch")
+    from robustlab.attacks import guards
+
+    model = guards.guard_input_writes(model, x[:1], seen)  # a model writing to its input gets a copy of it
     model = channels_last(model, copy_model=True)  # same values, faster CPU kernels (models/layout.py)
+    randomised = guards.is_randomised(model, x)
     t0 = time.perf_counter()
     state = Path(str(out) + ".state.json") if out is not None else None
     size = [batch_size]
@@ -100,16 +104,22 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
 
     with torch.no_grad():
         z = torch.cat([model(x[i:i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)])
+    fin = torch.isfinite(z).all(1)
     card: dict[str, Any] = {
         **(meta or {}),
         "threat_model": {"norm": norm, "eps": eps},
         "n": len(x), "seed": seed, "version": version if custom is None else "custom", "amp": amp,
+        "checks": bool(checks),  # False: made with --no-checks, the sanity checklist did not run
+        "randomised": randomised,  # two identical forward passes differed
+        **({"randomised_note": RANDOMISED_NOTE} if randomised else {}),
         "attacks": res.key["attacks"],
         "depends_on": res.key,
         "unavailable_attacks": res.unavailable,
-        "clean_accuracy": float(res.clean.float().mean()),
+        "clean_accuracy": int(res.clean.sum()) / len(x) if len(x) else float("nan"),  # exact, as robust accuracy
         # max logit / logit gap: mean, std, skewness (Seguin et al. 2022); skewness needs two points
-        "logits": logit_summary(z, y.cpu()) if len(x) >= 2 else None,
+        # over the points with finite logits: NaN/inf logits of some points never throw the evaluation away
+        "logits": logit_summary(z[fin], y.cpu()[fin]) if int(fin.sum()) >= 2 else None,
+        "nonfinite_logits": int((~fin).sum()),
         "ensemble_robust_accuracy": {str(e): a for e, a in ensemble_acc.items()},
         "unverified_claims": res.unverified,
         "seconds": {"attacks": res.seconds},
@@ -148,6 +158,63 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
     return card
 
 
+RANDOMISED_NOTE = ("two identical forward passes of the model gave different logits (input noise, dropout left on in "
+                   "a submodule, a random transformation): the robust accuracy varies with the seed and a "
+                   "deterministic attack sees one draw of the model; evaluate with EOT: --version rand")
+
+
+def card_problems(card: Any) -> list[str]:
+    """What contradicts itself in a model card (empty: nothing): every number checked against the card's own
+    per-sample data. Robust accuracy at each eps must be the share of points no attack broke, no larger than
+    the clean accuracy (the share of points not marked "clean") and never larger at a larger eps; the
+    per-attack counts must be those of per_sample. A card a hand or another tool edited fails here, and
+    reports and the index do not show it as verified."""
+    out: list[str] = []
+    try:
+        n, clean = int(card["n"]), float(card["clean_accuracy"])
+        robust = {float(e): float(a) for e, a in card["robust_accuracy"].items()}
+        per = {float(e): v for e, v in card.get("per_sample", {}).items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        return [f"the card lacks or garbles its numbers ({type(e).__name__}: {e})"]
+    if not 0 <= clean <= 1:
+        out.append(f"clean accuracy {clean:g} is outside [0, 1]")
+    for e, a in sorted(robust.items()):
+        if not 0 <= a <= clean + 1e-12:
+            out.append(f"robust accuracy {a:g} at eps {e:g} is outside [0, clean accuracy {clean:g}]")
+        rows = per.get(e)
+        if rows is None:
+            out.append(f"no per-sample data at eps {e:g}")
+            continue
+        try:
+            names = [r["broken_by"] for r in rows]
+        except (KeyError, TypeError):
+            out.append(f"per-sample data at eps {e:g} is garbled")
+            continue
+        if len(names) != n:
+            out.append(f"per-sample data at eps {e:g} holds {len(names)} points, n is {n}")
+            continue
+        if abs(names.count("") / n - a) > 1e-9:
+            out.append(f"robust accuracy {a:g} at eps {e:g} is not its per-sample data's {names.count('') / n:g}")
+        if n and abs(1 - names.count("clean") / n - clean) > 1e-6:
+            out.append(f"clean accuracy {clean:g} is not the per-sample data's {1 - names.count('clean') / n:g} "
+                       f"at eps {e:g}")
+        counts: dict[str, int] = {}
+        for b in names:
+            if b not in ("", "clean"):
+                counts[b] = counts.get(b, 0) + 1
+        stated = card.get("broken_by_attack", {}).get(_key_of(card, e), counts)
+        if stated != counts:
+            out.append(f"the per-attack counts at eps {e:g} are not the per-sample data's")
+    accs = [a for _, a in sorted(robust.items())]
+    if any(b > a + 1e-12 for a, b in zip(accs, accs[1:])):
+        out.append("robust accuracy grows with eps")
+    return out
+
+
+def _key_of(card: dict[str, Any], e: float) -> str:
+    return next((k for k in card["robust_accuracy"] if float(k) == e), str(e))
+
+
 def _spelled_norm(norm: Any) -> Any:
     from robustlab.errors import InputError
     from robustlab.units import canonical_norm
@@ -172,8 +239,9 @@ def _check_minnorm(names: Any, norm: str, steps: Any) -> None:
         raise InputError(f"minnorm_steps must be an integer >= 1, got {steps!r}")
 
 
-def _check_model_and_labels(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """Labels within the model's classes, and x in the dtype the model computes in (one clear InputError)."""
+def _check_model_and_labels(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Labels within the model's classes, and x in the dtype the model computes in (one clear InputError).
+    Returns the labels and the copy of x[:1] the model was run on (changed: the model writes to its input)."""
     from robustlab.data.checks import check_labels
     from robustlab.errors import InputError
 
@@ -181,16 +249,17 @@ def _check_model_and_labels(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     p = next(iter(model.parameters()), None)
     if p is not None and p.is_floating_point() and p.dtype != x.dtype:
         raise InputError(f"x is {x.dtype} but the model computes in {p.dtype}; pass x.to({p.dtype})")
+    seen = x[:1].clone()  # the caller's x stays as it is even if the model writes to its input
     try:
         with torch.no_grad():
-            logits = model(x[:1])
+            logits = model(seen)
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"the model cannot be run on x of shape {tuple(x.shape)}: {first}") from None
     if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != 1:
         raise InputError(f"the model must return logits of shape (N, classes), got "
                          f"{tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__}")
-    return check_labels(y, len(x), logits.shape[1]).to(x.device)
+    return check_labels(y, len(x), logits.shape[1]).to(x.device), seen
 
 
 def minnorm_route(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: list[float], names: list[str],
@@ -326,8 +395,15 @@ def summary(card: dict[str, Any]) -> str:
         mn = card["minnorm"]
         lines.append(f"  minimum-norm route ({', '.join(mn['attacks'])}): " + ", ".join(
             f"eps {float(e):g}: {a:.4f}" for e, a in mn["combined"].items()))
+    if card.get("randomised"):
+        lines.append(f"WARNING (randomised model): {RANDOMISED_NOTE}")
+    if card.get("checks") is False or "sanity_checks" not in card:
+        lines.append("  note: the sanity checklist was not run (--no-checks): nothing checked that the attacks "
+                     "were strong enough")
     for w in card.get("warnings", []):
         lines.append(f"WARNING (sanity check): {w}")
+    for w in card_problems(card):
+        lines.append(f"WARNING (the card contradicts its own per-sample data, its numbers are not verified): {w}")
     return "\n".join(lines)
 
 

@@ -133,13 +133,52 @@ class EnsembleResult:
 
 
 def input_hash(x: Tensor, y: Tensor) -> str:
-    """SHA-256 of the inputs and labels (dtype, shape and values)."""
+    """SHA-256 of the inputs and labels (dtype, shape and values; any dtype, bfloat16 included)."""
     h = hashlib.sha256()
     for t in (x, y):
         t = t.detach().cpu().contiguous()
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+PROBES = 4  # fixed probe inputs of outputs_hash
+
+
+@torch.no_grad()
+def outputs_hash(model: nn.Module, x: Tensor) -> str:
+    """SHA-256 of the model's outputs on PROBES fixed inputs of x's shape, dtype and device (uniform in
+    [0, 1], seed 0), with torch's random state seeded too (dropout or input noise draw the same numbers each
+    time) and restored afterwards. It covers what the weights do not: the architecture's arguments, the
+    code of a user's class, a normalisation held outside the state dict, a model handed over in Python."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    probe = torch.rand((PROBES,) + tuple(x.shape[1:]), generator=g).to(device=x.device, dtype=x.dtype)
+    devices = [x.device] if x.device.type == "cuda" else []
+    buffers = [(b, b.clone()) for b in model.buffers()] if isinstance(model, nn.Module) else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
+        out = model(probe)
+    for b, saved in buffers:  # a model in train mode updates BatchNorm statistics: the caller's are kept
+        b.copy_(saved)
+    h = hashlib.sha256()
+    if not isinstance(out, Tensor):
+        h.update(type(out).__name__.encode())
+        return h.hexdigest()
+    out = out.detach().cpu().contiguous()
+    h.update(f"{out.dtype}{tuple(out.shape)}".encode())
+    h.update(out.view(-1).view(torch.uint8).numpy().tobytes() if out.numel() else b"")
+    return h.hexdigest()
+
+
+def code_hash(model: nn.Module) -> str | None:
+    """SHA-256 of the source file defining the model's class (None when it has none, e.g. built in a REPL)."""
+    import inspect
+
+    try:
+        path = inspect.getsourcefile(type(model))
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+    except (TypeError, OSError):
+        return None
 
 
 def weights_hash(model: nn.Module) -> str:
@@ -192,6 +231,27 @@ def resolve_plan(norm: str, version: str, custom: list[tuple[str, dict[str, Any]
     return out
 
 
+# the fewest classes each attack/loss of a plan needs: APGD-T's targeted DLR loss divides by z_pi1 - (z_pi3 +
+# z_pi4) / 2, the DLR loss by z_pi1 - z_pi3
+def _classes_needed(name: str, kw: dict[str, Any]) -> int:
+    if name == "apgd_t":
+        return 4
+    return 3 if kw.get("loss") == "dlr" else 2
+
+
+def check_classes(plan: list[tuple[str, dict[str, Any]]], k: int, version: str) -> None:
+    """InputError (one line) when an attack of the plan cannot run with the model's k classes, naming the
+    versions that can: 'cheap' (PGD, cross-entropy) always; with 3 classes, AutoAttack's untargeted attacks
+    as a custom plan."""
+    short = [(a, _classes_needed(a, kw)) for a, kw in plan if _classes_needed(a, kw) > k]
+    if not short:
+        return
+    what = ", ".join(f"{a}{' (DLR loss)' if need == 3 else ''} needs {need}" for a, need in short)
+    raise InputError(f"version {version!r} cannot run on a model with {k} classes ({what}); use --version cheap, "
+                     f"or --version custom --attacks apgd-ce,fab,square (Python: custom=[('apgd', {{'loss': 'ce', "
+                     f"'eot_iter': 20}})] for a randomised model)")
+
+
 def check_eps_list(eps: Any) -> list[float]:
     """eps of an evaluation: a non-empty list of numbers >= 0 (inf allowed), no NaN."""
     if isinstance(eps, int | float):
@@ -215,7 +275,9 @@ def evaluation_key(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: li
 
     import robustlab
 
-    return {"weights_sha256": weights_hash(model), "input_sha256": input_hash(x, y), "norm": norm,
+    return {"weights_sha256": weights_hash(model), "outputs_sha256": outputs_hash(model, x),
+            "model_class": f"{type(model).__module__}.{type(model).__qualname__}", "code_sha256": code_hash(model),
+            "input_sha256": input_hash(x, y), "norm": norm,
             "eps": list(eps), "attacks": [{"name": a, "params": _jsonable(kw)} for a, kw in plan],
             "seed": int(seed), "batch_size": int(batch_size), "device": str(x.device), "amp": amp,
             "versions": {"robustlab": robustlab.__version__, "torch": torch.__version__,
@@ -258,13 +320,17 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
     runnable = plan
     n = len(x)
     with torch.no_grad():
-        clean = torch.cat([correct_predictions(model(x[i:i + batch_size]), y[i:i + batch_size])
-                           for i in range(0, n, batch_size)])
+        outs = [(model(x[i:i + batch_size]), y[i:i + batch_size]) for i in range(0, n, batch_size)]
+    clean = torch.cat([correct_predictions(z, t) for z, t in outs]) if outs else torch.zeros(0, dtype=torch.bool)
+    if outs:
+        check_classes(plan, outs[0][0].shape[1], version if custom is None else "custom")
+    del outs
     res = EnsembleResult(norm, list(eps), n, clean, {e: [] for e in eps}, {a: 0 for a, _ in runnable},
                          {a: 0.0 for a, _ in runnable}, [], {e: [] for e in eps})
     res.key = key
     state = _load_state(state_path, key, restart)
     if state:
+        check_state(state, state_path, eps, clean, batch_size)
         res.broken_by = {float(k): v for k, v in state["broken_by"].items()}
         res.adv_norms = {float(k): [_unnull(v) for v in vs] for k, vs in state["adv_norms"].items()}
         res.unverified, res.seconds = state["unverified"], state["seconds"]
@@ -341,7 +407,9 @@ def _attack_batch(model: nn.Module, xb: Tensor, yb: Tensor, clean: Tensor, eps: 
             if spec.family == "minnorm":  # a minimum-norm success beyond eps is no claim about this eps
                 claimed = claimed & fits(r.norm, e)
             part["unverified"][name] += int((claimed & ~ok).sum())
-            sizes = r.threat.size(xb[idx], r.x_adv, r.aux) if r.threat is not None else norm_of(r.x_adv - xb[idx], norm)
+            x0, xa = (xb[idx].float(), r.x_adv.float()) if xb.dtype in (torch.float16, torch.bfloat16) else \
+                (xb[idx], r.x_adv)  # low precision: sizes measured in float32, as verify measures them
+            sizes = r.threat.size(x0, xa, r.aux) if r.threat is not None else norm_of(xa - x0, norm)
             for j, (k, good) in enumerate(zip(idx.tolist(), ok.tolist())):
                 if good:
                     by[k] = name
@@ -352,7 +420,26 @@ def _attack_batch(model: nn.Module, xb: Tensor, yb: Tensor, clean: Tensor, eps: 
             if escalate is not None and bool(ok.any()):  # it found points: run its full setting on the rest
                 queue.insert(0, (name, {**{k: v for k, v in kw.items() if k != "escalate"}, **escalate}))
         part["by"][e], part["norm"][e] = by, nrm
+    carry_up(part["by"], part["norm"])
     return part
+
+
+def carry_up(by: dict[float, list[str]], sizes: dict[float, list[float]]) -> int:
+    """Robust accuracy is monotone in eps: an example verified within a smaller eps is within every larger one,
+    so a point broken at eps e (by an attack, with its size) is broken at every larger eps where the attacks
+    run there missed it, by the same attack and example. Changes `by` and `sizes` in place; returns how many
+    (point, eps) pairs it broke."""
+    order = sorted(by)
+    new = 0
+    for i, e in enumerate(order):
+        for k, name in enumerate(by[e]):
+            if name in ("", "clean"):
+                continue
+            for f in order[i + 1:]:
+                if by[f][k] == "" and fits(sizes[e][k], f):
+                    by[f][k], sizes[f][k] = name, sizes[e][k]
+                    new += 1
+    return new
 
 
 def _merge(res: EnsembleResult, part: dict[str, Any]) -> None:
@@ -382,6 +469,53 @@ def _save_state(path: str | Path, res: EnsembleResult, key: dict[str, Any]) -> N
                              "adv_norms": {str(k): [v if math.isfinite(v) else None for v in vs]
                                            for k, vs in res.adv_norms.items()},
                              "unverified": res.unverified, "seconds": res.seconds})
+
+
+def check_state(state: Any, path: Any, eps: list[float], clean: Tensor, batch_size: int) -> None:
+    """A resumed state must be one this evaluation could have written (its key matched, but the body may have
+    been edited by hand): for every eps a list of names and a list of sizes of the same length, a whole
+    number of batches (or all n), "clean" exactly at the points misclassified clean, sizes numbers >= 0 (or
+    null) and 0 at those points, and the counts and seconds numbers. InputError (one line) otherwise."""
+    n = len(clean)
+
+    def bad(why: str) -> InputError:
+        return InputError(f"{path} is not a valid evaluation state ({why}); delete it or restart (--restart)")
+
+    for part in ("broken_by", "adv_norms", "unverified", "seconds"):
+        if not isinstance(state.get(part), dict):
+            raise bad(f"{part!r} is missing or not a mapping")
+    for part in ("unverified", "seconds"):
+        if not all(isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+                   for k, v in state[part].items()):
+            raise bad(f"{part!r} must map attack names to numbers >= 0")
+    try:
+        by = {float(k): v for k, v in state["broken_by"].items()}
+        norms = {float(k): v for k, v in state["adv_norms"].items()}
+    except (TypeError, ValueError):
+        raise bad("its eps keys are not numbers") from None
+    if set(by) != set(eps) or set(norms) != set(eps):
+        raise bad(f"it holds eps {sorted(by)}, this evaluation {sorted(eps)}")
+    wrong = [i for i, c in enumerate(clean.tolist()) if not c]
+    length = None
+    for e in eps:
+        b, s = by[e], norms[e]
+        if not isinstance(b, list) or not all(isinstance(v, str) for v in b):
+            raise bad(f"broken_by at eps {e:g} is not a list of attack names")
+        if not isinstance(s, list) or not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)
+                                                          and v >= 0) for v in s):
+            raise bad(f"adv_norms at eps {e:g} is not a list of sizes >= 0")
+        if len(b) != len(s) or (length is not None and len(b) != length):
+            raise bad(f"its lists have different lengths at eps {e:g}")
+        length = len(b)
+        if length > n or (length % batch_size and length != n):
+            raise bad(f"{length} points at eps {e:g}: not a whole number of batches of {batch_size} out of {n}")
+        if any((v == "clean") != (not c) for v, c in zip(b, clean.tolist())):
+            raise bad(f"at eps {e:g} the points marked 'clean' are not those the model misclassifies "
+                      f"({len([i for i in wrong if i < length])} of the first {length})")
+        if any(s[i] not in (0, 0.0) for i in wrong if i < length):
+            raise bad(f"adv_norms at eps {e:g} gives a misclassified point a size other than 0")
+        if any((v == "") != (z is None) for v, z in zip(b, s)):
+            raise bad(f"at eps {e:g} a point counted robust has a size, or a broken one has none")
 
 
 def _load_state(path: str | Path | None, key: dict[str, Any], restart: bool) -> dict | None:

@@ -137,7 +137,32 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{weights_path} is not a readable safetensors file: {e}") from None
     _load_state_strictly(model, state, weights_path)
+    # last: an edit that changes shapes or names is named above by what does not fit
+    _check_spec_matches_metadata(meta["spec"], weights_path, json_path)
     return model.to(map_location).eval()
+
+
+def _check_spec_matches_metadata(spec: dict[str, Any], weights_path: Path, json_path: Path) -> None:
+    """The weights file's metadata holds the spec it was saved with (save_model); model.json's spec must be
+    that one: the SHA-256 in model.json covers the weights, not the spec beside it, so an edited spec (another
+    normalisation, activation or width with the same tensors) would load silently with other logits."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights_path), framework="pt", device="cpu") as f:
+            text = (f.metadata() or {}).get("robustlab-model")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{weights_path} is not a readable safetensors file: {e}") from None
+    if text is None:  # saved before the metadata existed: model.json is all there is
+        return
+    try:
+        saved = json.loads(text).get("spec")
+    except (json.JSONDecodeError, AttributeError):
+        raise CheckpointError(f"{weights_path}: its robustlab-model metadata is not valid JSON") from None
+    if json.loads(json.dumps(saved, sort_keys=True)) != json.loads(json.dumps(spec, sort_keys=True)):
+        differ = sorted(k for k in set(saved or {}) | set(spec) if (saved or {}).get(k) != spec.get(k))
+        raise CheckpointError(f"{json_path}'s spec differs from the one saved in {weights_path.name}'s metadata "
+                              f"({', '.join(differ)}): the spec was edited after saving; restore it or save again")
 
 
 def _stored_shapes(weights_path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:

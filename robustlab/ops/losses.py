@@ -33,7 +33,13 @@ def cw_loss(logits: Tensor, y: Tensor, *, kappa: float = 0.0, targeted: bool = F
 
 
 def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
-    """Difference of logits ratio (Croce & Hein 2020), to maximise: -(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3)."""
+    """Difference of logits ratio (Croce & Hein 2020), to maximise: -(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3).
+    It needs a third class (pi3): with two, an InputError naming the losses that work."""
+    if logits.dim() == 2 and logits.shape[1] < 3:
+        from robustlab.errors import InputError
+
+        raise InputError(f"the DLR loss needs at least 3 classes (it divides by z_pi1 - z_pi3), the model has "
+                         f"{logits.shape[1]}; use loss 'ce' (or 'margin' with pgd), or version 'cheap'")
     s = logits.sort(dim=1, descending=True).values
     return -margin(logits, y) / (s[:, 0] - s[:, 2] + 1e-12)
 

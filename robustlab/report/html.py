@@ -144,7 +144,16 @@ def card_section(card: dict[str, Any], title: str) -> str:
     broken = card.get("broken_by_attack", {})
     attacks = sorted({a for d in broken.values() for a in d})
     rows = [[e, a, *[broken.get(e, {}).get(k, 0) for k in attacks]] for e, a in card["robust_accuracy"].items()]
-    parts.append(_table(["eps", "verified robust accuracy", *[f"broken by {k}" for k in attacks]], rows))
+    from robustlab.evaluate.card import card_problems
+
+    problems = card_problems(card)
+    parts.append(_warnings(problems, "This card contradicts its own per-sample data: its numbers are NOT "
+                                     "verified (edited by hand or by another tool?)"))
+    if card.get("checks") is False or "sanity_checks" not in card:
+        parts.append(_warnings(["made with --no-checks: the sanity checklist was not run, so nothing checked "
+                                "that the attacks were strong enough for this model"], "Note"))
+    head = "robust accuracy (contradicted, not verified)" if problems else "verified robust accuracy"
+    parts.append(_table(["eps", head, *[f"broken by {k}" for k in attacks]], rows))
     mn = card.get("minnorm")
     if mn:
         parts.append(_table(["eps", f"minimum-norm route ({', '.join(mn.get('attacks', []))})"],
