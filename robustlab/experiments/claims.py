@@ -159,6 +159,7 @@ class Claim:
     min_seeds: int = 1  # training seeds needed for "reproduced" (orderings of training methods: 3)
     seeds_of: Callable[[dict[str, Any]], int] | None = None  # how many training seeds the run used
     pct: bool = False  # estimates are proportions (shown in %)
+    group: str = ""  # the part of the work it belongs to (a thesis chapter run alone: margin / critic / pdpgd)
 
 
 @dataclass
@@ -227,6 +228,8 @@ def verdict(claim: Claim, results: dict[str, Any]) -> Verdict:
         return Verdict(claim, "not run at this profile", str(e))
     except (KeyError, IndexError, TypeError) as e:
         return Verdict(claim, "not run at this profile", f"the run's results lack {e}")
+    except (ValueError, ZeroDivisionError) as e:  # e.g. an eps or a list the run's grid does not have
+        return Verdict(claim, "not run at this profile", f"the run's results do not allow it: {e}")
     parts = [judge_part(p, est) for p in claim.parts]
     by = {s: [p.label for p in parts if p.status == s] for s in ("holds", "reversed", "point-holds", "fails")}
     no_interval = [k for k, e in est.items() if not e.has_interval]
@@ -314,15 +317,31 @@ def markdown_table(verdicts: Sequence[Verdict], title: str = "Claims") -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_verdicts(run_dir: str | Path, name: str | None = None) -> tuple[str, dict[str, Any], list[Verdict]]:
+    """(work, results, verdicts) of the run in `run_dir`; `name` is the experiment's name (default: the
+    folder's, e.g. tsipras2019-cpu). A thesis chapter run alone (matyasko2020-margin) gets its chapter's
+    claims only."""
+    from robustlab.experiments.claims_papers import claims_for, work_of
+
+    run_dir = Path(run_dir)
+    name = name or run_dir.name
+    res = load_results(run_dir)
+    work = work_of(name)
+    claims = claims_for(work)
+    chapter = name[len(work) + 1:] if work == "matyasko2020" and len(name) > len(work) else ""
+    if chapter in ("margin", "critic", "pdpgd"):
+        claims = [c for c in claims if c.group == chapter]
+        res = {chapter: res, "profile": res.get("profile")}
+        work = f"{work} ({chapter})"
+    return work, res, evaluate(claims, res)
+
+
 def write_claims(run_dir: str | Path, name: str | None = None) -> list[Verdict]:
     """Compute the verdicts of the run in `run_dir` and write claims.md and claims.json beside it."""
-    from robustlab.experiments.claims_papers import claims_for, work_of
     from robustlab.io import atomic_write_json, atomic_write_text
 
     run_dir = Path(run_dir)
-    res = load_results(run_dir)
-    work = work_of(name or run_dir.name)
-    vs = evaluate(claims_for(work), res)
+    work, res, vs = run_verdicts(run_dir, name)
     title = f"{work} claims at profile `{res.get('profile', '?')}`"
     atomic_write_text(run_dir / "claims.md", f"## {title}\n\n" + markdown_table(vs, "Verdicts"))
     atomic_write_json(run_dir / "claims.json", {"work": work, "profile": res.get("profile"), "summary": counts(vs),

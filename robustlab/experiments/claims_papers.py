@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from robustlab.experiments.claims import (Claim, Estimate, NotRun, Part, binomial, bootstrap, exact, mean_se,
-                                          point, seeds)
+from robustlab.experiments.claims import (
+    Claim,
+    Estimate,
+    NotRun,
+    Part,
+    binomial,
+    bootstrap,
+    exact,
+    mean_se,
+    point,
+    seeds,
+)
 
 R = dict[str, Any]
 
@@ -283,7 +293,7 @@ def _matyasko() -> list[Claim]:
               ("baseline", "dropout", "FGSM-AT", "VAT"), "mean ||r||_2/||x||_2 of DeepFool, per seed", rho,
               (P("above baseline", margin, ">", "baseline"), P("above dropout", margin, ">", "dropout"),
                P("above FGSM-AT", margin, ">", "fgsm-at"), P("at least 0.9 x VAT", margin, ">", "vat", 0.0, 0.9)),
-              min_seeds=3, seeds_of=_m2_seeds),
+              min_seeds=3, seeds_of=_m2_seeds, group="margin"),
         Claim("M2", "the same ordering under C&W and the thesis's own attack", "Table 3.1 (MLP)",
               "margin above FGSM-AT and about VAT under every attack", ("baseline", "dropout", "FGSM-AT", "VAT"),
               "rho_adv of C&W and own attack, per seed",
@@ -291,55 +301,57 @@ def _matyasko() -> list[Claim]:
               | {f"{k} own": v for k, v in _ch3_measure("rho_own", (margin,) + base)(r).items()},
               tuple(P(f"{att}: above {b}", f"{margin} {att}", ">", f"{b} {att}", 0.0, 0.9 if b == "vat" else 1.0)
                     for att in ("cw", "own") for b in base),
-              min_seeds=3, seeds_of=_m2_seeds),
+              min_seeds=3, seeds_of=_m2_seeds, group="margin"),
         Claim("M3", "margin maximisation lowers the clean error below the baseline and dropout, to VAT's level",
               "Table 3.1 (MLP)", "error %: margin 0.86; baseline 1.42, dropout 1.34, FGSM-AT 1.19, VAT 0.87",
               ("baseline", "dropout", "FGSM-AT", "VAT"), "test error (10,000 images), per seed",
               _ch3_measure("error", (margin,) + base),
               (P("below baseline", margin, "<", "baseline"), P("below dropout", margin, "<", "dropout"),
                P("below FGSM-AT", margin, "<", "fgsm-at"), P("at most VAT + 0.5 points", margin, "<", "vat", -0.005)),
-              min_seeds=3, seeds_of=_m2_seeds, pct=True),
+              min_seeds=3, seeds_of=_m2_seeds, pct=True, group="margin"),
         Claim("M4", "FGSM error: margin far below baseline and dropout, above FGSM-AT and VAT",
               "Table 3.1 (MLP)", "FGSM error %: margin 42.56; baseline 95.8, dropout 93.4, FGSM-AT 10.17, VAT 24.33",
               ("baseline", "dropout", "FGSM-AT", "VAT"), "FGSM error (linf 0.1), per seed",
               _ch3_measure("fgsm_error", (margin,) + base),
               (P("below baseline", margin, "<", "baseline"), P("below dropout", margin, "<", "dropout"),
                P("above FGSM-AT", margin, ">", "fgsm-at"), P("above VAT", margin, ">", "vat")),
-              min_seeds=3, seeds_of=_m2_seeds, pct=True),
+              min_seeds=3, seeds_of=_m2_seeds, pct=True, group="margin"),
         Claim("M5", "rho_adv grows with the margin weight C", "Table 3.1 / Sec. 3.4", "C = 0 ... 0.1",
               ("C = 0", "C = 0.001", "C = 0.01"), "DeepFool rho_adv per seed",
               _ch3_measure("rho_deepfool", ("C=0", "C=0.001", "C=0.01", "C=0.1")),
               (P("C=0.001 above C=0", "C=0.001", ">", "C=0"), P("C=0.01 above C=0.001", "C=0.01", ">", "C=0.001"),
-               P("C=0.1 above C=0.01", "C=0.1", ">", "C=0.01")), min_seeds=3, seeds_of=_m2_seeds),
+               P("C=0.1 above C=0.01", "C=0.1", ">", "C=0.01")), min_seeds=3, seeds_of=_m2_seeds, group="margin"),
         Claim("M6", "the adversary-critic model is the most robust (DeepFool rho)", "Table 4.1 (MLP)",
               "rho: critic 0.29; plain 0.131, AT 0.228, VAT 0.244, MM 0.262", ("plain", "AT", "VAT", "MM"),
               "DeepFool rho, one seed", _ch4_rho("rho_deepfool"),
-              tuple(P(f"above {b}", "critic", ">", b) for b in ("plain", "AT", "VAT", "MM"))),
+              tuple(P(f"above {b}", "critic", ">", b) for b in ("plain", "AT", "VAT", "MM")), group="critic"),
         Claim("M7", "the adversary-critic model is the most robust under C&W and the own attack", "Table 4.1 (MLP)",
               "C&W: critic 0.272 vs AT 0.21, VAT 0.215, MM 0.23; own: 0.575 vs 0.299, 0.355, 0.453",
               ("plain", "AT", "VAT", "MM"), "rho of C&W and own attack, one seed",
               lambda r: {f"{k} cw": v for k, v in _ch4_rho("rho_cw")(r).items()}
               | {f"{k} own": v for k, v in _ch4_rho("rho_own")(r).items()},
               tuple(P(f"{a}: above {b}", f"critic {a}", ">", f"{b} {a}") for a in ("cw", "own")
-                    for b in ("plain", "AT", "VAT", "MM"))),
+                    for b in ("plain", "AT", "VAT", "MM")), group="critic"),
         Claim("M8", "the critic's adversarial examples are the most often seen as the target class",
               "Table 4.2 (MTurk)", "% change: critic 87.99; plain 0.57, AT 19.02, VAT 35.08, MM 60.47",
               ("plain", "AT", "VAT", "MM"), "an independent l_inf-AT oracle labels the own attack's examples "
               "(in place of MTurk workers)", _ch4_oracle,
-              tuple(P(f"above {b}", "critic", ">", b) for b in ("plain", "AT", "VAT", "MM")), pct=True),
+              tuple(P(f"above {b}", "critic", ">", b) for b in ("plain", "AT", "VAT", "MM")), pct=True,
+              group="critic"),
         Claim("M9", "the critic keeps the clean error at or below the plain model's", "Table 4.1 (MLP)",
               "error %: critic 1.18, plain 1.46", ("plain",), "test error (10,000 images), one seed", _ch4_error,
-              (P("at most plain's", "critic", "<", "plain", -0.0),), pct=True),
+              (P("at most plain's", "critic", "<", "plain", -0.0),), pct=True, group="critic"),
     ]
     for norm, bl in (("l2", ("deepfool", "cw", "ddn", "fab", "fmn")), ("linf", ("deepfool", "fab", "fmn")),
                      ("l1", ("sparsefool", "ead", "fab", "fmn")), ("l0", ("jsma", "fmn"))):
         cs.append(Claim(f"M{10 + len(cs) - 9}", f"PDPGD finds {norm} perturbations no larger than every baseline's",
                         "Table 5.1", "PDPGD's norms the smallest on MNIST plain / l_inf-AT / l2-AT",
                         bl, f"median {norm} norm on 200 Fashion-MNIST points (first 20 for JSMA)",
-                        _ch5_measure(norm, bl), _ch5_parts(norm, bl)))
+                        _ch5_measure(norm, bl), _ch5_parts(norm, bl), group="pdpgd"))
     cs.append(Claim("M14", "the group-sparse (pixel) attack changes fewer pixels than the element-wise l0 one",
                     "Sec. 5.5 / Table 5.5", "fewer pixels", ("element-wise l0",), "median pixels changed",
-                    _ch5_group, (P("fewer pixels", "pixel (group) l0 median pixels", "<", "element l0 median pixels"),)))
+                    _ch5_group, (P("fewer pixels", "pixel (group) l0 median pixels", "<", "element l0 median pixels"),),
+                    group="pdpgd"))
     return cs
 
 
@@ -475,7 +487,8 @@ def _seguin() -> list[Claim]:
               (P("correct-fix-1 above normal", "correct-fix-1 (perm)", ">", "normal"),
                P("hybrid above normal", "hybrid ST-AT", ">", "normal")),
               min_seeds=3, seeds_of=_s_student_seeds, pct=True),
-        Claim("S10", "keeping more of the teacher's ranking (fix-k, larger k) keeps more robustness", "Table 2 / Sec. 4",
+        Claim("S10", "keeping more of the teacher's ranking (fix-k, larger k) keeps more robustness",
+              "Table 2 / Sec. 4",
               "fix-k robustness grows with k", ("fix-1 (perm)",), "students' adversarial accuracy",
               _s_students(("fix-1 (perm)", "fix-7 (perm)")),
               (P("fix-7 above fix-1", "fix-7 (perm)", ">", "fix-1 (perm)"),), min_seeds=3,
@@ -597,10 +610,12 @@ def _spatial() -> list[Claim]:
               (P("dual <= Frobenius", "f_sdp dual", "<", "f_sdp frobenius"),
                P("dual <= spectral", "f_sdp dual", "<", "f_sdp spectral")), pct=True),
         Claim("P8", "f_sdp certifies more than the other objectives", "Figs. 5, 11", "f_sdp lowest certified loss",
-              others, "certified 0/1 loss at eps 0.05, each model's best bound", _sp_best_bound(0.05, ("f_sdp",) + others),
+              others, "certified 0/1 loss at eps 0.05, each model's best bound",
+              _sp_best_bound(0.05, ("f_sdp",) + others),
               tuple(P(f"below {o}", "f_sdp", "<", o) for o in others), pct=True),
         Claim("P9", "f_sdp is more robust to stAdv than every other objective (about +0.08 adversarial accuracy)",
-              "Fig. 6b", "+0.08 adversarial accuracy", others + ("f_stn",), "adversarial accuracy under stAdv, tau 0.05",
+              "Fig. 6b", "+0.08 adversarial accuracy", others + ("f_stn",),
+              "adversarial accuracy under stAdv, tau 0.05",
               _sp_stadv("0.05", "adv_accuracy"), tuple(P(f"above {o}", "f_sdp", ">", o) for o in others + ("f_stn",)),
               pct=True),
         Claim("P10", "stAdv succeeds less often on f_sdp (about -0.1 success rate)", "Fig. 6a", "-0.1 success rate",
