@@ -101,6 +101,11 @@ def test_missing_results_are_not_run_with_the_reason():
     assert v.verdict == "not run at this profile" and v.reason == "the deep part was not run"
     v = C.verdict(_claim(lambda r: {"a": C.exact(r["x"])}, [C.Part("a>0", "a", ">", 0.0)]), {})
     assert v.verdict == "not run at this profile" and "'x'" in v.reason
+    def not_shown(r):
+        raise C.NotShown("its training curve is not stored")
+    assert C.verdict(_claim(not_shown, [C.Part("a>b", "a", ">", "b")]), {}).verdict == "not reproduced"
+    v = C.verdict(_claim(lambda r: {"a": C.exact(1.0)}, [C.Part("a>b", "a", ">", "b")]), {})  # b's model not run
+    assert v.verdict == "not run at this profile" and "'b'" in v.reason
 
 
 def test_every_registered_claim_is_well_formed():

@@ -40,6 +40,11 @@ class NotRun(Exception):
     """The run lacks what a claim needs; the message says why."""
 
 
+class NotShown(Exception):
+    """The run has what the claim needs but it does not show the claim (verdict: not reproduced); the message
+    says why."""
+
+
 # ------------------------------------------------------------------ estimates
 
 @dataclass(frozen=True)
@@ -191,8 +196,8 @@ class Verdict:
 def _resolve(est: dict[str, Estimate], key: str | float) -> Estimate:
     if isinstance(key, (int, float)):
         return exact(key)
-    if key not in est:
-        raise KeyError(f"the claim's measure gave no estimate {key!r}")
+    if key not in est:  # the profile did not run that model / eps / baseline
+        raise NotRun(f"this run has no {key!r} (the profile does not run it)")
     return est[key]
 
 
@@ -226,11 +231,16 @@ def verdict(claim: Claim, results: dict[str, Any]) -> Verdict:
         est = claim.measure(results)
     except NotRun as e:
         return Verdict(claim, "not run at this profile", str(e))
+    except NotShown as e:
+        return Verdict(claim, "not reproduced", str(e))
     except (KeyError, IndexError, TypeError) as e:
         return Verdict(claim, "not run at this profile", f"the run's results lack {e}")
     except (ValueError, ZeroDivisionError) as e:  # e.g. an eps or a list the run's grid does not have
         return Verdict(claim, "not run at this profile", f"the run's results do not allow it: {e}")
-    parts = [judge_part(p, est) for p in claim.parts]
+    try:
+        parts = [judge_part(p, est) for p in claim.parts]
+    except NotRun as e:
+        return Verdict(claim, "not run at this profile", str(e), est)
     by = {s: [p.label for p in parts if p.status == s] for s in ("holds", "reversed", "point-holds", "fails")}
     no_interval = [k for k, e in est.items() if not e.has_interval]
     tail = f" (no interval for {', '.join(no_interval)}: per-point values not stored or one seed)" \

@@ -13,6 +13,7 @@ from robustlab.experiments.claims import (
     Claim,
     Estimate,
     NotRun,
+    NotShown,
     Part,
     binomial,
     bootstrap,
@@ -660,10 +661,12 @@ def _h_extreme(r: R) -> dict[str, Estimate]:
     tm = m.get("train_metrics", {})
     curve = tm if isinstance(tm, list) else None
     if not curve or len(curve) < 2:
-        lr = r["settings"].get("trades_extreme_lr")
-        raise NotRun(f"its training curve is not stored (only the last epoch: train loss {tm.get('train_loss')}, "
-                     f"train accuracy {tm.get('train_acc')}, KL {tm.get('kl')}; trades_extreme_lr {lr}); clean "
-                     f"accuracy {m['clean_acc']:.3f} is chance, as an untrained network's would be")
+        st = r["settings"]
+        lr = st.get("trades_extreme_lr") or st["lr"] * 6.0 / st["trades_extreme_beta"]
+        raise NotShown(f"not shown trained: its training curve is not stored, only the last epoch (train loss "
+                       f"{tm.get('train_loss'):.4f}, "
+                     f"train accuracy {tm.get('train_acc'):.3f}, KL {tm.get('kl'):.2g} at learning rate {lr:.2g}); "
+                     f"clean accuracy {m['clean_acc']:.3f} is chance, as an untrained network's would be")
     return {"first train loss": exact(curve[0]["train_loss"]), "last train loss": exact(curve[-1]["train_loss"])}
 
 
