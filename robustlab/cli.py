@@ -363,7 +363,9 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
         return 0
     out = Path(a.out) if a.out else Path("runs") / "reproduce" / a.name / a.profile
     out.mkdir(parents=True, exist_ok=True)
-    prov = {**provenance(roles={"RUN_DIR": out.resolve()}), "profile": a.profile, "device": a.device,
+    argv = ["reproduce", a.name, "--profile", a.profile] + (["--out", str(a.out)] if a.out else []) + \
+        (["--device", a.device] if a.device != "cpu" else [])  # the command as parsed (also when called as main())
+    prov = {**provenance(argv, roles={"RUN_DIR": out.resolve()}), "profile": a.profile, "device": a.device,
             "finished": False}
     atomic_write_json(out / PROVENANCE, prov)
     t0, c0 = time.perf_counter(), cpu_seconds()

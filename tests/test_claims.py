@@ -214,3 +214,35 @@ def test_claims_for_a_chapter_run_alone():
     _, _, vs = C.run_verdicts(RESULTS / "matyasko2020-cpu" / "margin", "matyasko2020-margin")
     assert [v.claim.id for v in vs] == [c.id for c in claims_for("matyasko2020") if c.group == "margin"]
     assert all(v.verdict != "not run at this profile" for v in vs)
+
+
+def test_reproduce_prints_the_verdicts_and_records_provenance(tmp_path, monkeypatch, capsys):
+    """`robustlab reproduce` (with the experiment replaced by one that writes a stored run's results): the
+    verdict table at the end, provenance with commit / machine / times / seeds, and no absolute folders."""
+    import robustlab.experiments as E
+    from robustlab.cli import main
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ROBUSTLAB_CACHE", str(cache))
+
+    def fake(out, profile, device):
+        res = json.loads((RESULTS / "tsipras2019-cpu" / "results.json").read_text())
+        res["deep"]["models"]["standard"]["run"] = f"{cache}/t2019-standard-0"
+        res["figure"] = f"{Path(out).resolve()}/fig.png"
+        (Path(out) / "results.json").write_text(json.dumps(res))
+        C.write_claims(out, "tsipras2019")
+        return res
+
+    monkeypatch.setattr(E, "get_experiment", lambda name: fake)
+    out = tmp_path / "run"
+    assert main(["reproduce", "tsipras2019", "--profile", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "tsipras2019 claims at profile `cpu`" in printed and "**contradicted**" not in printed
+    assert "8 of 12 reproduced" in printed
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["finished"] and prov["profile"] == "cpu" and prov["cpu_s"] >= 0 and prov["wall_s"] >= 0
+    assert prov["seeds"] == {"seed": 0} and set(prov["git"]) == {"commit", "clean"} and prov["machine"]["cpus"]
+    assert prov["command"].endswith("--out RUN_DIR")
+    res = json.loads((out / "results.json").read_text())
+    assert res["deep"]["models"]["standard"]["run"] == "$ROBUSTLAB_CACHE/t2019-standard-0"
+    assert res["figure"] == "RUN_DIR/fig.png"
