@@ -638,6 +638,18 @@ def _h_robust(r: R) -> dict[str, Estimate]:
     return {k: binomial(v["robust_acc"][e], n) for k, v in r["models"].items() if k != "trades_extreme"}
 
 
+def _h_clean(r: R) -> dict[str, Estimate]:
+    n = int(r["settings"]["eval_n"])
+    return {k: binomial(v["robust_acc"]["0.0"], n) for k, v in r["models"].items() if k != "trades_extreme"}
+
+
+def _h_robust_at(eps: str) -> Any:
+    def m(r: R) -> dict[str, Estimate]:
+        n = int(r["settings"]["eval_n"])
+        return {k: binomial(r["models"][k]["robust_acc"][eps], n) for k in MINIMAX}
+    return m
+
+
 def _h_recog(where: str) -> Any:
     def m(r: R) -> dict[str, Estimate]:
         return {k: bootstrap(v[where]["recognizability"]["per_seed"]) for k, v in r["models"].items()
@@ -645,8 +657,8 @@ def _h_recog(where: str) -> Any:
     return m
 
 
-def _order_parts() -> tuple[Part, ...]:
-    return (tuple(P(f"{a} above {b}", a, ">", b) for a in MINIMAX for b in PENALTY)
+def _order_parts(minimax: tuple[str, ...] = MINIMAX) -> tuple[Part, ...]:
+    return (tuple(P(f"{a} above {b}", a, ">", b) for a in minimax for b in PENALTY)
             + tuple(P(f"{a} above {b}", a, ">", b) for a in PENALTY for b in UNDEFENDED)
             + (P("distilled above standard", "distilled", ">", "standard"),))
 
@@ -677,18 +689,39 @@ def _helland() -> list[Claim]:
               MINIMAX + PENALTY + UNDEFENDED, "PGD accuracy at the training eps (500 points)", _h_robust,
               _order_parts()[:-1], pct=True),
         Claim("H2", "inversions (model inversion by unbounded targeted attacks) are recognizable in the order "
-              "minimax > penalties > distilled > standard", "Figs. 2-4", "the paper's ordering by eye",
-              MINIMAX + PENALTY + UNDEFENDED, "the oracle's target-class rate of inversions, bootstrap over 10 noise "
-              "seeds", _h_recog("inversion"), _order_parts(), pct=True),
-        Claim("H3", "large-eps targeted examples follow the same order", "Figs. 5-6", "same ordering",
-              MINIMAX + PENALTY + UNDEFENDED, "the oracle's target-class rate of large-eps examples",
-              _h_recog("large_eps"), _order_parts(), pct=True),
+              "FGSM / PGD (minimax) > penalties > distilled > standard", "Fig. 4.2", "the paper's ordering by eye",
+              ("pgd_at", "fgsm_rs") + PENALTY + UNDEFENDED,
+              "the oracle's target-class rate of inversions, bootstrap over 10 noise seeds (the paper: FGSM and PGD "
+              "above the penalties, TRADES-6 less recognizable, H10)",
+              _h_recog("inversion"), _order_parts(("pgd_at", "fgsm_rs")), pct=True),
+        Claim("H3", "large-eps targeted examples follow the same order", "Sec. 4 (robustlab's "
+              "second score)", "same ordering", ("pgd_at", "fgsm_rs") + PENALTY + UNDEFENDED,
+              "the oracle's target-class rate of large-eps examples",
+              _h_recog("large_eps"), _order_parts(("pgd_at", "fgsm_rs")), pct=True),
         Claim("H4", "robust training shrinks the input gradient", "Sec. 2 (theory)", "smaller ||grad L||",
               ("standard",), "mean ||grad_x L||_1", _h_grad,
               tuple(P(f"{a} below standard", a, "<", "standard") for a in MINIMAX + PENALTY)),
         Claim("H5", "defensive distillation alone gives little robustness", "Sec. 4", "distilled ~ standard",
-              MINIMAX, "PGD accuracy at the training eps", _h_robust,
-              tuple(P(f"distilled below {a}", "distilled", "<", a) for a in MINIMAX), pct=True),
+              ("standard",) + MINIMAX, "PGD accuracy at the training eps", _h_robust,
+              (P("distilled within 5 points of standard", "distilled", "~", "standard", 0.05),)
+              + tuple(P(f"distilled below {a}", "distilled", "<", a) for a in MINIMAX), pct=True),
+        Claim("H7", "undefended models have the highest clean accuracy", "Fig. 4.1 / Sec. 4",
+              "undefended highest unperturbed accuracy", MINIMAX + PENALTY, "clean accuracy (500 points)", _h_clean,
+              tuple(P(f"{u} above {a}", u, ">", a) for u in UNDEFENDED for a in MINIMAX + PENALTY), pct=True),
+        Claim("H8", "the approximate (penalty) methods have the lowest clean accuracy of the three categories",
+              "Fig. 4.1 / Sec. 4", "approximate methods lowest unperturbed accuracy", MINIMAX + UNDEFENDED,
+              "clean accuracy (500 points)", _h_clean,
+              tuple(P(f"{a} below {b}", a, "<", b) for a in PENALTY for b in MINIMAX), pct=True),
+        Claim("H9", "TRADES is the most robust, followed closely by PGD and FGSM", "Fig. 4.1 / Sec. 4",
+              "TRADES > PGD > FGSM (CIFAR-10)", ("pgd_at", "fgsm_rs"), "PGD accuracy at eps 0.15 (1.5 x training eps)",
+              _h_robust_at("0.15"),
+              (P("TRADES above PGD-AT", "trades6", ">", "pgd_at"), P("PGD-AT above FGSM-RS", "pgd_at", ">", "fgsm_rs")),
+              min_seeds=3, seeds_of=lambda r: 1, pct=True),
+        Claim("H10", "TRADES-6's perturbations are less recognizable than FGSM's and PGD's", "Fig. 4.2 / Sec. 4",
+              "TRADES less recognizable (by eye)", ("fgsm_rs", "pgd_at"),
+              "the oracle's target-class rate of inversions",
+              _h_recog("inversion"),
+              (P("below FGSM-RS", "trades6", "<", "fgsm_rs"), P("below PGD-AT", "trades6", "<", "pgd_at")), pct=True),
         Claim("H6", "an extreme TRADES beta trades all accuracy away (a trained, near-constant classifier)",
               "Sec. 4 (TRADES extreme)", "trained, near-constant", (), "the training curve of trades_extreme",
               _h_extreme, (P("the loss moved", "first train loss", ">", "last train loss", 1e-3),)),

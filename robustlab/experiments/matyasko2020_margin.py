@@ -171,6 +171,8 @@ def checks(res: dict[str, Any], p: Profile) -> dict[str, Any]:
 
 
 def _fmt(m: dict[str, Any], k: str, scale: float = 1.0, d: int = 2) -> str:
+    if len(m.get("runs", [])) < 2:  # one seed has no spread: never "± 0.0"
+        return f"{scale * m['mean'][k]:.{d}f} (1 seed)"
     return f"{scale * m['mean'][k]:.{d}f} ± {scale * m['std'][k]:.{d}f}"
 
 

@@ -215,7 +215,7 @@ def _ms(v: list[float]) -> tuple[float, float]:
 
 def _fmt(v: list[float]) -> str:
     m, s = _ms(v)
-    return f"{100 * m:.1f} ± {100 * s:.1f}"
+    return f"{100 * m:.1f} ± {100 * s:.1f}" if len(v) > 1 else f"{100 * m:.1f} (1 seed)"  # no "± 0.0" for one
 
 
 # ---------------------------------------------------------------------------------------------- run
