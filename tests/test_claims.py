@@ -246,3 +246,13 @@ def test_reproduce_prints_the_verdicts_and_records_provenance(tmp_path, monkeypa
     res = json.loads((out / "results.json").read_text())
     assert res["deep"]["models"]["standard"]["run"] == "$ROBUSTLAB_CACHE/t2019-standard-0"
     assert res["figure"] == "RUN_DIR/fig.png"
+
+
+def test_report_section_opens_with_the_verdicts(tmp_path):
+    from robustlab.report.html import section
+
+    run = tmp_path / "tsipras2019-cpu"
+    shutil.copytree(RESULTS / "tsipras2019-cpu", run)
+    (run / "a_notes.md").write_text("# Notes sorted before claims.md\n")
+    html = section("tsipras2019", run)
+    assert 0 <= html.find("claims at profile") < html.find("Notes sorted before") < html.find("Table 4 analogue")
