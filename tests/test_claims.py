@@ -94,6 +94,10 @@ def test_a_failed_precondition_is_not_a_contradiction():
     assert v.verdict == "partly reproduced" and "not shown: power" in v.reason
 
 
+def test_a_claim_without_a_rule_is_never_reproduced():
+    assert C.verdict(_claim(lambda r: {"a": C.exact(1.0)}, []), {}).verdict == "not run at this profile"
+
+
 def test_missing_results_are_not_run_with_the_reason():
     def m(r):
         raise C.NotRun("the deep part was not run")

@@ -237,6 +237,8 @@ def verdict(claim: Claim, results: dict[str, Any]) -> Verdict:
         return Verdict(claim, "not run at this profile", f"the run's results lack {e}")
     except (ValueError, ZeroDivisionError) as e:  # e.g. an eps or a list the run's grid does not have
         return Verdict(claim, "not run at this profile", f"the run's results do not allow it: {e}")
+    if not claim.parts:  # a claim without a rule can never be decided, let alone reproduced
+        return Verdict(claim, "not run at this profile", "no pre-registered rule for this claim", est)
     try:
         parts = [judge_part(p, est) for p in claim.parts]
     except NotRun as e:
