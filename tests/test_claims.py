@@ -260,3 +260,11 @@ def test_report_section_opens_with_the_verdicts(tmp_path):
     (run / "a_notes.md").write_text("# Notes sorted before claims.md\n")
     html = section("tsipras2019", run)
     assert 0 <= html.find("claims at profile") < html.find("Notes sorted before") < html.find("Table 4 analogue")
+
+
+def test_benchmark_command_lines_name_their_output_folder_by_role(tmp_path):
+    from robustlab.report.provenance import command_line
+
+    out = tmp_path / "measure" / "b100.json"
+    line = command_line(out, ["benchmarks/minnorm_sota.py", "--steps", "100", "--out", str(out)])
+    assert line == "benchmarks/minnorm_sota.py --steps 100 --out OUT_DIR/b100.json"

@@ -47,6 +47,14 @@ def path_roles(text: str, roles: dict[str, str | Path | None] | None = None) -> 
     return text
 
 
+def command_line(out: str | Path | None = None, argv: list[str] | None = None) -> str:
+    """A benchmark's command line for its results file, the output file's folder named OUT_DIR and the model
+    cache $ROBUSTLAB_CACHE (no machine paths in committed results)."""
+    args = list(sys.argv if argv is None else argv)
+    roles = {"OUT_DIR": Path(out).resolve().parent} if out else None
+    return path_roles(" ".join(args), roles)
+
+
 def provenance(argv: list[str] | None = None, roles: dict[str, str | Path | None] | None = None) -> dict[str, Any]:
     """The exact command (``robustlab ...``, folders named by their roles), the git commit and whether the
     tree was clean, library versions, the machine and the UTC time, as a JSON-able dict."""
