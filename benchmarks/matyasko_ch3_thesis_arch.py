@@ -9,7 +9,8 @@ Settings: the margin experiment's own code (`matyasko2020_margin.run`) on a prof
 in hidden = [1000, 1000, 1000] and pairs = "all" (the thesis's), with a smaller budget to fit the shared
 2-core machine: 5,000 training images, 3 epochs, one seed, margin (C = 0.1) against FGSM-AT and VAT only,
 error on 2,000 test images, rho on the correct ones among the first 100 (DeepFool 50 steps, C&W 30 x 3,
-own attack 50 steps). Measured at 38aea5c: 99.5 s user + 3.8 s sys (one thread); the numbers are in
+own attack 50 steps). Measured at 38aea5c: 99.5 s user + 3.8 s sys (one thread), and 30.6 s for the same
+margin model with the cpu profile's runner-up pairs (baselines cached); the numbers are in
 benchmarks/results/matyasko_ch3_thesis_arch.json.
 
   PYTHONPATH=$PWD ROBUSTLAB_CACHE=CACHE OMP_NUM_THREADS=1 python benchmarks/matyasko_ch3_thesis_arch.py OUT_DIR
