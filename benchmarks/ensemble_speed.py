@@ -32,6 +32,7 @@ from peers import import_peers  # noqa: E402
 
 from robustlab.evaluate import evaluate, verify  # noqa: E402
 from robustlab.evaluate.ensemble import VERSIONS  # noqa: E402
+from robustlab.report.provenance import command_line  # noqa: E402
 
 
 def at_budget(plan: list, steps: int) -> list:
@@ -58,7 +59,7 @@ def main() -> None:
     model = plain_model("pgd_at")
     x, y, correct = eval_points(model, args.n)
     eps = args.eps
-    res: dict = {"n": args.n, "eps": eps, "threads": args.threads, "command": " ".join(sys.argv), "note": args.note,
+    res: dict = {"n": args.n, "eps": eps, "threads": args.threads, "command": command_line(args.out), "note": args.note,
                  "clean": float(correct.float().mean()), "rows": {}}
     rows = args.rows.split(",")
     for row in rows:

@@ -37,6 +37,7 @@ from minnorm import point_norms, stats  # noqa: E402
 from peers import import_peers  # noqa: E402
 
 from robustlab import attacks  # noqa: E402
+from robustlab.report.provenance import command_line  # noqa: E402
 
 P_FLOAT = {"linf": float("inf"), "l2": 2.0, "l1": 1.0, "l0": 0.0}
 # run only when named in --attacks, at their DEFAULT settings (their own budgets, e.g. EAD's and C&W's 9
@@ -184,7 +185,7 @@ def main() -> None:
     al = import_peers().get("adv_lib")
     T = args.steps
     chosen = set(filter(None, args.attacks.split(",")))
-    out: dict = {"n": args.n, "steps": T, "threads": args.threads, "command": " ".join(sys.argv), "note": args.note,
+    out: dict = {"n": args.n, "steps": T, "threads": args.threads, "command": command_line(args.out), "note": args.note,
                  "results": {}, "portfolio_vs_best_single": {}}
     cpu0 = time.process_time()
     for key in args.models.split(","):

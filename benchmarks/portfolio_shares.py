@@ -25,6 +25,7 @@ from minnorm_sota import plain_model  # noqa: E402
 
 from robustlab import attacks  # noqa: E402
 from robustlab.attacks import presets  # noqa: E402
+from robustlab.report.provenance import command_line  # noqa: E402
 
 CANDIDATES = {
     "l2": {"ddn .6 fmn .4": [("ddn", 0.6, {}), ("fmn", 0.4, {})],
@@ -66,7 +67,7 @@ def main() -> None:
     if args.norm == "l2":  # ALMA's minimum share is L1's; an L2 candidate gives it whatever it plans
         presets.MIN_SHARE.pop("alma", None)
     presets.MIN_SHARE[presets.PD_WARM] = 50  # a candidate's PD_WARM share runs from 50 steps (as when chosen)
-    out: dict = {"command": " ".join(sys.argv), "results": {}}
+    out: dict = {"command": command_line(args.out), "results": {}}
     for key in ("standard", "pgd_at"):
         model = plain_model(key)
         x, y, correct = eval_points(model, args.n, args.offset)

@@ -353,15 +353,45 @@ def one_process(what: str) -> bool:
 
 
 def _cmd_reproduce(a: argparse.Namespace) -> int:
+    import time
+
     from robustlab.experiments import get_experiment
-    from robustlab.report.provenance import write_provenance
+    from robustlab.io import atomic_write_json
+    from robustlab.report.provenance import PROVENANCE, cpu_seconds, provenance, scrub_folder, seeds_of
 
     if not one_process("reproduce"):
         return 0
     out = Path(a.out) if a.out else Path("runs") / "reproduce" / a.name / a.profile
-    write_provenance(out)
-    get_experiment(a.name)(out=out, profile=a.profile, device=a.device)
+    out.mkdir(parents=True, exist_ok=True)
+    argv = ["reproduce", a.name, "--profile", a.profile] + (["--out", str(a.out)] if a.out else []) + \
+        (["--device", a.device] if a.device != "cpu" else [])  # the command as parsed (also when called as main())
+    prov = {**provenance(argv, roles={"RUN_DIR": out.resolve()}), "profile": a.profile, "device": a.device,
+            "finished": False}
+    atomic_write_json(out / PROVENANCE, prov)
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    res = get_experiment(a.name)(out=out, profile=a.profile, device=a.device)
+    prov.update(finished=True, wall_s=round(time.perf_counter() - t0, 1), cpu_s=round(cpu_seconds() - c0, 1),
+                seeds=seeds_of(res) if isinstance(res, dict) else {})
+    atomic_write_json(out / PROVENANCE, prov)
+    scrub_folder(out)  # committed results name folders by role ($ROBUSTLAB_CACHE, RUN_DIR), not by machine path
+    if (out / "claims.md").is_file():
+        print((out / "claims.md").read_text())
     print(f"results in {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_claims(a: argparse.Namespace) -> int:
+    from robustlab.experiments.claims import write_claims
+
+    for d in a.runs:
+        d = Path(d)
+        if not (d / "results.json").is_file():
+            raise InputError(f"{d} has no results.json (a folder written by `robustlab reproduce NAME --out DIR`)")
+        try:
+            write_claims(d, a.name)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        print((d / "claims.md").read_text())
     return 0
 
 
@@ -668,6 +698,12 @@ def _parsers_demo_reproduce_report(sub: Any) -> None:
     rp.add_argument("--out", default=None, help="output folder (default runs/reproduce/NAME/PROFILE)")
     rp.add_argument("--device", default="cpu")
     rp.set_defaults(fn=_cmd_reproduce)
+
+    cl = sub.add_parser("claims", help="the paper's claims and their verdicts, computed from a reproduction's "
+                                       "stored results (writes claims.md and claims.json into each folder)")
+    cl.add_argument("runs", nargs="+", help="folders written by `robustlab reproduce` (e.g. docs/results/*-cpu)")
+    cl.add_argument("--name", default=None, help="the experiment (default: from the folder's name)")
+    cl.set_defaults(fn=_cmd_claims)
 
     rep = sub.add_parser("report", help="render runs, model cards and reproductions into one HTML page")
     rep.add_argument("paths", nargs="+", help="run folders, model card JSON files, experiment folders")

@@ -90,8 +90,24 @@ def cpu_results(tmp_path_factory):
 @needs_fmnist
 @pytest.mark.parametrize("prefix", ["2 ", "8 ", "9 ", "10 ", "11 ", "12 ", "13 "])
 def test_cpu_profile_acceptance_checks(cpu_results, prefix):
-    c = {k: v for k, v in cpu_results["checks"].items() if k.startswith(prefix)}
+    from robustlab.experiments import tsipras2019 as t
+
+    # recomputed from the run's raw numbers, not read from the booleans the run stored
+    c = {k: v for k, v in t.checks(cpu_results).items() if k.startswith(prefix)}
     assert c and all(c.values()), c
+
+
+@pytest.mark.slow
+@needs_fmnist
+def test_cpu_profile_claims_recomputed(cpu_results):
+    """The paper's claims, recomputed from the raw results: the closed forms and the linear Table 4 reproduce;
+    Fig. 1's ordering of eps_train models on one seed does not (the l2 0.5 model tied the standard one)."""
+    from robustlab.experiments.claims import evaluate
+    from robustlab.experiments.claims_papers import claims_for
+
+    v = {x.claim.id: x.verdict for x in evaluate(claims_for("tsipras2019"), cpu_results)}
+    assert all(v[k] == "reproduced" for k in ("T1", "T2", "T3", "T4", "T5", "T9")), v
+    assert v["T8"] != "reproduced", v
 
 
 @needs_fmnist

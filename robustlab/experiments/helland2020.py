@@ -371,6 +371,9 @@ def run(out: str | Path = "runs/reproduce/helland2020", profile: str = "quick", 
     results["score_order_check_large_eps"] = score_order(results, "large_eps")
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "tables.md", tables(results))
+    from robustlab.experiments.claims import write_claims
+
+    write_claims(out, "helland2020")  # the paper's claims and their verdicts (claims.md, claims.json)
     from robustlab.report.html import write_report
 
     write_report(out / "report.html", "Helland & VanHoudnos 2020: recognizability", [("Helland 2020", out)])

@@ -355,6 +355,9 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-pdpgd", profile: str = "q
         _plot(results, norm, out / f"robust_accuracy_{norm}.png")
     if p.fig_n:
         _figure(figs, x[keep], p.norms, out / "fig5_1_examples.png")
+    from robustlab.experiments.claims import write_claims
+
+    write_claims(out, "matyasko2020-pdpgd")  # the paper's claims and their verdicts (claims.md, claims.json)
     from robustlab.report.html import write_report
 
     write_report(out / "report.html", "Matyasko 2020, ch. 5: PDPGD", [("PDPGD vs minimum-norm attacks", out)])
@@ -524,9 +527,13 @@ def run_all(out: str | Path = "runs/reproduce/matyasko2020", profile: str = "qui
             continue
         t0 = time.perf_counter()
         r = get_experiment(f"matyasko2020-{sub}")(out=out / sub, profile=profile, device=device)
-        res["chapters"][sub] = {"seconds": time.perf_counter() - t0, "out": str(out / sub),
-                                "results": str(out / sub / "results.json"), "ok": bool(r)}
+        # folders relative to this run's folder (RUN_DIR), not the machine's absolute paths
+        res["chapters"][sub] = {"seconds": time.perf_counter() - t0, "out": sub,
+                                "results": f"{sub}/results.json", "ok": bool(r)}
     atomic_write_json(out / "results.json", res)
+    from robustlab.experiments.claims import write_claims
+
+    write_claims(out, "matyasko2020")  # the paper's claims and their verdicts (claims.md, claims.json)
     from robustlab.report.html import write_report
 
     write_report(out / "report.html", "Matyasko 2020 (thesis)",

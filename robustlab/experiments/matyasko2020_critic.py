@@ -163,6 +163,9 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-critic", profile: str = "
     atomic_write_text(out / "tables.md", tables(res, p))
     if p.fig_n:
         _grids(grids, out / "fig4_4_examples.png")
+    from robustlab.experiments.claims import write_claims
+
+    write_claims(out, "matyasko2020-critic")  # the paper's claims and their verdicts (claims.md, claims.json)
     from robustlab.report.html import write_report
 
     write_report(out / "report.html", "Matyasko 2020, ch. 4: adversary critic", [("Adversary critic", out)])

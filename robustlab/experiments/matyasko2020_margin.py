@@ -142,6 +142,9 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-margin", profile: str = "
         rows = [x[: p.fig_n].cpu()] + list(fig.values())
         save(image_grid(torch.stack(rows), row_labels=["original"] + list(fig),
                         title="Fig. 3.1/3.7 analogue: DeepFool examples per defense"), out / "fig3_7_examples.png")
+    from robustlab.experiments.claims import write_claims
+
+    write_claims(out, "matyasko2020-margin")  # the paper's claims and their verdicts (claims.md, claims.json)
     from robustlab.report.html import write_report
 
     write_report(out / "report.html", "Matyasko 2020, ch. 3: margin maximisation", [("Margin maximisation", out)])
@@ -168,6 +171,8 @@ def checks(res: dict[str, Any], p: Profile) -> dict[str, Any]:
 
 
 def _fmt(m: dict[str, Any], k: str, scale: float = 1.0, d: int = 2) -> str:
+    if len(m.get("runs", [])) < 2:  # one seed has no spread: never "± 0.0"
+        return f"{scale * m['mean'][k]:.{d}f} (1 seed)"
     return f"{scale * m['mean'][k]:.{d}f} ± {scale * m['std'][k]:.{d}f}"
 
 

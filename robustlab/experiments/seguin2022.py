@@ -215,7 +215,7 @@ def _ms(v: list[float]) -> tuple[float, float]:
 
 def _fmt(v: list[float]) -> str:
     m, s = _ms(v)
-    return f"{100 * m:.1f} ± {100 * s:.1f}"
+    return f"{100 * m:.1f} ± {100 * s:.1f}" if len(v) > 1 else f"{100 * m:.1f} (1 seed)"  # no "± 0.0" for one
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -431,6 +431,9 @@ def run(out: str | Path = "runs/reproduce/seguin2022", profile: str = "quick", d
     }
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "tables.md", tables(results))
+    from robustlab.experiments.claims import write_claims
+
+    write_claims(out, "seguin2022")  # the paper's claims and their verdicts (claims.md, claims.json)
     from robustlab.report.html import write_report
 
     write_report(out / "report.html", "Seguin et al. 2022: logit distributions of adversarially trained networks",

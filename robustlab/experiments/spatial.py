@@ -188,6 +188,9 @@ def run(out: str | Path = "runs/spatial", profile: str = "quick", device: str = 
     results["wall_time_s"] = time.time() - t0
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "results.md", markdown(results))
+    from robustlab.experiments.claims import write_claims
+
+    write_claims(out, "spatial")  # the paper's claims and their verdicts (claims.md, claims.json)
     from robustlab.report.html import write_report
 
     write_report(out / "report.html", "Spatial robustness (provable defenses)", [("spatial", out)])

@@ -418,6 +418,9 @@ def run(out: str | Path = "runs/reproduce/tsipras2019", profile: str = "quick", 
         f"- {k}: {'PASS' if v else 'FAIL'}" for k, v in results["checks"].items()) + "\n")
     atomic_write_json(out / "results.json", _jsonable(results))
     atomic_write_text(out / "tables.md", "\n".join(md))
+    from robustlab.experiments.claims import write_claims
+
+    write_claims(out, "tsipras2019")  # the paper's claims and their verdicts (claims.md, claims.json)
     from robustlab.report.html import write_report
 
     write_report(out / "report.html", "Tsipras et al. 2019: robustness may be at odds with accuracy",

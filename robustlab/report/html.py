@@ -181,7 +181,7 @@ def section(title: str, folder: Path, level: int = 2) -> str:
         parts.append(_warnings([str(w) for w in res.get("warnings", [])]))
     if (folder / "config.toml").is_file():
         parts.append(_run_parts(folder))
-    for md in sorted(folder.glob("*.md")):
+    for md in sorted(folder.glob("*.md"), key=lambda p: (p.name != "claims.md", p.name)):  # the verdicts first
         parts.append(markdown_to_html(md.read_text()))
     for js in sorted(folder.glob("*.json")):
         card = _load_json(js)
