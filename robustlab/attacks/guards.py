@@ -96,6 +96,8 @@ def clean_pass(model: Any, x: Tensor) -> Any:
     try:
         out = model(x)
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        if isinstance(e, RuntimeError) and "out of memory" in str(e):
+            raise  # not bad input: the caller may retry with a smaller batch (evaluate.attacking)
         raise InputError(f"the model cannot be run on x of shape {tuple(x.shape)}: {_first_line(e)}") from None
     if not isinstance(out, Tensor) or out.dim() != 2:
         raise InputError(f"the model must return logits of shape (N, K), got "
