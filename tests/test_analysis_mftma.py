@@ -93,7 +93,7 @@ def test_points_in_general_position_have_capacity_two():
     assert r["radius"] == 0 and r["dimension"] == 0
 
 
-def _circles(rng, p=30, n=300, radius=0.8, m=64):
+def _circles(rng, p=20, n=300, radius=0.8, m=64):
     q, _ = np.linalg.qr(rng.standard_normal((n, 3 * p)))
     ang = np.linspace(0, 2 * np.pi, m, endpoint=False)
     circ = radius * np.c_[np.cos(ang), np.sin(ang)]
@@ -101,14 +101,17 @@ def _circles(rng, p=30, n=300, radius=0.8, m=64):
 
 
 def test_mftma_recovers_embedded_circles():
-    # unit-norm orthogonal centres, each with a circle of radius 0.8 in its own plane (a 64-gon)
+    # orthonormal centres, each with a circle of radius 0.8 in its own orthogonal plane (a 64-gon: inradius
+    # 0.8 cos(pi/64)); global centring subtracts mean(centres), leaving centre norms sqrt(1 - 1/P)
     rng = np.random.default_rng(1)
-    th = A.ball_theory(0.8 * np.cos(np.pi / 64), 2)
-    for center in (False, True):  # global centring shifts each centre by mean(centres), norm ~ 1/sqrt(P)
-        r = A.mftma(_circles(rng), n_t=300, center=center)
+    p, r_in = 20, 0.8 * np.cos(np.pi / 64)
+    for center, rad in ((False, r_in), (True, r_in / np.sqrt(1 - 1 / p))):
+        th = A.ball_theory(rad, 2)
+        r = A.mftma(_circles(rng, p=p), n_t=300, center=center)
+        assert r["k_removed"] == 0 and r["center_correlation"] < 0.06
         assert r["dimension"] == pytest.approx(2.0, rel=0.03)
-        assert r["radius"] == pytest.approx(th["radius"], rel=0.03)
-        assert r["capacity"] == pytest.approx(th["capacity"], rel=0.04)
+        assert r["radius"] == pytest.approx(th["radius"], rel=0.01)
+        assert r["capacity"] == pytest.approx(th["capacity"], rel=0.03)
         assert r["capacity_ball"] == pytest.approx(A.ball_theory(r["radius"], r["dimension"])["capacity"])
     assert A.ball_theory(0.7, 3, geometry=False)["capacity"] == A.ball_theory(0.7, 3)["capacity"]
 

@@ -50,6 +50,7 @@ and its large-D form alpha_B ~= (1 + R^2) alpha_0(kappa + R sqrt(D)).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -63,12 +64,16 @@ Oracle = Callable[[np.ndarray], np.ndarray]
 
 # ------------------------------------------------------------------------------------ closed forms
 
+def _phi(t: float) -> float:
+    return math.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
+
+
 def _gauss_sq(a: float, b: float, c: float) -> float:
     """integral_a^b (t - c)^2 phi(t) dt for the standard normal density phi (a may be -inf)."""
-    from scipy.stats import norm
+    from scipy.special import ndtr
 
-    pa, pb = (0.0 if np.isinf(a) else norm.pdf(a)), norm.pdf(b)
-    mass = norm.cdf(b) - norm.cdf(a)
+    pa, pb = (0.0 if np.isinf(a) else _phi(a)), _phi(b)
+    mass = float(ndtr(b) - ndtr(a))
     apa = 0.0 if np.isinf(a) else a * pa
     return (mass - (b * pb - apa)) + 2 * c * (pb - pa) + c * c * mass
 
@@ -82,7 +87,7 @@ def ball_theory(radius: float, dim: float, kappa: float = 0.0, geometry: bool = 
     """Mean-field capacity, R_M and D_M of a D-dimensional L2 ball of radius R (closed form, by quadrature;
     geometry=False skips R_M, a nested quadrature, and reports the radius as given)."""
     from scipy.integrate import quad
-    from scipy.stats import chi, norm
+    from scipy.special import ndtr
 
     if radius < 0 or dim <= 0:
         raise InputError(f"ball_theory needs radius >= 0 and dim > 0, got {radius}, {dim}")
@@ -93,17 +98,21 @@ def ball_theory(radius: float, dim: float, kappa: float = 0.0, geometry: bool = 
     def inv_alpha_given_r(r: float) -> float:
         lo, hi = k - r / r_, k + r_ * r
         touching = _gauss_sq(lo, hi, r_ * r + k) / (1 + r_ * r_)
-        embedded = r * r * norm.cdf(lo) + _gauss_sq(-np.inf, lo, k)
+        embedded = r * r * float(ndtr(lo)) + _gauss_sq(-np.inf, lo, k)
         return touching + embedded
 
     def radius_sq_given_r(r: float) -> float:
         lo = k - r / r_
-        inner = quad(lambda t0: norm.pdf(t0) / (k - t0) ** 2, -np.inf, lo)[0] if r > 0 else 0.0
-        return r_ * r_ * norm.sf(lo) + r * r * inner
+        inner = quad(lambda t0: _phi(t0) / (k - t0) ** 2, -np.inf, lo)[0] if r > 0 else 0.0
+        return r_ * r_ * float(ndtr(-lo)) + r * r * inner
+
+    log_norm = (1 - dim / 2) * math.log(2) - math.lgamma(dim / 2)
+
+    def pdf(r: float) -> float:  # chi distribution with dim degrees of freedom (the law of ||t||)
+        return math.exp(log_norm + (dim - 1) * math.log(r) - 0.5 * r * r) if r > 0 else float(dim == 1) * 2 * _phi(0)
 
     mid = np.sqrt(dim)
     a, b = max(0.0, mid - 14.0), mid + 14.0
-    pdf = chi(dim).pdf
     inv_alpha = quad(lambda r: pdf(r) * inv_alpha_given_r(r), a, b, points=[mid], limit=200)[0]
     if not geometry:
         return {"capacity": 1.0 / inv_alpha, "radius": r_, "dimension": float(dim)}
