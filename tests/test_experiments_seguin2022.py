@@ -46,6 +46,14 @@ def test_seguin2022_tiny_profile(tmp_path, monkeypatch):
     _check_outputs(tmp_path / "out", res, "tiny")
     assert set(res["simulated_capacity"]) == {"ST", "AT teacher", "normal", "correct-fix-1 (perm)", "hybrid ST-AT"}
     assert (tmp_path / "out" / "fig5_simulated_capacity.png").stat().st_size > 1000
+    # MFTMA beside it: the same networks and layers, finite geometry, in the tables and figures
+    assert set(res["mftma"]) == set(res["simulated_capacity"])
+    for net, layers in res["mftma"].items():
+        assert set(layers) == set(res["simulated_capacity"][net])
+        for v in layers.values():  # 3 manifolds of 2 points each: D_M <= 1
+            assert 0 < v["capacity"] < float("inf") and v["radius"] >= 0 and 0 <= v["dimension"] <= 1 + 1e-9
+    assert "MFTMA per layer" in (tmp_path / "out" / "tables.md").read_text()
+    assert (tmp_path / "out" / "fig5_mftma_radius.png").stat().st_size > 1000
     # every model is a cached run (2 ST, 2 AT with kept checkpoints, 4 students): a re-run trains nothing
     runs = sorted((tmp_path / "cache").glob("seguin-*"))
     assert len(runs) == 8 and all((r / "model.safetensors").exists() for r in runs)

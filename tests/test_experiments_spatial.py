@@ -12,7 +12,7 @@ from tests.conftest import cpu_profile_results
 
 def _tiny(m):
     return m.SpatialProfile(hidden=8, epochs=1, variants=["f_nt", "f_rd", "f_sdp", "f_stn"], lb_eps=[0.5, 2.0], lb_n=2,
-                            lb_iters=2, lb_networks=["f_nt", "f_rd", "linear"], lb_hidden=64, lb_epochs=1,
+                            lb_iters=2, lb_networks=["f_nt", "f_rd", "f_at", "linear"], lb_hidden=64, lb_epochs=1,
                             lb_x_init="rows", cert_eps=[0.0, 0.01, 0.1],
                             bounds=["spectral", "dual"], dual_steps=10, exact_sdp_pairs=1, eval_n=20,
                             pgd_eps=[0.05], pgd_steps=5, pgd_restarts=1, taus=[0.05, math.inf], stadv_steps=5,
@@ -30,7 +30,14 @@ def test_spatial_tiny_profile_and_cli(tmp_path, monkeypatch, capsys):
     e1 = res["e1"]["f_nt"]
     assert [r["eps"] for r in e1] == [0.5, 2.0] and all(r["m_norm"] <= r["eps"] * (1 + 1e-9) for r in e1)
     # E1's own networks of width lb_hidden = 64 = d (8x8 digits): trained f_nt, random f_rd
-    assert set(res["e1_clean_accuracy"]) == {"f_nt", "f_rd"} and set(res["e1"]) == {"f_nt", "f_rd", "linear"}
+    assert set(res["e1_clean_accuracy"]) == {"f_nt", "f_rd", "f_at"}
+    assert set(res["e1"]) == {"f_nt", "f_rd", "f_at", "linear"}
+    # E1's f_at (section 3) is Madry linf PGD training of a width-lb_hidden network, trained on its own
+    e1_at = m.configs(_tiny(m))["e1_f_at"]
+    assert e1_at["objective"]["name"] == "pgd_at" and e1_at["model"]["kwargs"]["hidden"] == 64
+    assert "e1_f_at" in res["cpu_seconds"]["training"] and "Madry" in (tmp_path / "out" / "results.md").read_text()
+    assert [r["eps"] for r in res["e1"]["f_at"]] == [0.5, 2.0]
+    assert all(r["m_norm"] <= r["eps"] * (1 + 1e-9) for r in res["e1"]["f_at"])
     assert "e1_f_nt" in res["cpu_seconds"]["training"] and res["e1_clean_accuracy"]["f_nt"] > 0.5
     from robustlab.certify.spatial import has_cvxpy
 
@@ -84,6 +91,10 @@ def test_cpu_profile_is_the_spec_plan():
     assert 2 <= p.exact_sdp_pairs <= 4 and p.lb_hidden >= 14 * 14 and p.lb_x_init == "rows"
     cfgs = m.configs(p)
     assert {c["data"]["downsample"] for c in cfgs.values()} == {2} and "e1_f_nt" in cfgs
+    # Figs. 2, 8, 10 include f_at: E1's own Madry-trained network (section 3), not E2's stAdv-trained f_at
+    assert "f_at" in p.lb_networks and cfgs["e1_f_at"]["objective"]["name"] == "pgd_at"
+    assert cfgs["e1_f_at"]["model"]["kwargs"]["hidden"] == p.lb_hidden
+    assert cfgs["f_at"]["objective"]["name"] == "stadv_at"
     assert 0.05 in p.taus and 0.1 in p.cert_eps
 
 

@@ -1,5 +1,6 @@
 """Seguin et al. (2022), "Understanding the logit distributions of adversarially-trained deep neural
-networks": Table 1, Table 2 and the analogues of Figures 1-4, A.6, A.7, B.1, B.3 and C.1-C.3.
+networks": Table 1, Table 2 and the analogues of Figures 1-5, A.6, A.7, B.1, B.3 and C.1-C.3 (Fig. 5:
+MFTMA capacity, radius, dimension and centre correlation per layer, with the simulated capacity beside it).
 
 Standard (ST) and PGD-trained (AT) models are trained with a per-epoch logit store (train and test
 splits) and kept checkpoints; the AT checkpoint at `teacher_epoch` (the paper's epoch-40-of-200) is
@@ -85,6 +86,7 @@ class Profile:
     mftma_p: int = 0  # manifolds (test images) for the simulated capacity per layer (0 = skipped)
     mftma_m: int = 8  # PGD perturbations per manifold
     mftma_dichotomies: int = 12
+    mftma_n_t: int = 200  # Gaussian samples T per manifold for the mean-field capacity (MFTMA)
     note: str = "Fashion-MNIST subset, small CNN, linf eps 0.1 (the paper: CIFAR-10 ResNet-18, eps 8/255)"
 
 
@@ -394,6 +396,7 @@ def run(out: str | Path = "runs/reproduce/seguin2022", profile: str = "quick", d
 
     # ---- Fig. 5 / A.8 analogue: simulated manifold capacity per layer (PGD point clouds around test images)
     capacity: dict[str, dict[str, float]] = {}
+    mftma: dict[str, dict[str, dict[str, float]]] = {}
     if p.mftma_p:
         from robustlab.analysis.manifolds import layer_capacities, perturbation_manifolds
 
@@ -401,14 +404,19 @@ def run(out: str | Path = "runs/reproduce/seguin2022", profile: str = "quick", d
                 **{k: v for k, v in student_models.items()
                    if k in ("normal", "fix-1 (avg)", "correct-fix-1 (perm)", "hybrid ST-AT")}}
         xm, ym = x_att[:p.mftma_p], y_att[:p.mftma_p]
+        clouds_by_net = {}
         for name, net in nets.items():
             log(f"manifold capacity {name}")
             clouds = perturbation_manifolds(net, xm, ym, eps=p.eps, m=p.mftma_m, steps=5,
                                             generator=torch.Generator(device=xm.device).manual_seed(0))
+            clouds_by_net[name] = clouds
             capacity[name] = layer_capacities(net, clouds, n_dichotomies=p.mftma_dichotomies)
         names = list(next(iter(capacity.values())))
         F.lines({k: (list(range(len(names))), [v[n] for n in names]) for k, v in capacity.items()},
                 out / "fig5_simulated_capacity.png", "layer (0 = input, last = logits)", "simulated capacity P/n_c")
+        log("MFTMA")
+        mftma = mftma_table(nets, clouds_by_net, p.mftma_n_t)
+        mftma_figures(mftma, out, F)
 
     # ---- appendix C
     F.theory_c1(out / "figC1_logit_model.png")
@@ -427,7 +435,7 @@ def run(out: str | Path = "runs/reproduce/seguin2022", profile: str = "quick", d
         "error_rank": {k: v.tolist() for k, v in err_rank.items()},
         "ao": {k: v.tolist() for k, v in ao.items()}, "ao_permuted": {k: v.tolist() for k, v in ao_perm.items()},
         "neighbours_same_class": nb_same,
-        "simulated_capacity": capacity,
+        "simulated_capacity": capacity, "mftma": mftma,
     }
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "tables.md", tables(results))
@@ -440,6 +448,46 @@ def run(out: str | Path = "runs/reproduce/seguin2022", profile: str = "quick", d
                  [("Logit distributions and distillation with manipulated logits", out)])
     log(f"done in {results['wall_time_s']:.0f} s -> {out}")
     return results
+
+
+def mftma_table(nets: dict[str, torch.nn.Module], clouds: dict[str, torch.Tensor], n_t: int = 200,
+                seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+    """Fig. 5 analogue: MFTMA per layer (input, every block, logits) of each network on its own point clouds
+    `clouds[name]` (P, M, C, H, W): capacity, radius R_M, dimension D_M, the ball approximation
+    alpha_B(R_M, D_M), centre correlation before and after the centre-subspace removal."""
+    from robustlab.analysis.mftma import layer_mftma
+
+    return {name: layer_mftma(net, clouds[name], n_t=n_t, seed=seed) for name, net in nets.items()}
+
+
+def mftma_figures(mftma: dict[str, dict[str, dict[str, float]]], out: Path, F: Any) -> None:
+    if not mftma:
+        return
+    names = list(next(iter(mftma.values())))
+    for key, label in (("capacity", "MFTMA capacity alpha_M"), ("radius", "manifold radius R_M"),
+                       ("dimension", "manifold dimension D_M"), ("center_correlation", "centre correlation")):
+        F.lines({k: (list(range(len(names))), [v[n][key] for n in names]) for k, v in mftma.items()},
+                out / f"fig5_mftma_{key}.png", "layer (0 = input, last = logits)", label)
+
+
+def _mftma_lines(r: dict[str, Any]) -> list[str]:
+    if not r.get("mftma"):
+        return []
+    s = r["settings"]
+    lines = ["### Fig. 5 analogue — MFTMA per layer", "",
+             f"P = {s['mftma_p']} test images, each a manifold of its M = {s['mftma_m']} PGD-5 perturbations "
+             f"(linf eps {s['eps']:g}, the network's own); n_t = {s['mftma_n_t']}; kappa = 0. alpha_sim: the "
+             "simulated capacity P/n_c (random dichotomies, bisection) on the same clouds, uncentred.", "",
+             "| network | layer | alpha_M | R_M | D_M | alpha_B(R_M, D_M) | rho_center | K removed | alpha_sim |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    sim = r.get("simulated_capacity", {})
+    for net, layers in r["mftma"].items():
+        for layer, v in layers.items():
+            a_sim = sim.get(net, {}).get(layer)
+            lines.append(f"| {net} | {layer} | {v['capacity']:.3f} | {v['radius']:.3f} | {v['dimension']:.2f} "
+                         f"| {v['capacity_ball']:.3f} | {v['center_correlation']:.3f} | {v['k_removed']} "
+                         f"| {'–' if a_sim is None else f'{a_sim:.3f}'} |")
+    return lines + [""]
 
 
 def _distill_figures(p: Profile, students: dict[str, dict[str, list[float]]], out: Path, F: Any) -> None:
@@ -512,6 +560,7 @@ def tables(r: dict[str, Any]) -> str:
                   f"{k}: " + " ".join(f"{v:.2f}" for v in h) for k, h in r["error_rank"].items()), "",
               "Logit-cosine neighbours in the seed image's class: " + ", ".join(
                   f"{k} {100 * v:.0f}%" for k, v in r["neighbours_same_class"].items()), ""]
+    lines += _mftma_lines(r)
     return "\n".join(lines)
 
 

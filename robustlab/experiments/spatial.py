@@ -41,10 +41,15 @@ class SpatialProfile:
     lb_n: int = 5
     lb_iters: int = 10
     lb_targets: list[int] = field(default_factory=lambda: [1])  # classes pushed up (empty = all)
-    lb_networks: list[str] = field(default_factory=lambda: ["f_nt", "f_rd", "linear"])
+    lb_networks: list[str] = field(default_factory=lambda: ["f_nt", "f_rd", "f_at", "linear"])
     lb_hidden: int = 0  # > 0: E1 gets its own f_nt / f_rd of this width (e.g. >= d for Theorem 1's rank condition)
     lb_epochs: int = 2  # epochs of E1's own f_nt (only with lb_hidden)
     lb_x_init: str = "pinv"  # Theorem 1's start: "pinv" (x = pi_inf(W^+ 1)) or "rows" (W_d^-1 1; needs h >= d)
+    # E1's f_at is Madry adversarial training (section 3; its threat model is not stated): linf PGD on [0, 1]
+    # pixels, with E1's width (lb_hidden, else hidden) and epochs (lb_epochs with lb_hidden, else epochs). It is
+    # not section 4's stAdv-trained f_at of E2
+    lb_at_eps: float = 0.1
+    lb_at_steps: int = 5
     # E2
     cert_eps: list[float] = field(default_factory=lambda: [0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1])
     bounds: list[str] = field(default_factory=lambda: ["frobenius", "spectral", "dual"])
@@ -123,6 +128,12 @@ def configs(p: SpatialProfile) -> dict[str, dict[str, Any]]:
                           "model": {"name": "one_hidden", "kwargs": {"hidden": p.lb_hidden, "bias": False}},
                           "optim": {"name": "adam", "lr": p.lr, "weight_decay": 0.0},
                           "objective": dict(OBJECTIVES["f_nt"])}
+    if "f_at" in p.lb_networks:
+        out["e1_f_at"] = {"name": "spatial-e1-f_at", "epochs": p.lb_epochs if p.lb_hidden else p.epochs,
+                          "batch_size": p.batch_size, "seed": p.seed, "data": data_table(p),
+                          "model": {"name": "one_hidden", "kwargs": {"hidden": p.lb_hidden or p.hidden, "bias": False}},
+                          "optim": {"name": "adam", "lr": p.lr, "weight_decay": 0.0},
+                          "objective": {"name": "pgd_at", "norm": "linf", "eps": p.lb_at_eps, "steps": p.lb_at_steps}}
     return out
 
 
@@ -152,8 +163,8 @@ def run(out: str | Path = "runs/spatial", profile: str = "quick", device: str = 
         t = time.process_time()
         m = trained_model(cfg, device=device)[0].cpu().eval()
         train_s[v] = time.process_time() - t  # CPU seconds of this process (0 when cached)
-        if v == "e1_f_nt":
-            e1_nets["f_nt"] = m
+        if v.startswith("e1_"):  # E1's own networks (e1_f_nt, e1_f_at)
+            e1_nets[v[3:]] = m
         else:
             nets[v] = m
     if "f_rd" in p.variants:
@@ -177,7 +188,7 @@ def run(out: str | Path = "runs/spatial", profile: str = "quick", device: str = 
             results["settings"][key] = "inf"
     results["settings"]["taus"] = [str(t) for t in p.taus]
     results["clean_accuracy"] = {v: float((m(x).argmax(1) == y).float().mean()) for v, m in nets.items()}
-    if p.lb_hidden:
+    if e1_nets:
         results["e1_clean_accuracy"] = {v: float((m(x).argmax(1) == y).float().mean()) for v, m in e1_nets.items()}
     for part, fn in (("e1", lambda: _e1(p, {**nets, **e1_nets, "linear": lin}, out)),
                      ("e2", lambda: _e2(p, nets, x, y, out)), ("stadv", lambda: _stadv(p, nets, x, y, out))):
@@ -395,6 +406,11 @@ def markdown(r: dict[str, Any]) -> str:
         lines += [f"E1 uses its own networks of width h = {p['lb_hidden']} (f_nt: {p['lb_epochs']} epochs, clean "
                   "accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in r.get("e1_clean_accuracy", {}).items())
                   + f"); Theorem 1 starts from x_init = {p['lb_x_init']!r} where h >= d.", ""]
+    if "f_at" in r["e1"]:
+        acc = r.get("e1_clean_accuracy", {}).get("f_at", float("nan"))
+        lines += [f"E1's f_at is Madry adversarial training (linf PGD-{p.get('lb_at_steps')}, eps "
+                  f"{p.get('lb_at_eps')} on [0, 1] pixels; the paper does not state its threat model), not E2's "
+                  f"stAdv-trained f_at; clean accuracy {acc:.3f}.", ""]
     lines += ["### E1: lower bounds on delta_f = f(g(r; x)) - f(x) (Fig. 2)", "",
              "| network | eps | Algorithm 1 (exact) | Theorem 1 (linearised) | Theorem 1 (exact) | iterations |",
              "|---|---|---|---|---|---|"]
