@@ -10,7 +10,7 @@ import torch
 
 from robustlab.analysis import manifolds as M
 from robustlab.analysis import mftma as A
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 from robustlab.models import build
 
 

@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
-from robustlab.data.checks import InputError
+from robustlab.errors import InputError
 
 Oracle = Callable[[np.ndarray], np.ndarray]
 
