@@ -299,6 +299,58 @@ def weaker_than(new: dict[str, Any], old: dict[str, Any]) -> str | None:
     return "; ".join(why) or None
 
 
+def card_problems(card: Any) -> list[str]:
+    """What contradicts itself in a model card (empty: nothing): every number checked against the card's own
+    per-sample data. Robust accuracy at each eps must be the share of points no attack broke, no larger than
+    the clean accuracy (the share of points not marked "clean") and never larger at a larger eps; the
+    per-attack counts must be those of per_sample. A card a hand or another tool edited fails here, and
+    reports and the index do not show it as verified."""
+    out: list[str] = []
+    try:
+        n, clean = int(card["n"]), float(card["clean_accuracy"])
+        robust = {float(e): float(a) for e, a in card["robust_accuracy"].items()}
+        per = {float(e): v for e, v in card.get("per_sample", {}).items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        return [f"the card lacks or garbles its numbers ({type(e).__name__}: {e})"]
+    if not 0 <= clean <= 1:
+        out.append(f"clean accuracy {clean:g} is outside [0, 1]")
+    for e, a in sorted(robust.items()):
+        if not 0 <= a <= clean + 1e-12:
+            out.append(f"robust accuracy {a:g} at eps {e:g} is outside [0, clean accuracy {clean:g}]")
+        rows = per.get(e)
+        if rows is None:
+            out.append(f"no per-sample data at eps {e:g}")
+            continue
+        try:
+            names = [r["broken_by"] for r in rows]
+        except (KeyError, TypeError):
+            out.append(f"per-sample data at eps {e:g} is garbled")
+            continue
+        if len(names) != n:
+            out.append(f"per-sample data at eps {e:g} holds {len(names)} points, n is {n}")
+            continue
+        if abs(names.count("") / n - a) > 1e-9:
+            out.append(f"robust accuracy {a:g} at eps {e:g} is not its per-sample data's {names.count('') / n:g}")
+        if n and abs(1 - names.count("clean") / n - clean) > 1e-6:
+            out.append(f"clean accuracy {clean:g} is not the per-sample data's {1 - names.count('clean') / n:g} "
+                       f"at eps {e:g}")
+        counts: dict[str, int] = {}
+        for b in names:
+            if b not in ("", "clean"):
+                counts[b] = counts.get(b, 0) + 1
+        stated = card.get("broken_by_attack", {}).get(_key_of(card, e), counts)
+        if stated != counts:
+            out.append(f"the per-attack counts at eps {e:g} are not the per-sample data's")
+    accs = [a for _, a in sorted(robust.items())]
+    if any(b > a + 1e-12 for a, b in zip(accs, accs[1:])):
+        out.append("robust accuracy grows with eps")
+    return out
+
+
+def _key_of(card: dict[str, Any], e: float) -> str:
+    return next((k for k in card["robust_accuracy"] if float(k) == e), str(e))
+
+
 def record_evaluation(run_dir: str | Path, card: dict[str, Any], notes: list[str] | None = None) -> bool:
     """Add an evaluation's robust accuracies to the run's row in the index of its root (the run folder's
     parent, where the Trainer recorded it), with what each number came from (``metrics["evaluations"]``:
@@ -306,8 +358,6 @@ def record_evaluation(run_dir: str | Path, card: dict[str, Any], notes: list[str
     the new one lacks, the checklist) is kept, never silently replaced: `notes` gets one line per kept number.
     A card that contradicts its own per-sample data (`card_problems`) is not indexed. False when nothing was
     recorded (the run is not indexed there, or the card was refused)."""
-    from robustlab.evaluate.card import card_problems
-
     notes = notes if notes is not None else []
     problems = card_problems(card)
     if problems:

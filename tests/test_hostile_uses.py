@@ -223,8 +223,8 @@ def _small_card(n=20, version="custom", custom=PGD, checks=False, eps=(0.1,)):
 
 
 def test_3_a_card_contradicting_its_per_sample_data_is_not_shown_as_verified(tmp_path):
-    from robustlab.evaluate.card import card_problems
     from robustlab.report.html import card_section
+    from robustlab.runs import card_problems
 
     card = _small_card()
     assert card_problems(card) == []

@@ -68,13 +68,21 @@ def is_randomised(model: nn.Module, x: Tensor, points: int = 16) -> bool:
     random transformation): a deterministic attack then sees one draw of the model, and the robust accuracy
     varies with the seed; such a model is evaluated with EOT (version 'rand'). Torch's random state is
     left as it was."""
-    xs = x[:points]
     devices = [x.device] if x.device.type == "cuda" else []
     buffers = [(b, b.clone()) for b in model.buffers()]
-    with torch.random.fork_rng(devices=devices):
-        a, b = model(xs.clone()), model(xs.clone())
-    for t, saved in buffers:
-        t.copy_(saved)
+    while True:
+        xs = x[:points]
+        try:
+            with torch.random.fork_rng(devices=devices):
+                a, b = model(xs.clone()), model(xs.clone())
+            break
+        except RuntimeError as e:  # out of memory: fewer points tell it as well
+            if "out of memory" not in str(e) or points <= 1:
+                raise
+            points //= 2
+        finally:
+            for t, saved in buffers:
+                t.copy_(saved)
     if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or a.shape != b.shape:
         return False
     same = (a == b) | (torch.isnan(a) & torch.isnan(b))

@@ -17,6 +17,7 @@ from robustlab.evaluate.sanity import sanity_checks
 from robustlab.io import atomic_write_json, strict_json
 from robustlab.models.layout import channels_last
 from robustlab.ops import norm as norm_of
+from robustlab.runs import card_problems
 
 
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: list[float],
@@ -161,58 +162,6 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
 RANDOMISED_NOTE = ("two identical forward passes of the model gave different logits (input noise, dropout left on in "
                    "a submodule, a random transformation): the robust accuracy varies with the seed and a "
                    "deterministic attack sees one draw of the model; evaluate with EOT: --version rand")
-
-
-def card_problems(card: Any) -> list[str]:
-    """What contradicts itself in a model card (empty: nothing): every number checked against the card's own
-    per-sample data. Robust accuracy at each eps must be the share of points no attack broke, no larger than
-    the clean accuracy (the share of points not marked "clean") and never larger at a larger eps; the
-    per-attack counts must be those of per_sample. A card a hand or another tool edited fails here, and
-    reports and the index do not show it as verified."""
-    out: list[str] = []
-    try:
-        n, clean = int(card["n"]), float(card["clean_accuracy"])
-        robust = {float(e): float(a) for e, a in card["robust_accuracy"].items()}
-        per = {float(e): v for e, v in card.get("per_sample", {}).items()}
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        return [f"the card lacks or garbles its numbers ({type(e).__name__}: {e})"]
-    if not 0 <= clean <= 1:
-        out.append(f"clean accuracy {clean:g} is outside [0, 1]")
-    for e, a in sorted(robust.items()):
-        if not 0 <= a <= clean + 1e-12:
-            out.append(f"robust accuracy {a:g} at eps {e:g} is outside [0, clean accuracy {clean:g}]")
-        rows = per.get(e)
-        if rows is None:
-            out.append(f"no per-sample data at eps {e:g}")
-            continue
-        try:
-            names = [r["broken_by"] for r in rows]
-        except (KeyError, TypeError):
-            out.append(f"per-sample data at eps {e:g} is garbled")
-            continue
-        if len(names) != n:
-            out.append(f"per-sample data at eps {e:g} holds {len(names)} points, n is {n}")
-            continue
-        if abs(names.count("") / n - a) > 1e-9:
-            out.append(f"robust accuracy {a:g} at eps {e:g} is not its per-sample data's {names.count('') / n:g}")
-        if n and abs(1 - names.count("clean") / n - clean) > 1e-6:
-            out.append(f"clean accuracy {clean:g} is not the per-sample data's {1 - names.count('clean') / n:g} "
-                       f"at eps {e:g}")
-        counts: dict[str, int] = {}
-        for b in names:
-            if b not in ("", "clean"):
-                counts[b] = counts.get(b, 0) + 1
-        stated = card.get("broken_by_attack", {}).get(_key_of(card, e), counts)
-        if stated != counts:
-            out.append(f"the per-attack counts at eps {e:g} are not the per-sample data's")
-    accs = [a for _, a in sorted(robust.items())]
-    if any(b > a + 1e-12 for a, b in zip(accs, accs[1:])):
-        out.append("robust accuracy grows with eps")
-    return out
-
-
-def _key_of(card: dict[str, Any], e: float) -> str:
-    return next((k for k in card["robust_accuracy"] if float(k) == e), str(e))
 
 
 def _spelled_norm(norm: Any) -> Any:

@@ -144,7 +144,7 @@ def card_section(card: dict[str, Any], title: str) -> str:
     broken = card.get("broken_by_attack", {})
     attacks = sorted({a for d in broken.values() for a in d})
     rows = [[e, a, *[broken.get(e, {}).get(k, 0) for k in attacks]] for e, a in card["robust_accuracy"].items()]
-    from robustlab.evaluate.card import card_problems
+    from robustlab.runs import card_problems
 
     problems = card_problems(card)
     parts.append(_warnings(problems, "This card contradicts its own per-sample data: its numbers are NOT "
