@@ -264,7 +264,24 @@ def test_stop_at(name):
         assert passes == free_passes and torch.equal(r.norm, free.norm), name
 
 
-def test_registry_was_swept_and_settings_name_real_attacks():
+def expected_cases(spec) -> int:
+    """What test_contract runs for one attack: every batch size by every shape, untargeted and (where the
+    attack has it) targeted."""
+    return len(BATCHES) * len(SHAPES) * (2 if spec.targeted else 1)
+
+
+def test_registry_was_swept_and_settings_name_real_attacks(request):
+    """The sweep is parametrised by the whole registry, and every contract case that this session selected ran
+    all its cases (RESULTS is filled by test_contract, which runs first in this file)."""
+    swept = {item.callspec.params["name"] for item in request.session.items
+             if getattr(item, "originalname", None) == "test_contract"}
+    assert swept <= set(REGISTRY)
+    if swept:
+        assert RESULTS == {name: expected_cases(REGISTRY[name]) for name in sorted(swept)}, RESULTS
+    if swept == set(REGISTRY) or not swept:  # the whole file ran, or this test alone: the parametrisation
+        params = next(m for m in test_contract.pytestmark if m.name == "parametrize").args[1]
+        assert sorted(params) == sorted(REGISTRY) and len(REGISTRY) >= 20
+    assert sum(expected_cases(s) for s in REGISTRY.values()) >= 9 * len(REGISTRY)
     assert set(OVERRIDES) <= set(REGISTRY) and set(CLOSED_FORM_BOUND) <= set(REGISTRY)
     assert {k.split(":")[0] for k in IMAGE_SCALE_BOUND} | IMAGE_SCALE_SKIP <= set(REGISTRY)
 
