@@ -16,6 +16,7 @@ from robustlab.config import ConfigError, ScheduleConfig, config_from_dict, dump
 from robustlab.runs import RunIndex, read_metrics
 from robustlab.train.schedules import lr_at
 from robustlab.train.trainer import Trainer, train
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -241,8 +242,8 @@ def test_torchrun_two_ranks_matches_one_process(tmp_path):
     cfg_path = tmp_path / "c.toml"
     cfg_path.write_text(dumps_toml(cfg.to_dict()))
     env = {**os.environ, "ROBUSTLAB_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29533", "-m", "robustlab", "train",
-                        "--config", str(cfg_path), "--out", str(tmp_path / "two")],
+    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", free_port(), "-m", "robustlab",
+                        "train", "--config", str(cfg_path), "--out", str(tmp_path / "two")],
                        env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count('"run"') == 1  # only rank 0 reports
@@ -287,8 +288,8 @@ def test_torchrun_sync_batchnorm_matches_one_process(tmp_path):
     cfg_path = tmp_path / "c.toml"
     cfg_path.write_text(dumps_toml(cfg.to_dict()))
     env = {**os.environ, "ROBUSTLAB_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29547", "-m", "robustlab", "train",
-                        "--config", str(cfg_path), "--out", str(tmp_path / "two")],
+    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", free_port(), "-m", "robustlab",
+                        "train", "--config", str(cfg_path), "--out", str(tmp_path / "two")],
                        env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     one, _ = train(cfg)
