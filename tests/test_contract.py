@@ -306,7 +306,7 @@ def test_bad_labels_nan_logits_and_params():
         kw = dict(small(spec), norm=spec.norms[0], **({"eps": 0.1} if spec.family == "fixed" else {}))
         with pytest.raises(InputError, match="outside"):
             spec(model, x, torch.tensor([0, 1, K]), **kw)
-        with pytest.raises(InputError):
+        with pytest.raises(InputError, match=r"has no parameter\(s\) \['no_such_parameter'\]"):
             spec(model, x, y, **kw, no_such_parameter=1)
         if spec.targeted:
             with pytest.raises(InputError, match="outside"):
@@ -344,7 +344,7 @@ def test_param_types_come_from_annotations():
     assert attacks.get("pgd").coerce("step_size", "0.01") == 0.01
     assert attacks.get("pgd").coerce("keep", "first") == "first"
     assert attacks.get("pdpgd").coerce("lr_grid", "0.1,1") == (0.1, 1.0)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"parameter steps: cannot read 'ten' as int"):
         attacks.get("pgd").coerce("steps", "ten")
 
 

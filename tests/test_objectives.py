@@ -147,7 +147,10 @@ def test_fim_penalty_bad_options_are_input_errors_and_repo_compat_trains_from_a_
 
     for bad in ({"repo_compat": "yes"}, {"repo_compat": 1}, {"repo_compat": True, "n_projections": 2},
                 {"estimator": "spectral"}, {"n_projections": 0}, {"eps": -0.1}, {"beta": float("nan")}):
-        with pytest.raises(InputError):
+        with pytest.raises(InputError, match=(r"beta must be a finite number|eps must be a finite number|"
+                                              r"estimator must be|n_projections must be a positive integer, got|"
+                                              r"repo_compat must be true or false, got|"
+                                              r"repo_compat=True uses the authors")):
             build_objective({"name": "fim_penalty", **bad})
     base = {"name": "r", "epochs": 1, "data": {"name": "digits"}, "model": {"name": "mlp"},
             "optim": {"name": "adam", "lr": 0.003}, "objective": {"name": "fim_penalty", "eps": 0.1, "beta": 1.0}}

@@ -121,5 +121,5 @@ def test_stn_model_starts_at_identity_and_trains():
     out = obj.loss(m, x, y, _ctx())
     out.loss.backward()
     assert m.loc[-1].weight.grad is not None and m.classifier.W.grad is not None
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"spatial certificates need a robustlab"):
         S.flow_weights(m)

@@ -111,7 +111,7 @@ def test_trainer_learns_digits_and_writes_run(tmp_path):
     assert torch.allclose(z, store.logits[-1], atol=2e-2, rtol=1e-3)
     assert float((store.logits[-1].argmax(1) == te.y).float().mean()) == pytest.approx(m["test_acc"], abs=2 / len(te.x))
     assert read_logits(out, "train", epochs=[2]).logits.shape == (1, len(tr.x), 10)
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match=r"is not stored in"):
         read_logits(out, "val")
     runs = RunIndex(tmp_path / "runs").list()
     assert len(runs) == 1 and runs[0]["status"] == "done" and runs[0]["metrics"]["test_acc"] == m["test_acc"]
@@ -142,7 +142,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     train(tiny_cfg(epochs=1), out=out)
     raw = (out / "checkpoint.pt").read_bytes()
     (out / "checkpoint.pt").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"This can happen if the checkpoint was not"):
         Trainer(tiny_cfg(epochs=1), out)
 
 
