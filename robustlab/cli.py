@@ -763,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
-    except (ConfigError, InputError, CheckpointError, RunLockedError, OSError, ValueError) as e:
+    except (ConfigError, InputError, CheckpointError, RunLockedError, OSError, ValueError, FloatingPointError) as e:
         print(f"robustlab: error: {e}", file=sys.stderr)
         return 2
 

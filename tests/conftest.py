@@ -2,6 +2,13 @@ import os
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Hypothesis draws the same examples in every run (replayable in CI, no run-to-run flakiness). Set
+# HYPOTHESIS_PROFILE=explore to search with fresh random examples instead.
+settings.register_profile("derandomized", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "derandomized"))
 
 # Tests are small; one thread keeps them deterministic and leaves the other core free.
 torch.set_num_threads(1)

@@ -27,6 +27,16 @@ def binary_linear(d: int = 6, seed: int = 0) -> Linear:
     return Linear(w, torch.zeros(2)).eval()
 
 
+def free_port() -> str:
+    """A TCP port free on this machine now (for torchrun's --master-port: fixed ports collide between
+    concurrent test runs)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
 @functools.cache
 def digits_mlp(seed: int = 0, epochs: int = 30) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """An MLP trained for a second on sklearn's 8x8 digits, with the first 200 test points."""

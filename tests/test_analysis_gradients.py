@@ -48,7 +48,7 @@ def test_lp_steepest_ascent_beats_brute_force_on_the_sphere(p):
 
 def test_lp_norm_parsing_and_errors():
     assert G.dual_exponent("linf") == 1 and G.dual_exponent(1) == math.inf and G.dual_exponent("l3") == 1.5
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"l_p needs p"):
         G.dual_exponent(0.5)
 
 

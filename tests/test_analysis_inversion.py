@@ -18,7 +18,7 @@ def test_shared_noise_is_deterministic_grey_and_in_the_box():
     assert rgb.min() >= 0 and rgb.max() <= 1 and rgb[:, 2].mean() > rgb[:, 0].mean()
     u = I.shared_noise((1, 4, 4), 2, kind="uniform")
     assert u.min() >= 0 and u.max() <= 1
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"noise kind must be"):
         I.shared_noise((1, 4, 4), 2, kind="pink")
 
 
@@ -37,9 +37,9 @@ def test_invert_stays_in_the_box_and_raises_the_target_probability():
     assert torch.equal(inv.images_by_step[0], start)
     # unbounded: it moves farther from the start than any small ball would allow
     assert float((inv.images - start).abs().amax()) > 0.3
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"targets must have one entry per start image"):
         I.invert(m, t[:3], start)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"invert needs steps"):
         I.invert(m, t, start, steps=0)
 
 
@@ -52,7 +52,7 @@ def test_large_eps_examples_respect_the_ball_and_reach_the_target():
     xu, pu = I.large_eps_examples(m, x, y, eps=0.3, mode="untargeted", steps=20)
     assert float((pu != y).float().mean()) > 0.8
     assert I.TABLE3_EPS["cifar10"]["linf"] == pytest.approx(32 / 255)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"mode must be"):
         I.large_eps_examples(m, x, y, mode="sideways")
 
 

@@ -52,7 +52,7 @@ def test_confidence_kinds():
     z = torch.tensor([[0.0, math.log(3.0)]])
     assert L.confidence(z).item() == pytest.approx(0.75)
     assert L.confidence(z, torch.tensor([0]), "true_class").item() == pytest.approx(0.25)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"confidence kind must be"):
         L.confidence(z, kind="nope")
 
 
@@ -134,13 +134,13 @@ def test_cosine_neighbours():
 
 
 def test_bad_inputs_are_input_errors():
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"logits must have shape"):
         L.logit_gap(torch.zeros(3))
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"logits contains NaN or inf"):
         L.logit_gap(torch.tensor([[float("nan"), 1.0]]))
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"za and zb must have the same shape, got"):
         L.average_overlap(torch.zeros(2, 3), torch.zeros(2, 4), 1)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"labels must be integer class indices, got"):
         L.rank_disagreement(torch.zeros(3), torch.zeros(3), torch.zeros(3))
 
 
@@ -148,7 +148,7 @@ def test_error_rank_histogram_skips_classes_without_a_correct_sample():
     z = torch.tensor([[3.0, 1, 2], [0, 4, 1], [5, 0, 1]])
     y = torch.tensor([0, 1, 2])  # class 2's only sample is wrong: its error has no class ordering
     assert L.error_rank_histogram(z, y).tolist() == [0.0, 0.0, 0.0]
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"some true class has no correctly classified"):
         L.error_ranks(z.argmax(1), y, L.class_mean_logits(z, y))
 
 
@@ -161,5 +161,5 @@ def test_compare_models():
     assert r["pairs"]["a vs b"]["far_rank_fraction"] == 0.0
     assert r["pairs"]["a vs b"]["ao"] == [1.0] * 5
     assert r["pairs"]["a vs c"]["ao"][0] == 0.0
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"s logits must cover the same points"):
         L.compare({"a": za, "b": za[:3]}, y)

@@ -31,7 +31,7 @@ def test_extended_manifolds_have_lower_capacity():
     clouds = [c + 1.0 * rng.standard_normal((8, 60)) for c in centres]
     a = M.simulated_capacity(clouds, n_dichotomies=12, seed=2)
     assert a < 1.6
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"give at least two manifolds, each an"):
         M.simulated_capacity([np.zeros((3, 4))])
 
 
@@ -50,7 +50,7 @@ def test_collect_activations_with_hooks():
     res = build("cifar_resnet", 3, 10, 16, preset="resnet20").eval()
     names = M.default_layers(res)
     assert len(names) == 9 and all("groups" in n for n in names)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"model has no submodules"):
         M.collect_activations(model, x, ["nope"])
 
 

@@ -42,7 +42,7 @@ def test_plan_spends_the_budget_in_the_portfolio_shares(p):
     else:
         first, _, kw = PORTFOLIO[p][0]
     assert small == [(first, {**kw, "steps": MIN_STEPS})]
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"the gradient budget per point"):
         plan(p, MIN_STEPS - 1)
 
 
@@ -110,9 +110,9 @@ def test_minimum_targeted_and_bad_input(mlp):
     with torch.no_grad():
         assert torch.equal(r.success, m(r.x_adv).argmax(1) == t)
     assert r.success.float().mean() > 0.8
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"is not supported here"):
         attacks.minimum(m, x[:2], y[:2], norm="pixel")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"the gradient budget per point"):
         attacks.minimum(m, x[:2], y[:2], steps=3)
 
 

@@ -274,9 +274,9 @@ def test_bad_inputs_raise(mlp, name):
     fn = attacks.get(name)
     with pytest.raises(ValueError, match="norm"):
         fn(m, x[:2], y[:2], norm="l7")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"normalisation belongs inside the model"):
         fn(m, x[:2] * 3 - 1, y[:2])  # outside [0, 1]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"labels but there are"):
         fn(m, x[:2], y[:3])  # label count
     if name not in ("sparsefool", "fab_t"):
         with pytest.raises(ValueError, match="target"):

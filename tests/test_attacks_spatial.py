@@ -35,7 +35,7 @@ def test_spatial_pgd_budget_and_verification():
     assert torch.equal(zero.success, clean_wrong)
     assert big.success.sum() > res.success.sum() >= clean_wrong.sum()
     assert (res.forward_passes > 0).all() and (res.backward_passes <= res.forward_passes).all()
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"is not supported here"):
         attacks.spatial_pgd(m, x, y, norm="l2", eps=0.1)
 
 
@@ -65,7 +65,7 @@ def test_stadv_benign_at_infinite_tau():
     res = attacks.stadv(m, x[:20], y[:20], tau=math.inf)
     assert torch.equal(res.x_adv, x[:20])
     assert torch.equal(res.success, m(x[:20]).argmax(1) != y[:20])
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"optimizer must be"):
         attacks.stadv(m, x[:2], y[:2], optimizer="sgd")
 
 

@@ -106,7 +106,7 @@ def test_autoattack_names_in_evaluate_and_attack(tmp_path, capsys):
                                       ("apgd_t", {"steps": 5, "n_targets": 2})], **kw)
     assert [t["name"] for t in a["attacks"]] == ["apgd", "apgd_t"]
     assert a["attacks"][0]["params"]["loss"] == "dlr" and a["robust_accuracy"] == b["robust_accuracy"]
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"unknown attack"):
         evaluate(model, x, y, custom=[("apgd-xyz", {})], **kw)
     run = tmp_path / "m"
     from robustlab.models.io import save_model

@@ -157,11 +157,11 @@ def test_soundness_against_spatial_pgd():
 
 def test_bad_inputs():
     m = _tiny()
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"bound must be one of"):
         S.pair_bounds(m, "nope")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"x must have shape"):
         S.certify_flow(m, torch.rand(2, 1, 4, 4), torch.tensor([0, 1]), [0.1], bound="spectral")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"spatial certificates need a robustlab"):
         S.flow_weights(models.build("mlp", 1, 2, (5, 5), hidden=[4]))
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"eps must be finite and"):
         S.certify_flow(m, torch.rand(2, 1, 5, 5), torch.tensor([0, 1]), [-0.1], bound="spectral")

@@ -265,7 +265,24 @@ def test_stop_at(name):
         assert passes == free_passes and torch.equal(r.norm, free.norm), name
 
 
-def test_registry_was_swept_and_settings_name_real_attacks():
+def expected_cases(spec) -> int:
+    """What test_contract runs for one attack: every batch size by every shape, untargeted and (where the
+    attack has it) targeted."""
+    return len(BATCHES) * len(SHAPES) * (2 if spec.targeted else 1)
+
+
+def test_registry_was_swept_and_settings_name_real_attacks(request):
+    """The sweep is parametrised by the whole registry, and every contract case that this session selected ran
+    all its cases (RESULTS is filled by test_contract, which runs first in this file)."""
+    swept = {item.callspec.params["name"] for item in request.session.items
+             if getattr(item, "originalname", None) == "test_contract"}
+    assert swept <= set(REGISTRY)
+    if swept:
+        assert RESULTS == {name: expected_cases(REGISTRY[name]) for name in sorted(swept)}, RESULTS
+    if swept == set(REGISTRY) or not swept:  # the whole file ran, or this test alone: the parametrisation
+        params = next(m for m in test_contract.pytestmark if m.name == "parametrize").args[1]
+        assert sorted(params) == sorted(REGISTRY) and len(REGISTRY) >= 20
+    assert sum(expected_cases(s) for s in REGISTRY.values()) >= 9 * len(REGISTRY)
     assert set(OVERRIDES) <= set(REGISTRY) and set(CLOSED_FORM_BOUND) <= set(REGISTRY)
     assert {k.split(":")[0] for k in IMAGE_SCALE_BOUND} | IMAGE_SCALE_SKIP <= set(REGISTRY)
 
@@ -290,7 +307,7 @@ def test_bad_labels_nan_logits_and_params():
         kw = dict(small(spec), norm=spec.norms[0], **({"eps": 0.1} if spec.family == "fixed" else {}))
         with pytest.raises(InputError, match="outside"):
             spec(model, x, torch.tensor([0, 1, K]), **kw)
-        with pytest.raises(InputError):
+        with pytest.raises(InputError, match=r"has no parameter\(s\) \['no_such_parameter'\]"):
             spec(model, x, y, **kw, no_such_parameter=1)
         if spec.targeted:
             with pytest.raises(InputError, match="outside"):
@@ -328,7 +345,7 @@ def test_param_types_come_from_annotations():
     assert attacks.get("pgd").coerce("step_size", "0.01") == 0.01
     assert attacks.get("pgd").coerce("keep", "first") == "first"
     assert attacks.get("pdpgd").coerce("lr_grid", "0.1,1") == (0.1, 1.0)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"parameter steps: cannot read 'ten' as int"):
         attacks.get("pgd").coerce("steps", "ten")
 
 
@@ -388,8 +405,20 @@ def test_trainer_robust_accuracy_for_any_registered_attack(attack):
     cfg = {"name": "tiny", "epochs": 1, "batch_size": 64, "seed": 0, "data": {"name": "digits"},
            "model": {"name": "mlp"}, "optim": {"name": "adam", "lr": 0.003, "weight_decay": 0.0},
            "eval": {"attack": attack, "eps": 0.2, "attack_n": 20, "steps": 3}}
-    _, metrics = train(config_from_dict(cfg))
-    assert 0 <= metrics[f"robust_acc_{attack}"] <= metrics["test_acc"] + 0.2
+    model, metrics = train(config_from_dict(cfg))
+    from robustlab import data
+
+    te = data.load("digits", "test")
+    x, y = te.x[:20], te.y[:20]
+    model.eval()
+    with torch.no_grad():
+        clean = model(x).argmax(1) == y
+    rob = metrics[f"robust_acc_{attack}"]
+    # recomputed on the same 20 points: the attack breaks some clean-correct points at eps 0.2
+    assert 0 <= rob < float(clean.float().mean()), (rob, float(clean.float().mean()))
+    if attack == "fgsm":  # deterministic: exactly the clean-correct points FGSM does not break
+        r = attacks.fgsm(model, x, y, eps=0.2)
+        assert rob == pytest.approx(float((clean & ~r.success).float().mean()), abs=1e-6)
 
 
 def test_an_exact_tie_of_logits_follows_the_deployed_argmax():

@@ -236,7 +236,7 @@ def test_mnist_inconsistent_files_rejected(tmp_path):
 
 def test_missing_dataset_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("ROBUSTLAB_DATA", raising=False)
-    with pytest.raises(DatasetNotFoundError) as e:
+    with pytest.raises(DatasetNotFoundError, match=r"not found") as e:
         data.load("fashion-mnist", "train", root=tmp_path)
     msg = str(e.value)
     assert isinstance(e.value, FileNotFoundError)
@@ -247,7 +247,7 @@ def test_missing_dataset_one_clear_error(tmp_path, monkeypatch):
 
 
 def test_unknown_name_and_split():
-    with pytest.raises(data.UnknownDatasetError) as e:
+    with pytest.raises(data.UnknownDatasetError, match=r"digits, fashion-mnist, fashion-mnist-gains") as e:
         data.load("imagenet")
     assert isinstance(e.value, KeyError) and isinstance(e.value, ValueError)
     assert all(n in str(e.value) for n in ("fashion-mnist", "mnist", "cifar10", "digits", "synthetic"))
@@ -286,7 +286,7 @@ def test_download_wrong_checksum_leaves_nothing(tmp_path, http_dir):
     f = served / "t10k-labels-idx1-ubyte.gz"
     good = "sha256:" + hashlib.sha256(f.read_bytes()).hexdigest()
     assert download_url(url + f.name, tmp_path / "x.gz", good).read_bytes() == f.read_bytes()
-    with pytest.raises(ChecksumError):
+    with pytest.raises(ChecksumError, match=r"the file was discarded"):
         download_url(url + f.name, tmp_path / "y.gz", "sha256:" + "1" * 64)
     assert not (tmp_path / "y.gz").exists() and not list(tmp_path.glob(".y.gz*"))
     with pytest.raises(DownloadError, match="more than 10 bytes"):
@@ -495,10 +495,12 @@ def test_first_n_and_class_subset():
     assert synthetic.to_pm1(pair.y).tolist() == [1 if int(ds.y[i]) == 0 else -1 for i in range(40)
                                                  if int(ds.y[i]) in (0, 2)]
     for bad in ([], [1, 1], [4], ["zz"], [True]):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=(r"class True is not a label of|"
+                                              r"classes must be a non-empty list of labels,|"
+                                              r"classes must be distinct, got|is not a label of|unknown class name")):
             data.class_subset(ds, bad)
     for bad in (0, 41, 2.5):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"examples but|n must be a positive integer, got"):
             data.first_n(ds, bad)
 
 

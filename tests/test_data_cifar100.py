@@ -66,5 +66,5 @@ def test_cifar100_errors(tmp_path):
     (d / "test").write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "fine_labels": [0, 100]}))
     with pytest.raises(DataFormatError, match="outside"):
         data.load("cifar100", "test", root=tmp_path)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"labels must be"):
         data.load("cifar100", "test", root=tmp_path, labels="medium")

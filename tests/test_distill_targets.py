@@ -84,11 +84,11 @@ def test_manipulate_dispatch_and_errors():
     z = _z(10)
     assert torch.equal(D.manipulate(z, "normal"), z)
     assert torch.equal(D.manipulate(z, "fix_avg", k=2), D.fix_k(z, 2, "avg"))
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"target kind"):
         D.manipulate(z, "fix_perm")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"normal, fix_perm, fix_avg, correct_fix"):
         D.manipulate(z, "bogus")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"k must lie in"):
         D.fix_k(z, 11)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"logits differ in shape"):
         D.hybrid(z, z[:, :5])

@@ -69,9 +69,8 @@ def test_score_order_and_configs():
 
 
 @pytest.mark.slow
-def test_quick_profile_runs_in_minutes(cache):
+def test_quick_profile_end_to_end(cache):
     r = H.run(out=cache / "quick", profile="quick")
-    assert r["seconds"]["total"] < 300
     assert r["models"]["pgd_at"]["robust_acc"]["0.1"] > r["models"]["standard"]["robust_acc"]["0.1"]
 
 

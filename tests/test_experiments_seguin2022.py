@@ -58,6 +58,26 @@ def test_seguin2022_tiny_profile(tmp_path, monkeypatch):
     runs = sorted((tmp_path / "cache").glob("seguin-*"))
     assert len(runs) == 8 and all((r / "model.safetensors").exists() for r in runs)
     assert all((r / "epochs" / "epoch_001").is_dir() for r in runs if r.name.startswith("seguin-at-"))
+    # one cell of Table 1 recomputed from the saved runs: each ST seed's clean accuracy on the attacked points,
+    # and the printed mean ± std over the seeds
+    import torch
+
+    from robustlab.config import config_from_dict
+    from robustlab.data import load
+    from robustlab.models.io import load_model
+
+    p = s.PROFILES["tiny"]
+    te = load(p.data, "test")
+    x, y = te.x[:p.attack_n], te.y[:p.attack_n]
+    accs = []
+    for seed in p.seeds:
+        cfg = config_from_dict(s.st_config(p, seed))
+        m = load_model(tmp_path / "cache" / f"{cfg.name}-{cfg.hash()}").eval()
+        with torch.no_grad():
+            accs.append(float((m(x).argmax(1) == y).double().mean()))
+    assert res["table1"]["ST"]["per_seed"]["nat"] == pytest.approx(accs, abs=1e-6)
+    mean, std = float(torch.tensor(accs).mean()), float(torch.tensor(accs).std(unbiased=False))
+    assert f"| ST | {100 * mean:.1f} ± {100 * std:.1f} |" in (tmp_path / "out" / "tables.md").read_text()
 
 
 @pytest.mark.slow

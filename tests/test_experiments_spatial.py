@@ -104,7 +104,6 @@ def test_spatial_quick_profile(tmp_path, monkeypatch):
 
     monkeypatch.setattr("robustlab.experiments.common.CACHE_ROOT", tmp_path / "cache")
     res = m.run(out=tmp_path / "out", profile="quick")
-    assert res["wall_time_s"] < 600
     assert res["clean_accuracy"]["f_nt"] > 0.85
     for name in ("f_nt", "f_rd"):
         rows = res["e1"][name]

@@ -153,7 +153,7 @@ def test_warp_jacobian_modes():
     du = torch.stack([torch.autograd.grad(gu[:, c].sum(), rr, retain_graph=True)[0] for c in range(2)], 1)
     assert two.shape == (2, 2, 6, 6)
     assert torch.allclose(flow.warp_jacobian(x, r, jac_mode="paper"), -du, atol=1e-12)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"jac_mode must be one of"):
         flow.warp_jacobian(x, r, jac_mode="nope")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"a flow for x of shape"):
         flow.warp(x, torch.zeros(2, 5, 6))

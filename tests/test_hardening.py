@@ -70,7 +70,10 @@ def test_unknown_or_no_attacks_and_unknown_norm_are_errors(mlp, tmp_path):
     for kw in ({"custom": [("pgdd", {})]}, {"custom": []}, {"norm": "l0"}, {"version": "nope"},
                {"custom": [("pgd", {"stepz": 3})]}, {"custom": [("ead", {})]}, {"eps": []}, {"eps": [-0.1]}):
         args = {"norm": "linf", "eps": [0.1], **kw}
-        with pytest.raises(InputError):
+        with pytest.raises(InputError, match=(r"does not support norm|eps must be a non-empty list of numbers|"
+                                              r"has no attacks for norm|norm, eps and generator come from the|"
+                                              r"unknown attack|unknown version|"
+                                              r"with no attack the robust accuracy would")):
             evaluate(m, x[:10], y[:10], checks=False, **args)
     # a robustlab-built model, saved, evaluated through the CLI with a typo in --attacks
     from robustlab import models
@@ -122,7 +125,10 @@ def test_checklist_and_minnorm_successes_lower_the_reported_accuracy(mlp):
 @pytest.mark.parametrize("override", ["epochs=1.5", "batch_size=64.5", "eval.n=0.5", "optim.lr=inf",
                                       "optim.lr=nan", "data.classes=[0.5]", "eval.n=-1"])
 def test_typed_fields_checked_before_anything_is_written(override, tmp_path, capsys):
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=(r"batch_size must be an integer, got|epochs must be an integer, got|"
+                                           r"lr must be a finite number, got inf|"
+                                           r"lr must be a finite number, got nan|must be an integer, got|n must be|"
+                                           r"n must be an integer, got")):
         load_config(TINY, [override])
     from robustlab.cli import main
 
@@ -225,7 +231,7 @@ def test_safe_torch_load_never_advises_weights_only_false(tmp_path):
             return (os.system, ("echo pwned",))
 
     torch.save({"a": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError) as e:
+    with pytest.raises(CheckpointError, match=r"robustlab refuses such files, so load it") as e:
         safe_torch_load(tmp_path / "evil.pt")
     assert "weights_only" not in str(e.value) and "refuses" in str(e.value)
 
@@ -262,6 +268,6 @@ def test_second_train_on_a_folder_refuses_naming_the_pid(tmp_path, capsys):
     (run / ".lock").write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))
     with RunLock(run):
         assert json.loads((run / ".lock").read_text())["pid"] == os.getpid()
-        with pytest.raises(RunLockedError):
+        with pytest.raises(RunLockedError, match=r"run is already locked by this process"):
             RunLock(run).acquire()
     assert not (run / ".lock").exists()

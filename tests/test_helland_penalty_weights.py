@@ -55,7 +55,7 @@ def test_settings_change_only_the_penalty_weight(no_data_betas):
     build_objective(repo["fim_penalty"]["objective"])  # a valid objective
     assert rule["grad_penalty"]["optim"]["lr"] == p.grad_penalty_lr and rule["fim_penalty"]["optim"]["lr"] == p.lr
     assert all(c["optim"]["lr"] == W.NAN_FALLBACK_LR for c in W.setting_configs("rule", nan_fallback=True).values())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"setting must be one of"):
         W.setting_configs("tuned")
 
 

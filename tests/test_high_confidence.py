@@ -88,7 +88,7 @@ def test_registered_attack_evaluation_mode():
     tg = (y + 2) % 5
     rt = high_confidence(m, x, y, targeted=True, target=tg, steps=200, confidence=0.8)
     assert bool((rt.logits.argmax(1)[rt.success] == tg[rt.success]).all()) and rt.success_rate > 0.9
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"confidence must be in"):
         high_confidence(m, x, y, confidence=1.5)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"target_rule must be"):
         high_confidence(m, x, y, target_rule="nearest")

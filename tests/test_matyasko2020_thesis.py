@@ -81,16 +81,44 @@ def test_critic_mlp_and_gradient_penalty():
 
 
 def test_adversary_critic_method_updates_both_networks(tmp_path):
-    from robustlab.experiments.common import trained_model
+    """After the pretraining epoch both networks train: the classifier's and the critic's weights move, and the
+    trained critic tells the training points from the final classifier's targeted adversarial examples better
+    than the critic it started from (its loss, measured on the same points, falls)."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from robustlab.attacks.confident_target import closest_target, hc_perturb
+    from robustlab.config import config_from_dict
+    from robustlab.train.trainer import Trainer
 
     cfg = {"name": "ac", "epochs": 2, "batch_size": 50, "seed": 0, "data": {"name": "digits", "n_train": 200},
            "model": {"name": "mlp", "kwargs": {"hidden": [32]}},
            "optim": {"name": "adam", "lr": 5e-4, "weight_decay": 0.0},
-           "objective": {"name": "adversary_critic", "attack_steps": 2, "critic_hidden": [16]}}
-    _, run_dir, m = trained_model(cfg, cache_root=tmp_path)
+           "objective": {"name": "adversary_critic", "attack_steps": 2, "critic_hidden": [16], "critic_lr": 0.01}}
+    t = Trainer(config_from_dict(cfg), tmp_path / "ac")
+    critic0 = copy.deepcopy(t.method.critic)
+    f0 = {k: v.clone() for k, v in t.model.state_dict().items()}
+    m = t.fit()
     for key in ("critic_term", "cycle", "critic_loss", "grad_penalty", "critic_fooled", "adv_target_rate"):
         assert key in m and m[key] == m[key]  # logged and not NaN
     assert m["adv_target_rate"] > 0.5  # the attack reaches its targets inside training
+    moved = [k for k, v in t.model.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, f0[k])]
+    assert moved, "the classifier did not train"
+    critic1 = t.method.critic
+    assert all(not torch.equal(a, b) for a, b in zip(critic0.parameters(), critic1.parameters()))
+    f = t.model.eval()
+    x, y = t.data.x_train[:200], t.data.y_train[:200]
+    tgt = closest_target(f, x, y)
+    xa, _ = hc_perturb(f, x, tgt, 0.9, steps=2)
+    rows = torch.arange(len(y))
+
+    def critic_loss(d):
+        d.eval()  # no input noise: the same points for both critics
+        with torch.no_grad():
+            return float(F.softplus(-d(x)[rows, y]).mean() + F.softplus(d(xa.detach())[rows, tgt]).mean())
+
+    assert critic_loss(critic1) < critic_loss(critic0) - 0.01, (critic_loss(critic0), critic_loss(critic1))
 
 
 def test_oracle_labels_counts():

@@ -22,7 +22,7 @@ def ctx(index=None):
     return StepContext(0, 0, 1, 4, torch.Generator().manual_seed(0), index)
 
 
-X = torch.rand(5, 1, 3, 4, dtype=torch.float64)
+X = torch.rand(5, 1, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(20))
 Y = torch.tensor([0, 1, 2, 3, 1])
 
 
@@ -147,7 +147,10 @@ def test_fim_penalty_bad_options_are_input_errors_and_repo_compat_trains_from_a_
 
     for bad in ({"repo_compat": "yes"}, {"repo_compat": 1}, {"repo_compat": True, "n_projections": 2},
                 {"estimator": "spectral"}, {"n_projections": 0}, {"eps": -0.1}, {"beta": float("nan")}):
-        with pytest.raises(InputError):
+        with pytest.raises(InputError, match=(r"beta must be a finite number|eps must be a finite number|"
+                                              r"estimator must be|n_projections must be a positive integer, got|"
+                                              r"repo_compat must be true or false, got|"
+                                              r"repo_compat=True uses the authors")):
             build_objective({"name": "fim_penalty", **bad})
     base = {"name": "r", "epochs": 1, "data": {"name": "digits"}, "model": {"name": "mlp"},
             "optim": {"name": "adam", "lr": 0.003}, "objective": {"name": "fim_penalty", "eps": 0.1, "beta": 1.0}}
@@ -192,24 +195,81 @@ def test_trades_inner_max_raises_kl_and_stays_in_ball():
     assert out.loss > F.cross_entropy(m(X), Y)  # the KL term is positive
 
 
-def test_pgd_at_loss_not_below_clean_and_mode_restored():
+def test_pgd_at_loss_is_ce_at_the_attacks_point_and_mode_restored():
+    """The loss is CE at PGD's last iterate from the same generator (recomputed), which lies in the ball and
+    raises the loss well above the clean CE; the attack runs in eval mode and the mode comes back."""
+    from robustlab.attacks.projected_gradient import perturb
+
     m = tiny()
     m.train()
     obj = build_objective({"name": "pgd_at", "eps": 0.1, "steps": 5, "attack_mode": "eval"})
     out = obj.loss(m, X, Y, ctx())
     assert m.training  # the attack ran in eval mode and the mode came back
-    assert out.loss >= F.cross_entropy(m(X), Y)
+    m.eval()
+    xa = perturb(m, X, Y, norm="linf", eps=0.1, steps=5, step_size=2.5 * 0.1 / 5, random_start=True,
+                 generator=torch.Generator().manual_seed(0))
+    m.train()
+    assert ((xa - X).abs() <= 0.1 + 1e-12).all() and not torch.equal(xa, X)
+    assert torch.isclose(out.loss, F.cross_entropy(m(xa), Y), rtol=1e-12)
+    clean = F.cross_entropy(m(X), Y)
+    assert out.loss > clean + 0.01, (float(out.loss), float(clean))
     mix = build_objective({"name": "pgd_at", "eps": 0.1, "steps": 5, "mix": 0.5}).loss(m, X, Y, ctx())
-    assert F.cross_entropy(m(X), Y) <= mix.loss <= out.loss + 1e-9
+    assert torch.isclose(mix.loss, 0.5 * clean + 0.5 * F.cross_entropy(m(xa), Y), rtol=1e-12)
     with pytest.raises(ValueError, match="attack_mode"):
         build_objective({"name": "pgd_at", "attack_mode": "sideways"})
 
 
-def test_vat_direction_finds_curvature():
+def test_fgsm_rs_loss_is_ce_at_one_step_of_1_25_eps_from_a_random_start():
+    from robustlab.attacks.projected_gradient import perturb
+
     m = tiny()
-    obj = build_objective({"name": "vat", "eps": 0.5, "power_iterations": 2})
+    out = build_objective({"name": "fgsm_rs", "eps": 0.1, "guard_steps": 0}).loss(m, X, Y, ctx())
+    xa = perturb(m, X, Y, norm="linf", eps=0.1, steps=1, step_size=0.125, random_start=True,
+                 generator=torch.Generator().manual_seed(0))
+    assert torch.isclose(out.loss, F.cross_entropy(m(xa), Y), rtol=1e-12)
+    assert ((xa - X).abs() <= 0.1 + 1e-12).all()
+    # the step is 1.25 eps: not the loss of a step of eps, nor of no random start
+    for kw in ({"step_size": 0.1, "random_start": True}, {"step_size": 0.125, "random_start": False}):
+        other = perturb(m, X, Y, norm="linf", eps=0.1, steps=1, generator=torch.Generator().manual_seed(0), **kw)
+        assert not torch.isclose(out.loss, F.cross_entropy(m(other), Y), rtol=1e-6), kw
+
+
+def test_trades_loss_is_ce_plus_beta_kl_clean_to_adversarial_recomputed():
+    from robustlab.train.objectives.trades import kl_inner_max
+
+    m = tiny()
+    out = build_objective({"name": "trades", "eps": 0.1, "beta": 6.0, "steps": 3}).loss(m, X, Y, ctx())
+    p_log = F.log_softmax(m(X), 1).detach()
+    xa = kl_inner_max(m, X, p_log, norm="linf", eps=0.1, steps=3, step_size=0.025, init="normal",
+                      generator=torch.Generator().manual_seed(0))
+    logits = m(X)
+    kl = (F.softmax(logits, 1) * (F.log_softmax(logits, 1) - F.log_softmax(m(xa), 1))).sum(1).mean()
+    assert kl > 0
+    assert torch.isclose(out.loss, F.cross_entropy(logits, Y) + 6.0 * kl, rtol=1e-10)
+    assert out.metrics["kl"] == pytest.approx(float(kl.detach()), rel=1e-10)
+
+
+def test_vat_loss_is_ce_plus_alpha_lds_along_a_direction_that_beats_random_ones():
+    """CE + alpha * KL(p(x) || p(x + eps d)) recomputed for the power iteration's d (same generator); its LDS
+    beats the LDS of the Gaussian start it came from and of random unit directions."""
+    from robustlab.train.objectives.vat import vat_direction
+
+    m = tiny()
+    obj = build_objective({"name": "vat", "eps": 0.5, "power_iterations": 2, "alpha": 3.0})
     out = obj.loss(m, X, Y, ctx())
-    assert out.metrics["lds"] > 0 and out.loss > F.cross_entropy(m(X), Y)
+    p_log = F.log_softmax(m(X), 1).detach()
+
+    def lds(d):
+        return F.kl_div(F.log_softmax(m((X + 0.5 * d).clamp(0, 1)), 1), p_log.exp(), reduction="batchmean")
+
+    d = vat_direction(m, X, p_log, xi=obj.xi, power_iterations=2, generator=torch.Generator().manual_seed(0))
+    assert torch.isclose(out.loss, F.cross_entropy(m(X), Y) + 3.0 * lds(d), rtol=1e-10)
+    assert out.metrics["lds"] == pytest.approx(float(lds(d)), rel=1e-10)
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(X.shape, generator=g, dtype=torch.float32).double()
+    randoms = [start] + [torch.randn(X.shape, generator=g, dtype=torch.float64) for _ in range(20)]
+    best_random = max(float(lds(r / r.flatten(1).norm(dim=1).view(-1, 1, 1, 1))) for r in randoms)
+    assert float(lds(d)) > 1.5 * best_random, (float(lds(d)), best_random)
 
 
 def test_vat_direction_is_the_top_hessian_eigenvector_and_float32_matches_float64():

@@ -94,8 +94,21 @@ def test_stadv_at_pool():
     assert obj._pool[0] is pool0  # not regenerated before `every` epochs
     obj.loss(m, xs[:4], ys[:4], _ctx(2))
     assert obj._pool_epoch == 2
-    ce = torch.nn.functional.cross_entropy(m(xs[:4]), ys[:4])
-    assert float(out.loss.detach()) >= float(ce.detach()) - 1e-6
+    # the loss recomputed: CE on the batch + lambda_r * CE on the pool points drawn by the same generator
+    px, py = obj._pool
+    out = obj.loss(m, xs[:4], ys[:4], _ctx(3))  # epoch 3: no refresh (every 2), the pool stays
+    assert obj._pool[0] is px
+    pick = torch.randint(len(px), (4,), generator=torch.Generator().manual_seed(0))
+    ce = torch.nn.functional.cross_entropy
+    expect = ce(m(xs[:4]), ys[:4]) + 0.3 * ce(m(px[pick]), py[pick])
+    assert float(out.loss.detach()) == pytest.approx(float(expect.detach()), rel=1e-6)
+    # the pool holds stAdv's points for the refresh's draw of training points (labels kept)
+    from robustlab.attacks.spatial import stadv
+
+    idx = torch.randperm(20, generator=torch.Generator().manual_seed(0))[:8]  # the refresh's draw at epoch 2
+    m.eval()
+    want = stadv(m, xs[idx], ys[idx], tau=0.05, steps=5, optimizer="adam", lr=0.01).x_adv
+    assert torch.equal(py, ys[idx]) and torch.allclose(px, want)
 
 
 def test_stn_model_starts_at_identity_and_trains():
@@ -108,5 +121,5 @@ def test_stn_model_starts_at_identity_and_trains():
     out = obj.loss(m, x, y, _ctx())
     out.loss.backward()
     assert m.loc[-1].weight.grad is not None and m.classifier.W.grad is not None
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"spatial certificates need a robustlab"):
         S.flow_weights(m)

@@ -190,7 +190,7 @@ def test_losses_against_loops():
     assert torch.allclose(ops.cw_loss(z, y), torch.clamp(-ops.margin(z, y), max=0))
     assert torch.allclose(ops.attack_loss("ce", z, t, targeted=True), -torch.nn.functional.cross_entropy(
         z, t, reduction="none"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"targeted attacks use dlr_targeted_loss"):
         ops.attack_loss("dlr", z, t, targeted=True)
 
 

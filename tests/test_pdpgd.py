@@ -194,15 +194,19 @@ def test_bad_inputs_raise():
            dict(restarts=0), dict(dual_ema=1.0), dict(lr_decay=0.0), dict(initial_lambda=0.0),
            dict(group_rule="mean"), dict(optimizer="rmsprop"), dict(lr_schedule="cosine")]
     for kw in bad:
-        with pytest.raises(InputError):
+        with pytest.raises(InputError, match=(r"group_rule must be one of|is not supported here|"
+                                              r"learning rates must be|loss must be one of|"
+                                              r"lr_grid must be comma-separated numbers, got|"
+                                              r"lr_schedule must be one of|need initial_lambda|need steps|"
+                                              r"optimizer must be one of")):
             attacks.pdpgd(m, x, y, **kw)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"is not supported here"):
         attacks.pdgd(m, x, y, norm="linf")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"x must have shape"):
         attacks.pdpgd(m, x.flatten(1), y, norm="pixel")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"normalisation belongs inside the model"):
         attacks.pdpgd(m, x * 2, y)  # outside [0, 1]
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"targeted=True needs target"):
         attacks.pdpgd(m, x, y, targeted=True)  # no target
 
 
@@ -328,7 +332,7 @@ def test_finetune_never_worse_and_checks_its_arguments():
     assert (ft.norm <= base.norm + 1e-6).all() and bool((ft.norm < base.norm - 1e-6).any())
     assert (ft.backward_passes >= base.backward_passes).all()
     for bad in (dict(finetune=-1), dict(finetune_lr=-0.1)):
-        with pytest.raises(InputError):
+        with pytest.raises(InputError, match=r"need finetune"):
             attacks.pdpgd(m, x, y, norm="l1", steps=5, **bad)
 
 
@@ -367,9 +371,9 @@ def test_recipe_budget_and_bad_arguments():
         one = attacks.pdpgd(m, x, y, norm=p, **first)
         assert (r.norm <= one.norm + 1e-6).all()
     assert set(RECIPE) == {"linf", "l2", "l1", "l0", "pixel"}
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"is not supported here"):
         recipe("l3")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"gradient evaluations, got"):
         recipe("l2", budget=4)
 
 
@@ -383,5 +387,5 @@ def test_pdpgd_r_is_the_recipe_by_name():
     b = attacks.pdpgd(m, x, y, norm="l1", generator=torch.Generator().manual_seed(3), **recipe("l1", 60))
     assert torch.equal(a.norm, b.norm) and torch.equal(a.backward_passes, b.backward_passes)
     assert attacks.get("pdpgd_r").norms == ("linf", "l2", "l1", "l0", "pixel")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"is not supported here"):
         attacks.get("pdpgd_r")(m, x, y, norm="l3", steps=60)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from robustlab.evaluate import shard
+from tests.helpers import free_port
 
 TINY = {"name": "tiny", "epochs": 2, "batch_size": 64, "data": {"name": "digits"}, "model": {"name": "mlp"},
         "optim": {"name": "adam", "lr": 0.003}}
@@ -42,7 +43,7 @@ def test_torchrun_two_ranks_give_the_one_process_card(tmp_path):
     one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one.json")], env=env,
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29541", *args,
+    two = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", free_port(), *args,
                           "--out", str(tmp_path / "two.json")], env=env, capture_output=True, text=True,
                          timeout=300, cwd=tmp_path)
     assert two.returncode == 0, two.stderr[-3000:]
@@ -65,7 +66,7 @@ def test_torchrun_two_ranks_attack_like_one_process(tmp_path):
     one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one.safetensors")], env=env,
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29542", *args,
+    two = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", free_port(), *args,
                           "--out", str(tmp_path / "two.safetensors")], env=env, capture_output=True,
                          text=True, timeout=300, cwd=tmp_path)
     assert two.returncode == 0, two.stderr[-3000:]

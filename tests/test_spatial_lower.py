@@ -55,7 +55,7 @@ def test_theorem1_pinv_and_rows_starts():
     t1 = L.theorem1(net, 0.7)
     pre = net.W @ t1.x.flatten()
     assert torch.allclose(pre, pre.mean().expand_as(pre), rtol=1e-8) and (pre > 0).all()
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"hidden units, the model has"):
         L.theorem1(L.binary_net(models.build("one_hidden", 1, 2, (4, 4), hidden=8), 0, 1), 1.0, x_init="rows")
 
 
@@ -89,7 +89,7 @@ def test_multiclass_reduction():
     assert float(net.f(flow.warp(lb.x[None, None], lb.r[None])[:, 0]) - net.f(lb.x[None])) == pytest.approx(lb.delta_f)
     one = L.lower_bound(m, 1.0, target=a, method="theorem1")
     assert one.pair[0] == a
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"method must be"):
         L.lower_bound(m, 1.0, method="nope")
 
 
@@ -104,5 +104,5 @@ def test_warm_start_makes_the_bound_monotone_in_eps():
         vals.append(lb.delta_f)
         prev = lb
     assert vals == sorted(vals)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"the start flow is outside the budget"):
         L.algorithm1(L.binary_net(m, *prev.pair), 0.1, start=prev)

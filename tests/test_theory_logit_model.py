@@ -100,5 +100,5 @@ def test_split_gap_change_is_quadratic_and_nonpositive_without_errors():
     np.testing.assert_allclose(d, -0.1 * T.gap_correct(b, N) ** 2)
     r = T.relative_gap_change(b, 4.0, 0.0, N, eps=0.1)
     np.testing.assert_allclose(r, 0.1 * T.gap_correct(b, N))  # Omega = eps = 0.1
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"branch must be"):
         T.f(1.0, N, "x")

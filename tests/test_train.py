@@ -16,6 +16,7 @@ from robustlab.config import ConfigError, ScheduleConfig, config_from_dict, dump
 from robustlab.runs import RunIndex, read_metrics
 from robustlab.train.schedules import lr_at
 from robustlab.train.trainer import Trainer, train
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,7 +111,7 @@ def test_trainer_learns_digits_and_writes_run(tmp_path):
     assert torch.allclose(z, store.logits[-1], atol=2e-2, rtol=1e-3)
     assert float((store.logits[-1].argmax(1) == te.y).float().mean()) == pytest.approx(m["test_acc"], abs=2 / len(te.x))
     assert read_logits(out, "train", epochs=[2]).logits.shape == (1, len(tr.x), 10)
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match=r"is not stored in"):
         read_logits(out, "val")
     runs = RunIndex(tmp_path / "runs").list()
     assert len(runs) == 1 and runs[0]["status"] == "done" and runs[0]["metrics"]["test_acc"] == m["test_acc"]
@@ -141,7 +142,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     train(tiny_cfg(epochs=1), out=out)
     raw = (out / "checkpoint.pt").read_bytes()
     (out / "checkpoint.pt").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"This can happen if the checkpoint was not"):
         Trainer(tiny_cfg(epochs=1), out)
 
 
@@ -241,8 +242,8 @@ def test_torchrun_two_ranks_matches_one_process(tmp_path):
     cfg_path = tmp_path / "c.toml"
     cfg_path.write_text(dumps_toml(cfg.to_dict()))
     env = {**os.environ, "ROBUSTLAB_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29533", "-m", "robustlab", "train",
-                        "--config", str(cfg_path), "--out", str(tmp_path / "two")],
+    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", free_port(), "-m", "robustlab",
+                        "train", "--config", str(cfg_path), "--out", str(tmp_path / "two")],
                        env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count('"run"') == 1  # only rank 0 reports
@@ -287,8 +288,8 @@ def test_torchrun_sync_batchnorm_matches_one_process(tmp_path):
     cfg_path = tmp_path / "c.toml"
     cfg_path.write_text(dumps_toml(cfg.to_dict()))
     env = {**os.environ, "ROBUSTLAB_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", "29547", "-m", "robustlab", "train",
-                        "--config", str(cfg_path), "--out", str(tmp_path / "two")],
+    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", free_port(), "-m", "robustlab",
+                        "train", "--config", str(cfg_path), "--out", str(tmp_path / "two")],
                        env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     one, _ = train(cfg)

@@ -11,6 +11,7 @@ from robustlab.config import config_from_dict
 from robustlab.train.method import METHODS, Batch, Method, StepOutput, register_method
 from robustlab.train.objectives import EpochData, StepContext
 from robustlab.train.trainer import Trainer, load_train_data, split_validation, train
+from tests.helpers import free_port
 
 
 def tiny_cfg(**kw):
@@ -240,7 +241,8 @@ def test_two_network_method_under_torchrun_matches_one_process(tmp_path):
         "               optim={'name': 'sgd', 'lr': 0.05, 'momentum': 0.9})\n"
         "Trainer(cfg, sys.argv[1], index=False).fit()\n")
     env = {**os.environ, "ROBUSTLAB_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1", "ROBUSTLAB_QUIET": "1"}
-    for cmd in ([str(torchrun), "--nproc-per-node", "2", "--master-port", "29553", str(script), str(tmp_path / "two")],
+    for cmd in ([str(torchrun), "--nproc-per-node", "2", "--master-port", free_port(), str(script),
+                 str(tmp_path / "two")],
                 [sys.executable, str(script), str(tmp_path / "one")]):
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]

@@ -73,7 +73,7 @@ def test_malicious_pickle_weights_never_run(user_files, tmp_path):
     with open(tmp_path / "evil.pt", "wb") as f:
         pickle.dump({"state_dict": Evil()}, f)
     d, _ = user_files
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"robustlab refuses such files, so load it"):
         load_user_model(f"{d / 'nets.py'}:Net", tmp_path / "evil.pt", {"width": 4})
     assert not (tmp_path / "pwned").exists()
 
@@ -112,7 +112,7 @@ def test_user_data_npz_and_image_folder(tmp_path):
     ds = load_npz(tmp_path / "hwc.npz")
     assert ds.x.shape == (3, 3, 6, 6) and ds.num_classes == 3
     np.savez(tmp_path / "bad.npz", x=np.full((2, 1, 4, 4), 2.0, dtype=np.float32), y=np.array([0, 1]))
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"normalisation belongs inside the model"):
         load_npz(tmp_path / "bad.npz")  # outside [0, 1]
     np.savez(tmp_path / "nolabels.npz", x=np.zeros((2, 1, 4, 4), dtype=np.float32))
     with pytest.raises(InputError, match="'x' .* and 'y'"):
