@@ -59,3 +59,20 @@ def digits_mlp(seed: int = 0, epochs: int = 30) -> tuple[nn.Module, torch.Tensor
     for p in m.parameters():
         p.requires_grad_(False)
     return m, te.x[:200].clone(), te.y[:200].clone()
+
+
+def digits_config(base: dict | None = None, **overrides):
+    """A small training config on the 8x8 digits (an MLP, Adam 3e-3, 3 epochs of batch 64, seed 0), with
+    `base`'s keys and then `overrides` laid over it (a dict value updates that table, anything else replaces)."""
+    from robustlab.config import config_from_dict
+
+    d = {"name": "tiny", "epochs": 3, "batch_size": 64, "seed": 0, "data": {"name": "digits"},
+         "model": {"name": "mlp"}, "optim": {"name": "adam", "lr": 0.003, "weight_decay": 0.0}}
+    for layer in (base or {}, overrides):
+        for k, v in layer.items():
+            if isinstance(v, dict):
+                d.setdefault(k, {}).update(v)
+            else:
+                d[k] = v
+    return config_from_dict(d)
+

@@ -8,22 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from robustlab.config import config_from_dict
 from robustlab.models import build, save_model
 from robustlab.train.objectives import StepContext, build_objective
 from robustlab.train.trainer import Trainer
-from tests.helpers import digits_mlp
+from tests.helpers import digits_config, digits_mlp
 
 
 def _cfg(**kw):
-    d = {"name": "b", "epochs": 3, "batch_size": 64, "seed": 0, "data": {"name": "digits", "n_train": 400},
-         "model": {"name": "mlp"}, "optim": {"name": "adam", "lr": 0.003, "weight_decay": 0.0}}
-    for k, v in kw.items():
-        if isinstance(v, dict):
-            d.setdefault(k, {}).update(v)
-        else:
-            d[k] = v
-    return config_from_dict(d)
+    return digits_config({"name": "b", "data": {"n_train": 400}}, **kw)
 
 
 def _weights(m):

@@ -7,20 +7,13 @@ import math
 import pytest
 
 from robustlab.cli import main
-from robustlab.config import config_from_dict
 from robustlab.errors import InputError
 from robustlab.runs import RunIndex, all_runs, table
+from tests.helpers import digits_config
 
 
 def cfg(**kw):
-    d = {"name": "t", "epochs": 1, "batch_size": 128, "seed": 0, "data": {"name": "digits", "n_train": 300,
-         "n_test": 60}, "model": {"name": "mlp"}, "optim": {"name": "adam", "lr": 0.003, "weight_decay": 0.0}}
-    for k, v in kw.items():
-        if isinstance(v, dict):
-            d.setdefault(k, {}).update(v)
-        else:
-            d[k] = v
-    return config_from_dict(d)
+    return digits_config({"name": "t", "epochs": 1, "batch_size": 128, "data": {"n_train": 300, "n_test": 60}}, **kw)
 
 
 @pytest.fixture

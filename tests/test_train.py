@@ -12,24 +12,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustlab.config import ConfigError, ScheduleConfig, config_from_dict, dumps_toml, load_config
+from robustlab.config import ConfigError, ScheduleConfig, dumps_toml, load_config
 from robustlab.runs import RunIndex, read_metrics
 from robustlab.train.schedules import lr_at
 from robustlab.train.trainer import Trainer, train
-from tests.helpers import free_port
+from tests.helpers import digits_config, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_cfg(**kw):
-    d = {"name": "tiny", "epochs": 3, "batch_size": 64, "seed": 0, "data": {"name": "digits"},
-         "model": {"name": "mlp"}, "optim": {"name": "adam", "lr": 0.003, "weight_decay": 0.0}}
-    for k, v in kw.items():
-        if isinstance(v, dict):
-            d.setdefault(k, {}).update(v)
-        else:
-            d[k] = v
-    return config_from_dict(d)
+    return digits_config(**kw)
 
 
 # ------------------------------------------------------------------------------------ schedules

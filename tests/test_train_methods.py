@@ -7,22 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustlab.config import config_from_dict
 from robustlab.train.method import METHODS, Batch, Method, StepOutput, register_method
 from robustlab.train.objectives import EpochData, StepContext
 from robustlab.train.trainer import Trainer, load_train_data, split_validation, train
-from tests.helpers import free_port
+from tests.helpers import digits_config, free_port
 
 
 def tiny_cfg(**kw):
-    d = {"name": "tiny", "epochs": 3, "batch_size": 64, "seed": 0, "data": {"name": "digits"},
-         "model": {"name": "mlp"}, "optim": {"name": "adam", "lr": 0.003, "weight_decay": 0.0}}
-    for k, v in kw.items():
-        if isinstance(v, dict):
-            d.setdefault(k, {}).update(v)
-        else:
-            d[k] = v
-    return config_from_dict(d)
+    return digits_config(**kw)
 
 
 @register_method("toy_critic_game")
