@@ -51,7 +51,7 @@ from robustlab.errors import InputError
 def plan(norm: str, steps: int) -> list[tuple[str, dict]]:
     """The (attack, keyword arguments) runs `minimum` makes for `norm` at a budget of `steps` gradients."""
     if norm not in PORTFOLIO:
-        raise InputError(f"norm={norm!r}: minimum has plans for {tuple(PORTFOLIO)}")
+        raise InputError(f"norm={norm!r} is not supported by minimum; choose one of {tuple(PORTFOLIO)}")
     if steps < MIN_STEPS:
         raise InputError(f"minimum: steps (the gradient budget per point) must be >= {MIN_STEPS}, got {steps}")
     left = steps - 2 * polish_rounds(norm, steps)  # the closing polish comes off the top

@@ -199,7 +199,7 @@ def recipe(norm: str, budget: int = 500) -> dict[str, float | int | str]:
     For linf, l2 and l1 up to three rounds of the closing polish (best_point.boundary_polish, at most two gradient
     evaluations a round) come out of the finetune's share, so the whole stays within `budget`."""
     if norm not in RECIPE:
-        raise InputError(f"norm={norm!r}: the recipe is for {tuple(RECIPE)}")
+        raise InputError(f"norm={norm!r} is not supported by the recipe; choose one of {tuple(RECIPE)}")
     if budget < 5:
         raise InputError(f"recipe: budget must be >= 5 gradient evaluations, got {budget}")
     restarts = max(1, min(3, budget // 160))  # a run needs ~100 iterations for the dual to settle
