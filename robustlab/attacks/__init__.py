@@ -24,6 +24,7 @@ from robustlab.attacks.base import (
     run_attack,
     verify,
 )
+from robustlab.attacks.brendel_bethge import bb
 from robustlab.attacks.carlini_wagner import cw
 from robustlab.attacks.confident_target import high_confidence
 from robustlab.attacks.decoupled_norm import ddn
@@ -43,6 +44,6 @@ __all__ = [
     "REGISTRY", "AttackResult", "AttackSpec", "get", "register", "run_attack", "verify", "predict", "is_adversarial",
     "pgd", "fgsm", "perturb", "apgd", "apgd_t", "square",
     "cw", "ddn", "deepfool", "ead", "fab", "fab_t", "fmn", "jsma", "sparsefool", "pdpgd", "pdgd", "pdpgd_r",
-    "alma", "sigma_zero", "minimum", "spatial_pgd", "stadv", "high_confidence",
+    "alma", "sigma_zero", "minimum", "bb", "spatial_pgd", "stadv", "high_confidence",
     "recipe", "primal_dual",
 ]
