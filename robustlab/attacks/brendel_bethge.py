@@ -123,10 +123,11 @@ def _solve_line(a: Tensor, b: Tensor, lo: Tensor, hi: Tensor, c: Tensor, kind: s
     mu = torch.where((c <= bottom) & (k > 0), torch.minimum(seg_mu, pk), pk)
     mu = torch.where(anyk, mu, p[:, -1])
     v = _apply(a, b, mu, lo, hi, kind, tau)
-    if kind == "hard":  # at a jump's point the threshold decides by rounding: take the jump's top
+    if kind == "hard":  # at a jump's point the threshold decides by rounding: take the jump's low end, which
+        # passes the boundary (the adversarial side is where <b, v> is smaller)
         v_up = _apply(a, b, mu * (1 + 1e-12) + 1e-300 * torch.ones_like(mu), lo, hi, kind, tau)
         v_dn = _apply(a, b, mu * (1 - 1e-12) - 1e-300 * torch.ones_like(mu), lo, hi, kind, tau)
-        v = torch.where(view_n((v_up * b).sum(1) >= (v_dn * b).sum(1), v), v_up, v_dn)
+        v = torch.where(view_n((v_up * b).sum(1) <= (v_dn * b).sum(1), v), v_up, v_dn)
     return v
 
 
@@ -203,7 +204,8 @@ def _trust_step(p: str, d: Tensor, b: Tensor, c: Tensor, lo: Tensor, hi: Tensor,
         for _ in range(iters):
             lt = (l_lo + l_hi) / 2
             vt = _solve_line(d, b, lo, hi, cp, kind, 10.0 ** lt)
-            ok = (_dist(vt, d) <= r) & (((vt * b).sum(1) - cp).abs() <= tol)
+            gap = (vt * b).sum(1) - cp  # L0's jumps can pass the boundary (gap < 0): that is allowed
+            ok = (_dist(vt, d) <= r) & ((gap.abs() <= tol) | ((gap < 0) & (kind == "hard")))
             l_lo, l_hi = torch.where(ok, lt, l_lo), torch.where(ok, l_hi, lt)
             v = torch.where(view_n(ok, d), vt, v)
     out[i] = v
