@@ -237,7 +237,7 @@ def _adv(logits: Tensor, lab: Tensor, targeted: bool) -> Tensor:
 @register("bb", family="minnorm", norms=_NORMS, stochastic=True)
 def bb(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 1000, lr: float = 1.0,
        lr_decay: float = 0.5, decay_every: int = 20, momentum: float = 0.8, overshoot: float = 1.1,
-       binary_search_steps: int = 10, init: str = "noise", init_draws: int = 20, init_blends: int = 20,
+       binary_search_steps: int = 10, init: str = "noise", init_draws: int = 100, init_blends: int = 20,
        solver_iters: int = 20, refine: int = 0, polish: int = 0, targeted: bool = False,
        target: Tensor | None = None, generator: torch.Generator | None = None,
        stop_at: float | None = None) -> AttackResult:
