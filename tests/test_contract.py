@@ -34,7 +34,8 @@ EPS = {"linf": 0.1, "l2": 1.0, "l1": 4.0, "l0": 5.0, "pixel": 5.0, "flow": 0.05}
 # small settings by parameter name (any attack that has the parameter gets it) ...
 GENERIC = {"steps": 3, "queries": 8, "search_steps": 2, "n_targets": 2, "deepfool_steps": 3}
 # ... and per attack, where the generic ones are not small enough (checked to name registered attacks)
-OVERRIDES: dict[str, dict] = {"pdpgd_r": {"steps": 10}, "jsma": {"gamma": 0.01}, "minimum": {"steps": 12}}
+OVERRIDES: dict[str, dict] = {"pdpgd_r": {"steps": 10}, "jsma": {"gamma": 0.01}, "minimum": {"steps": 12},
+                             "one_pixel": {"population": 12}}
 # a method's own distance from the optimum on a linear model, at its default settings (2% for the others)
 CLOSED_FORM_BOUND = {
     "jsma": 2.0,  # changes features in pairs: one feature suffices on the linear model, JSMA spends two

@@ -16,10 +16,13 @@ from robustlab.attacks import primal_dual
 from robustlab.attacks.adaptive_boundary import fab, fab_t
 from robustlab.attacks.augmented_lagrangian import alma
 from robustlab.attacks.auto_pgd import apgd, apgd_t
+from robustlab.attacks.brendel_bethge import bb
 from robustlab.attacks.carlini_wagner import cw
 from robustlab.attacks.confident_target import high_confidence
 from robustlab.attacks.decoupled_norm import ddn
 from robustlab.attacks.deep_fool import deepfool
+from robustlab.attacks.differential_evolution import one_pixel
+from robustlab.attacks.distributional import daa
 from robustlab.attacks.elastic_net import ead
 from robustlab.attacks.fast_minimum_norm import fmn
 from robustlab.attacks.portfolio import minimum
@@ -37,6 +40,6 @@ __all__ = [
     "REGISTRY", "AttackResult", "AttackSpec", "get", "register", "run_attack", "verify", "predict", "is_adversarial",
     "pgd", "fgsm", "perturb", "apgd", "apgd_t", "square",
     "cw", "ddn", "deepfool", "ead", "fab", "fab_t", "fmn", "jsma", "sparsefool", "pdpgd", "pdgd", "pdpgd_r",
-    "alma", "sigma_zero", "minimum", "spatial_pgd", "stadv", "high_confidence",
+    "alma", "sigma_zero", "minimum", "bb", "one_pixel", "daa", "spatial_pgd", "stadv", "high_confidence",
     "recipe", "primal_dual",
 ]

@@ -26,7 +26,7 @@ from robustlab.io import atomic_write_json, atomic_write_text
 # the spec's Fashion-MNIST thresholds (section 5.2; the thesis's MNIST ones follow FAB)
 THRESHOLDS = {"l2": [0.5, 1.0, 1.5, 2.0, 2.5], "linf": [0.05, 0.075, 0.1, 0.125, 0.15],
               "l1": [2.5, 5.0, 7.5, 10.0, 12.5], "l0": [1, 3, 5, 8, 12]}
-# the thesis's columns per norm (Tables 5.1-5.4); bb / daa / one_pixel have no robustlab implementation
+# the thesis's columns per norm (Tables 5.1-5.4); daa and one_pixel are fixed-budget (per-eps columns, like PGD)
 COMPARISON = {"l2": ["deepfool", "cw", "ddn", "bb", "fab", "fmn"], "linf": ["deepfool", "bb", "daa", "fab", "fmn"],
               "l1": ["sparsefool", "ead", "bb", "fab", "fmn"], "l0": ["jsma", "one_pixel", "bb", "fmn"]}
 PGD_NORMS = ("linf", "l2", "l1")  # per-eps PGD (SLIDE for l1)
@@ -39,12 +39,17 @@ THESIS_SETTINGS: dict[str, dict[str, Any]] = {
            "anneal": False},
     "ddn": {"steps": 1000, "init_norm": 1.0, "gamma": 0.05, "margin_from": 1.0},
     "fab": {"steps": 100, "restarts": 1},
+    "bb": {"steps": 1000, "lr": 1.0, "decay_every": 20},  # MNIST's decay interval (CIFAR-10: 100)
+    "daa": {"steps": 200},
+    "one_pixel": {"steps": 100, "population": 400},
     "ead": {"search_steps": 9, "steps": 1000, "lr": 0.01, "initial_const": 0.01, "beta": 0.05,
             "decision_rule": "L1"},
     "jsma": {"theta": 1.0, "gamma": 1.0},
     "sparsefool": {"steps": 20, "lam": 1.0},
     "fmn": {"steps": 1000},  # not in the thesis (robustlab's extra column)
-    "pgd": {"steps": 100, "grid": THESIS_PGD_GRID},
+    "pgd": {"steps": 100, "grid": THESIS_PGD_GRID, "restarts": [1, 10, 100]},
+    "fab-restarts": [1, 10, 100],
+    "daa-restarts": [1, 50],
     "pdpgd": {"steps": 500, "lr_grid": THESIS_GRID, "restarts": [1, 10, 100]},
 }
 VARIANTS = {"pdpgd-r": "pdpgd_r"}  # table row -> registered attack (robustlab's budgeted recipe)
@@ -66,7 +71,10 @@ def _cpu_baselines() -> dict[str, dict[str, Any]]:
             "fab": {"steps": 50, "restarts": 1},
             "ead": {"search_steps": 5, "steps": 100, "lr": 0.01, "initial_const": 0.01, "beta": 0.05,
                     "decision_rule": "L1"},
-            "jsma": {"theta": 1.0, "gamma": 1.0}, "sparsefool": {"steps": 20, "lam": 1.0}, "fmn": {"steps": 200}}
+            "jsma": {"theta": 1.0, "gamma": 1.0}, "sparsefool": {"steps": 20, "lam": 1.0}, "fmn": {"steps": 200},
+            # the thesis's B&B, DAA and One-Pixel at a CPU budget (One-Pixel on the first jsma_n points)
+            "bb": {"steps": 200, "lr": 1.0, "decay_every": 20}, "daa": {"steps": 50},
+            "one_pixel": {"steps": 20, "population": 50}}
 
 
 @dataclass
@@ -84,6 +92,9 @@ class Profile:
     recipe: bool = True  # robustlab's budgeted recipe row pdpgd-r
     pgd_steps: int = 20
     pgd_grid: list[float] = field(default_factory=lambda: [1, 5, 25])  # step = eps / d
+    pgd_restarts: list[int] = field(default_factory=lambda: [1])  # PGD-R columns (restarts on unsolved points)
+    fab_restarts: list[int] = field(default_factory=lambda: [1])  # FAB-R columns
+    daa_restarts: list[int] = field(default_factory=lambda: [1])  # DAA-R columns (the thesis: 1 and 50)
     baselines: dict[str, dict[str, Any]] = field(default_factory=_quick_baselines)
     skip: list[str] = field(default_factory=list)  # baselines left out of the profile
     jsma_n: int = 10  # JSMA runs on the first jsma_n points only (k-1 targeted runs each)
@@ -101,8 +112,10 @@ PROFILES = {
                    pgd_steps=50, pgd_grid=[1, 5, 25, 100], baselines=_cpu_baselines(), jsma_n=20, group_n=100,
                    group_epochs=5, fig_n=10),
     "full": Profile(n=1000, steps=500, epochs=20, n_train=0, arch="small_cnn", lr_grid=THESIS_GRID,
-                    restarts=[1, 10, 100], pgd_steps=100, pgd_grid=THESIS_PGD_GRID,
-                    baselines={k: dict(v) for k, v in THESIS_SETTINGS.items() if k not in ("pgd", "pdpgd")},
+                    restarts=[1, 10, 100], pgd_steps=100, pgd_grid=THESIS_PGD_GRID, pgd_restarts=[1, 10, 100],
+                    fab_restarts=[1, 10, 100], daa_restarts=[1, 50],
+                    baselines={k: dict(v) for k, v in THESIS_SETTINGS.items() if isinstance(v, dict)
+                               and k not in ("pgd", "pdpgd")},
                     jsma_n=1000, group_n=1000, group_epochs=20, fig_n=10),
 }
 
@@ -130,7 +143,8 @@ def deviations(p: Profile) -> list[str]:
            "Fashion-MNIST choices", f"models: {p.arch}, {p.epochs} epochs, trained here (the thesis: external "
            "checkpoints); linf-AT eps 0.1, l2-AT eps 1.5 (PGD-5)",
            f"points: first {p.n} test images (the thesis: 1,000)",
-           "B&B, DAA and One-Pixel: not implemented in robustlab (n/a columns)"]
+           "B&B, DAA and One-Pixel: robustlab's own implementations (the thesis: Foolbox's B&B, ART's One-Pixel, "
+           "its own DAA); DAA's step grid is the PGD grid of the profile"]
     th = THESIS_SETTINGS
     if p.steps != th["pdpgd"]["steps"]:
         out.append(f"PDPGD: {p.steps} iterations per run (thesis 500)")
@@ -140,9 +154,15 @@ def deviations(p: Profile) -> list[str]:
         out.append(f"PDPGD restarts columns {p.restarts} (thesis 1, 10, 100)")
     if p.pgd_steps != 100 or list(p.pgd_grid) != THESIS_PGD_GRID:
         out.append(f"PGD: {p.pgd_steps} steps, step grid eps/{{{', '.join(f'{d:g}' for d in p.pgd_grid)}}} "
-                   "(thesis 100 steps, eps/{1, 2, 5, 10, 25, 50, 100}); PGD-1 only (no PGD-10/-100)")
+                   "(thesis 100 steps, eps/{1, 2, 5, 10, 25, 50, 100})")
+    if list(p.pgd_restarts) != th["pgd"]["restarts"]:
+        out.append(f"PGD restarts columns {p.pgd_restarts} (thesis 1, 10, 100)")
+    if list(p.fab_restarts) != th["fab-restarts"]:
+        out.append(f"FAB restarts columns {p.fab_restarts} (thesis 1, 10, 100)")
+    if list(p.daa_restarts) != th["daa-restarts"]:
+        out.append(f"DAA restarts columns {p.daa_restarts} (thesis 1, 50)")
     for name, want in th.items():
-        if name in ("pgd", "pdpgd"):
+        if name in ("pgd", "pdpgd") or not isinstance(want, dict):
             continue
         if name in p.skip:
             out.append(f"{name}: left out of this profile")
@@ -152,8 +172,7 @@ def deviations(p: Profile) -> list[str]:
         if diff:
             out.append(f"{name}: " + ", ".join(diff))
     if p.jsma_n < p.n:
-        out.append(f"jsma: first {p.jsma_n} points only (the thesis: all)")
-    out.append("FAB: FAB-1 only (the thesis also FAB-10 / FAB-100)")
+        out.append(f"jsma and one_pixel: first {p.jsma_n} points only (the thesis: all)")
     out.append("closing: every PDPGD / PDGD run ends with robustlab's boundary polish (3 rounds, attacks.best_point."
                "boundary_polish) and a 10-pass bisection along its result, each run of the lr grid and the "
                "restarts on its own best; the thesis's attack has neither. C&W, DDN and EAD carry the same "
@@ -167,7 +186,7 @@ def planned_cost(p: Profile, k: int = 10) -> dict[str, float]:
     per: dict[str, float] = {}
     pd = p.steps * len(p.lr_grid) * sum(p.restarts) + (p.steps * len(p.lr_grid) * max(p.restarts) if p.recipe else 0)
     per["pdpgd"] = pd * len(p.norms)
-    per["pgd"] = p.pgd_steps * len(p.pgd_grid) * 5 * len([q for q in p.norms if q in PGD_NORMS])
+    per["pgd"] = p.pgd_steps * len(p.pgd_grid) * 5 * len([q for q in p.norms if q in PGD_NORMS]) * sum(p.pgd_restarts)
     b = p.baselines
     for norm in p.norms:
         for name in COMPARISON[norm]:
@@ -177,7 +196,10 @@ def planned_cost(p: Profile, k: int = 10) -> dict[str, float]:
             cost = {"deepfool": s.get("steps", 50) * min(k - 1, 10),
                     "cw": s.get("steps", 100) * s.get("search_steps", 9),
                     "ead": s.get("steps", 100) * s.get("search_steps", 9), "ddn": s.get("steps", 100),
-                    "fab": s.get("steps", 100) * (k + 1), "fmn": s.get("steps", 100),
+                    "fab": s.get("steps", 100) * (k + 1) * sum(p.fab_restarts), "fmn": s.get("steps", 100),
+                    "bb": s.get("steps", 1000), "daa": s.get("steps", 200) * len(p.pgd_grid) * 5 * sum(p.daa_restarts),
+                    # forward passes only (no gradient): counted as one evaluation each, an upper bound
+                    "one_pixel": s.get("population", 400) * (s.get("steps", 100) + 1) * 5 * p.jsma_n / max(p.n, 1),
                     "sparsefool": s.get("steps", 20) * 50 * (k - 1),
                     "jsma": 2 * (k - 1) * 784 * 0.1 * p.jsma_n / max(p.n, 1)}[name]
             per[name] = per.get(name, 0.0) + cost
@@ -195,25 +217,48 @@ def _kwargs(name: str, p: Profile, norm: str, restarts: int = 1) -> dict[str, An
     return {**p.baselines.get(name, {}), "generator": gen}
 
 
-def _pgd_column(model: Any, x: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, norm: str, p: Profile
-                ) -> dict[str, Any]:
-    """Per-eps PGD (one run per eps and step size eps/d, d in the grid); robust accuracy = the lowest
-    over the grid at each eps, as the thesis reports it."""
+def _pgd_column(model: Any, x: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, norm: str, p: Profile,
+                restarts: int = 1, attack: str = "pgd") -> dict[str, Any]:
+    """Per-eps PGD or DAA (one run per eps and step size eps/d, d in the grid, each with `restarts` restarts
+    on the points still unsolved); robust accuracy = the lowest over the grid at each eps, as the thesis
+    reports it (a point counts as robust at eps only if no step size broke it: `broken` is the union)."""
     from robustlab import attacks
 
     t0 = time.perf_counter()
-    curve, per_step, evals = {}, {}, 0.0
+    curve, lowest, per_step, evals = {}, {}, {}, 0.0
+    steps = p.pgd_steps if attack == "pgd" else p.baselines[attack].get("steps", p.pgd_steps)
     for e in THRESHOLDS[norm]:
         accs = {}
+        broken = torch.zeros_like(correct)
         for d in p.pgd_grid:
-            r = attacks.pgd(model, x, y, norm=norm, eps=float(e), steps=p.pgd_steps, step_size=float(e) / d,
-                            keep="first", generator=torch.Generator().manual_seed(p.seed))
+            kw = {"keep": "first"} if attack == "pgd" else {}
+            r = attacks.get(attack)(model, x, y, norm=norm, eps=float(e), steps=steps, step_size=float(e) / d,
+                                    restarts=restarts, generator=torch.Generator().manual_seed(p.seed), **kw)
             accs[f"eps/{d:g}"] = float((correct & ~r.success).float().mean())
+            broken |= r.success
             evals += float(r.backward_passes.float().mean())
-        curve[float(e)] = min(accs.values())
+        # the per-point worst case over the step sizes (a point is robust only if no step size broke it);
+        # the thesis reports the lowest accuracy over the step sizes, never lower than this
+        curve[float(e)] = float((correct & ~broken).float().mean())
+        lowest[float(e)] = min(accs.values())
         per_step[str(float(e))] = accs
-    return {"robust_acc": curve, "per_step_size": per_step, "seconds": time.perf_counter() - t0,
-            "grad_evals_per_sample": evals, "fixed_eps": True}
+    return {"robust_acc": curve, "lowest_over_step_sizes": lowest, "per_step_size": per_step,
+            "seconds": time.perf_counter() - t0, "grad_evals_per_sample": evals, "fixed_eps": True}
+
+
+def _one_pixel_column(model: Any, x: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, p: Profile
+                      ) -> dict[str, Any]:
+    """One-Pixel at each l0 threshold (eps pixels; one channel here, so pixels = values)."""
+    from robustlab import attacks
+
+    t0 = time.perf_counter()
+    curve, evals = {}, 0.0
+    for e in THRESHOLDS["l0"]:
+        r = attacks.one_pixel(model, x, y, eps=float(e), **_kwargs("one_pixel", p, "l0"))
+        curve[float(e)] = float((correct & ~r.success).float().mean())
+        evals += float(r.forward_passes.float().mean())
+    return {"robust_acc": curve, "seconds": time.perf_counter() - t0, "forward_passes_per_sample": evals,
+            "fixed_eps": True, "n_points": len(x)}
 
 
 def _attack_rows(model: Any, x: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, norm: str, p: Profile,
@@ -248,7 +293,8 @@ def _attack_rows(model: Any, x: torch.Tensor, y: torch.Tensor, correct: torch.Te
         t0 = time.perf_counter()
         summarise("pdpgd-r", attacks.pdpgd_r(model, x, y, norm=norm, **_kwargs("pdpgd-r", p, norm)), x, correct, t0)
     if norm in PGD_NORMS:
-        rows["pgd"] = _pgd_column(model, x, y, correct, norm, p)
+        for rs in p.pgd_restarts:
+            rows["pgd" if rs == 1 else f"pgd-{rs}"] = _pgd_column(model, x, y, correct, norm, p, rs)
     for name in COMPARISON[norm]:
         if name not in attacks.REGISTRY:
             rows[name] = {"unavailable": True}
@@ -256,10 +302,19 @@ def _attack_rows(model: Any, x: torch.Tensor, y: torch.Tensor, correct: torch.Te
         if name in p.skip or name not in p.baselines:
             rows[name] = {"unavailable": True, "skipped": "profile"}
             continue
-        m = p.jsma_n if name == "jsma" else len(x)
-        t0 = time.perf_counter()
-        r = attacks.get(name)(model, x[:m], y[:m], norm=norm, **_kwargs(name, p, norm))
-        summarise(name, r, x[:m], correct[:m], t0)
+        if name == "daa":
+            for rs in p.daa_restarts:
+                rows["daa" if rs == 1 else f"daa-{rs}"] = _pgd_column(model, x, y, correct, norm, p, rs, "daa")
+            continue
+        m = p.jsma_n if name in ("jsma", "one_pixel") else len(x)
+        if name == "one_pixel":
+            rows[name] = _one_pixel_column(model, x[:m], y[:m], correct[:m], p)
+            continue
+        for rs in (p.fab_restarts if name == "fab" else [1]):
+            t0 = time.perf_counter()
+            kw = {**_kwargs(name, p, norm), **({"restarts": rs} if name == "fab" else {})}
+            r = attacks.get(name)(model, x[:m], y[:m], norm=norm, **kw)
+            summarise(name if rs == 1 else f"{name}-{rs}", r, x[:m], correct[:m], t0)
     return rows, advs
 
 
@@ -435,7 +490,8 @@ def tables(results: dict[str, Any]) -> str:
              "Deviations from the thesis's settings:", ""] + [f"- {d}" for d in results["deviations"]] + [""]
     for norm in s["norms"]:
         names = list(next(iter(models.values()))["norms"][norm])
-        mn = [nm for nm in names if nm != "pgd"]
+        first = next(iter(models.values()))["norms"][norm]
+        mn = [nm for nm in names if not first[nm].get("fixed_eps")]
         lines += [f"## Table 5.1 analogue, {norm}: mean / median perturbation norm (success rate)", "",
                   "| model | " + " | ".join(mn) + " |", "|---|" + "---|" * len(mn)]
         for key, m in models.items():
