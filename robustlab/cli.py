@@ -211,7 +211,7 @@ def _add_data_root(sp: argparse.ArgumentParser, download: bool = True) -> None:
 
 def _cmd_certify(a: argparse.Namespace) -> int:
     from robustlab.certify.spatial import certify_flow, pair_bounds
-    from robustlab.io import atomic_write_json
+    from robustlab.io import atomic_write_text
 
     eps = parse_numbers(a.eps)
     model, x, y = _load_model_and_data(a)
@@ -223,8 +223,8 @@ def _cmd_certify(a: argparse.Namespace) -> int:
                "certified_loss01": [float(v) for v in cert.loss01],
                "claimed_loss01": [float(v) for v in cert.claimed_loss01], "bound_seconds": q.seconds}
     print(dumps(summary))
-    if a.out:
-        atomic_write_json(a.out, summary)
+    if a.out:  # the file holds what was printed
+        atomic_write_text(a.out, dumps(summary) + "\n")
     return 0
 
 

@@ -332,7 +332,7 @@ def test_finetune_never_worse_and_checks_its_arguments():
     assert (ft.norm <= base.norm + 1e-6).all() and bool((ft.norm < base.norm - 1e-6).any())
     assert (ft.backward_passes >= base.backward_passes).all()
     for bad in (dict(finetune=-1), dict(finetune_lr=-0.1)):
-        with pytest.raises(InputError, match=r"need finetune"):
+        with pytest.raises(InputError, match=r"need finetune|finetune must be"):
             attacks.pdpgd(m, x, y, norm="l1", steps=5, **bad)
 
 
