@@ -557,3 +557,16 @@ def test_11_a_float64_model_runs_from_the_cli(cli_files, capsys):
                  "--arch-kwargs", '{"double": true}', "--data", str(p / "d.npz"), "--attack", "pgd", "--eps", "0.1",
                  "--steps", "2"]) == 0
     assert "x.to" not in capsys.readouterr().err
+
+
+def test_9_the_attack_command_says_a_model_is_randomised():
+    """`robustlab attack`'s loop (evaluate.attacking) detects the randomised model too, and names EOT."""
+    from robustlab.evaluate.attacking import attack_dataset
+
+    x, _ = _data(20)
+    y = _label_by_model(Lin(k=3), x)
+    with pytest.warns(UserWarning, match="randomised model"):
+        run = attack_dataset(Noisy().eval(), x, y, "pgd", eps=0.1, steps=3, progress=False)
+    assert run.summary["randomised"] is True and "eot_iter" in run.summary["randomised_note"]
+    det = attack_dataset(Lin(k=3).eval(), x, y, "pgd", eps=0.1, steps=3, progress=False)
+    assert "randomised" not in det.summary

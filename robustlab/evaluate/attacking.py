@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,8 @@ def attack_dataset(model: nn.Module, x: Tensor, y: Tensor, attack: str, *, eps: 
         return {k: (torch.cat([p[k] for p in parts]) if isinstance(parts[0][k], Tensor) else sum(p[k] for p in parts))
                 for k in parts[0]}
 
-    from robustlab.evaluate.card import fraction_string
+    from robustlab.attacks.guards import is_randomised
+    from robustlab.evaluate.card import RANDOMISED_NOTE, fraction_string
 
     eps_text = f" eps {fraction_string(kw['eps'])}" if "eps" in kw else ""
     local = {}
@@ -174,6 +176,11 @@ def attack_dataset(model: nn.Module, x: Tensor, y: Tensor, attack: str, *, eps: 
         "unverified": sum(r["unverified"] for r in results),
         "nan_logits": sum(r["flagged"] for r in results),
     }
+    if is_randomised(model, x):  # another draw of the model gives other numbers: say so, and what to use
+        summary["randomised"] = True
+        summary["randomised_note"] = (RANDOMISED_NOTE + "; attack it with eot_iter > 1 (e.g. --param eot_iter=20 "
+                                      "for pgd/apgd) or evaluate it with --version rand")
+        warnings.warn(f"randomised model: {summary['randomised_note']}", UserWarning, stacklevel=2)
     if spec.family == "minnorm":
         ok = success & clean
         summary["median_norm_over_correct"] = (float(torch.where(ok, norms, torch.inf)[clean].median())
