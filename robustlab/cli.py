@@ -702,7 +702,23 @@ def build_parser() -> argparse.ArgumentParser:
     ale.add_argument("--steps", type=int, default=100)
     ale.add_argument("--interpolate", type=int, default=8, help="images per interpolation strip")
     ale.set_defaults(fn=_cmd_analyze_large_eps)
+    _add_data_root(p)
     return p
+
+
+NO_DATA = {"models list", "attacks list", "runs list", "runs table", "report"}  # commands that load no dataset
+
+
+def _add_data_root(parser: argparse.ArgumentParser, path: str = "") -> None:
+    """--data-root on every command that loads a dataset (a folder searched first: DIR/NAME, then DIR)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        if path not in NO_DATA:
+            parser.add_argument("--data-root", dest="data_root", default=None, metavar="DIR",
+                                help="look for datasets in DIR/NAME and DIR first (downloads go there too)")
+        return
+    for name, sp in subs[0].choices.items():
+        _add_data_root(sp, f"{path} {name}".strip())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -713,6 +729,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "data_root"):  # set, or cleared, for each command run in this process
+            from robustlab.data import set_data_root
+
+            set_data_root(args.data_root)
         return int(args.fn(args) or 0)
     except (ConfigError, InputError, CheckpointError, RunLockedError, OSError, ValueError) as e:
         print(f"robustlab: error: {e}", file=sys.stderr)
