@@ -80,7 +80,8 @@ PROFILES = {
                           at_steps=100, sdp_weight=0.01),
     "full": SpatialProfile(dataset="mnist", hidden=500, epochs=20, n_train=0, batch_size=128, lr=1e-3,
                            lb_eps=[0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 7.84], lb_n=10, lb_iters=50,
-                           lb_targets=[], dual_steps=300, exact_sdp_pairs=90, eval_n=10000, pgd_steps=100,
+                           lb_targets=[], lb_hidden=512, lb_epochs=20, dual_steps=300, exact_sdp_pairs=90, eval_n=10000,
+                           pgd_steps=100,
                            pgd_restarts=5, taus=[5e-4, 5e-3, 0.05, 0.5, math.inf], stadv_steps=200,
                            stadv_optimizer="lbfgs", stadv_n=10000, at_pool=5000, at_steps=100),
 }
