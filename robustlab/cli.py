@@ -350,6 +350,11 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
     from robustlab.experiments import get_experiment
     from robustlab.report.provenance import write_provenance
 
+    if a.dry_run:  # the plan only: stages, data, estimated GPU time (robustlab/experiments/plan.py)
+        from robustlab.experiments.plan import plan, render
+
+        print(render(plan(a.name, a.profile)))
+        return 0
     if not one_process("reproduce"):
         return 0
     out = Path(a.out) if a.out else Path("runs") / "reproduce" / a.name / a.profile
@@ -659,6 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
     rp.add_argument("--out", default=None, help="output folder (default runs/reproduce/NAME/PROFILE)")
     rp.add_argument("--device", default="cpu")
+    rp.add_argument("--dry-run", dest="dry_run", action="store_true",
+                    help="print the plan (stages, models, data present or not, estimated GPU hours) and exit")
     rp.set_defaults(fn=_cmd_reproduce)
 
     rep = sub.add_parser("report", help="render runs, model cards and reproductions into one HTML page")
