@@ -357,7 +357,16 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
         return 0
     if not one_process("reproduce"):
         return 0
+    if a.smoke:
+        a.profile = "smoke"
     out = Path(a.out) if a.out else Path("runs") / "reproduce" / a.name / a.profile
+    if a.smoke:  # full's pipeline at toy counts; tiny files in the real formats unless --data-root names data
+        from robustlab.data import fake, set_data_root
+        from robustlab.experiments import common
+
+        if not a.data_root:
+            set_data_root(fake.write_all(out / "smoke-data"))
+        common.CACHE_ROOT = out / "cache"  # toy models never mix with real ones
     write_provenance(out)
     get_experiment(a.name)(out=out, profile=a.profile, device=a.device)
     print(f"results in {out}", file=sys.stderr)
@@ -664,6 +673,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
     rp.add_argument("--out", default=None, help="output folder (default runs/reproduce/NAME/PROFILE)")
     rp.add_argument("--device", default="cpu")
+    rp.add_argument("--smoke", action="store_true",
+                    help="run the full profile's pipeline at toy counts (profile 'smoke') on tiny files in the real "
+                         "formats written to OUT/smoke-data (or the data under --data-root); models cached in OUT/cache")
     rp.add_argument("--dry-run", dest="dry_run", action="store_true",
                     help="print the plan (stages, models, data present or not, estimated GPU hours) and exit")
     rp.set_defaults(fn=_cmd_reproduce)

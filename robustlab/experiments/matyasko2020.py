@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,12 @@ PROFILES = {
                     baselines={k: dict(v) for k, v in THESIS_SETTINGS.items() if k not in ("pgd", "pdpgd")},
                     jsma_n=1000, group_n=1000, group_epochs=20, fig_n=10),
 }
+# `full`'s pipeline (MNIST, madry_cnn, every norm, baseline and restart column) at toy counts: `--smoke`
+PROFILES["smoke"] = replace(PROFILES["full"], n=10, steps=3, epochs=1, lr_grid=[0.1], restarts=[1, 2], pgd_steps=2,
+                            pgd_grid=[1], baselines={k: {**v, **{s: min(v[s], 2) for s in ("steps", "search_steps")
+                                                                 if s in v}}
+                                                     for k, v in PROFILES["full"].baselines.items()},
+                            jsma_n=2, group_n=10, group_epochs=1, fig_n=2)
 
 
 def model_configs(p: Profile, dataset: str | None = None, epochs: int | None = None) -> dict[str, dict[str, Any]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,10 @@ PROFILES = {
                     n_test=10000, n_eval=10000, own_steps=500, cw={"steps": 1000, "search_steps": 9},
                     oracle={"arch": "small_cnn", "epochs": 20, "n_train": 0}),
 }
+# `full`'s pipeline (MNIST, MLP 3 x 1200, every model) at toy counts: `reproduce ... --smoke`
+PROFILES["smoke"] = replace(PROFILES["full"], epochs=2, n_test=100, n_eval=10, own_steps=2,
+                            cw={"steps": 2, "search_steps": 1}, oracle={"arch": "small_cnn", "epochs": 1, "n_train": 0},
+                            fig_n=2)
 
 
 def model_configs(p: Profile) -> dict[str, dict[str, Any]]:
@@ -150,7 +154,8 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-critic", profile: str = "
             r[f"rho_{name}"], r[f"success_{name}"] = s["rho_adv"], s["success_rate"]
         ok = ce & own.success
         r["own_reached_confidence"] = float(own.info["reached"][ok].float().mean()) if bool(ok.any()) else 0.0
-        r["oracle"] = oracle_labels(oracle, own.x_adv[ok], ye[ok], own.info["target"][ok])
+        # no info when every point was misclassified already (the attack then does not run; ok is all False)
+        r["oracle"] = oracle_labels(oracle, own.x_adv[ok], ye[ok], own.info.get("target", ye)[ok])
         r["seconds"] = time.perf_counter() - t0
         res["models"][key] = r
         idx = torch.nonzero(ok).flatten()[: p.fig_n]
@@ -178,9 +183,9 @@ def _grids(grids: dict[str, torch.Tensor], path: Path) -> None:
     from robustlab.report.figures import image_grid, save
 
     rows = {k: v for k, v in grids.items() if len(v)}
-    width = min(len(v) for v in rows.values())
-    if width == 0:
+    if not rows:  # no model had a successful example to show
         return
+    width = min(len(v) for v in rows.values())
     labels = ["original" if k == "_orig" else k for k in rows]
     save(image_grid(torch.stack([v[:width] for v in rows.values()]), row_labels=labels,
                     title="Fig. 4.4c analogue: high-confidence adversarial examples (own attack)"), path)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ PROFILES = {
                     pairs="all", seeds=list(range(10)), n_test=10000, n_eval=10000,
                     cw={"steps": 1000, "search_steps": 9}, own_steps=500, fig_n=10),
 }
+# `full`'s pipeline (MNIST, MLP 3 x 1000, every C and baseline) at toy counts: `reproduce ... --smoke`
+PROFILES["smoke"] = replace(PROFILES["full"], n_train=0, epochs=1, seeds=[0], n_test=100, n_eval=10, deepfool_steps=2,
+                            cw={"steps": 2, "search_steps": 1}, own_steps=2, fig_n=2)
 
 
 def _cfg(p: Profile, key: str, seed: int) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,11 @@ PROFILES = {
                     l2_eps=[0.5, 1.0, 1.5], train_steps=40, eval_n=10_000, eval_steps=100, n_large=100,
                     oracle_epochs=84),
 }
+# `full`'s pipeline (its data, architecture, eps grids and every stage) at toy counts, for
+# `robustlab reproduce tsipras2019 --smoke` on tiny files in the real formats (robustlab/data/fake.py)
+PROFILES["smoke"] = replace(PROFILES["full"], n_mc=1000, frontier_n=50, lin_epochs=2, topk=[10, 784], epochs=1,
+                            oracle_epochs=1, train_steps=2, eval_n=20, eval_steps=2, n_grad=2, n_grad_stats=10,
+                            n_large=2, large_steps=2)
 
 
 def _log(msg: str) -> None:
@@ -365,9 +370,9 @@ def run_deep(p: Profile, out: Path, device: str) -> dict[str, Any]:
 def deep_table(r: dict[str, Any], p: Profile) -> str:
     keys = [k for k in r["models"] if k != "oracle"]
     cols = [c for c in r["models"]["standard"] if c.startswith("pgd_")]
-    lines = [f"### Deep models: small_cnn (16/32 channels, FC-128), 10-class Fashion-MNIST (the paper: MNIST / "
+    lines = [f"### Deep models: {p.arch} {p.arch_kwargs or ''}, 10-class {p.data} (the paper: MNIST / "
              f"CIFAR-10 / Restricted ImageNet), {p.n_train or 60000} training images, {p.epochs} epochs, "
-             f"Adam {p.lr:g}, "
+             f"Adam {p.lr:g}, batch {p.batch_size}, "
              f"PGD-{p.train_steps} training; evaluation on the first {p.eval_n} test images, PGD-{p.eval_steps}", "",
              "| model | clean | " + " | ".join(cols) + " | Sobel corr of abs(grad) |",
              "|---|---|" + "---|" * len(cols) + "---|"]
