@@ -358,17 +358,28 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
     if not one_process("reproduce"):
         return 0
     if a.smoke:
+        from robustlab.experiments.plan import GROUPS, PLANNERS
+
+        if a.name not in PLANNERS and a.name not in GROUPS:
+            raise ValueError(f"{a.name} has no smoke profile; --smoke runs {', '.join(sorted([*PLANNERS, *GROUPS]))}")
         a.profile = "smoke"
     out = Path(a.out) if a.out else Path("runs") / "reproduce" / a.name / a.profile
-    if a.smoke:  # full's pipeline at toy counts; tiny files in the real formats unless --data-root names data
-        from robustlab.data import fake, set_data_root
-        from robustlab.experiments import common
+    from robustlab.data import data_root, set_data_root
+    from robustlab.experiments import common
 
-        if not a.data_root:
-            set_data_root(fake.write_all(out / "smoke-data"))
-        common.CACHE_ROOT = out / "cache"  # toy models never mix with real ones
-    write_provenance(out)
-    get_experiment(a.name)(out=out, profile=a.profile, device=a.device)
+    saved = data_root(), common.CACHE_ROOT
+    try:
+        if a.smoke:  # full's pipeline at toy counts; tiny files in the real formats unless --data-root names data
+            from robustlab.data import fake
+
+            if not a.data_root:
+                set_data_root(fake.write_all(out / "smoke-data"))
+            common.CACHE_ROOT = out / "cache"  # toy models never mix with real ones
+        write_provenance(out)
+        get_experiment(a.name)(out=out, profile=a.profile, device=a.device)
+    finally:
+        set_data_root(saved[0])
+        common.CACHE_ROOT = saved[1]
     print(f"results in {out}", file=sys.stderr)
     return 0
 
@@ -675,7 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--device", default="cpu")
     rp.add_argument("--smoke", action="store_true",
                     help="run the full profile's pipeline at toy counts (profile 'smoke') on tiny files in the real "
-                         "formats written to OUT/smoke-data (or the data under --data-root); models cached in OUT/cache")
+                         "formats written to OUT/smoke-data (or the data under --data-root); models cached in "
+                         "OUT/cache")
     rp.add_argument("--dry-run", dest="dry_run", action="store_true",
                     help="print the plan (stages, models, data present or not, estimated GPU hours) and exit")
     rp.set_defaults(fn=_cmd_reproduce)

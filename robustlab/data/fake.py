@@ -52,9 +52,11 @@ def write_cifar10(directory: str | Path, n_train: int = 200, n_test: int = 100, 
     d = Path(directory) / BATCH_DIR
     d.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    per = max(1, n_train // len(TRAIN_BATCHES))
-    for name in TRAIN_BATCHES:
-        (d / name).write_bytes(pickle.dumps(_batch(rng, per, 10, {"labels": 1}), protocol=2))
+    train = _batch(rng, n_train, 10, {"labels": 1})  # every class in the training set, split over five files
+    parts = np.array_split(np.arange(n_train), len(TRAIN_BATCHES))
+    for name, idx in zip(TRAIN_BATCHES, parts):
+        part = {"data": train["data"][idx], "labels": [train["labels"][i] for i in idx]}  # type: ignore[index]
+        (d / name).write_bytes(pickle.dumps(part, protocol=2))
     for name in TEST_BATCHES:
         (d / name).write_bytes(pickle.dumps(_batch(rng, n_test, 10, {"labels": 1}), protocol=2))
     (d / META).write_bytes(pickle.dumps({"label_names": list(CIFAR10_CLASSES)}, protocol=2))

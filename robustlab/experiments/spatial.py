@@ -88,7 +88,8 @@ PROFILES = {
 # `full`'s pipeline (MNIST, every variant and stage) at toy counts, for `robustlab reproduce spatial --smoke`:
 # 7x7 inputs and 20 / 24 hidden units, since every dual-bound step is an eigendecomposition of size D = h + d
 # (D = 1284 at full size takes seconds each, 90 pairs x variants x eps of them); the exact SDPs are left out
-PROFILES["smoke"] = replace(PROFILES["full"], downsample=4, hidden=20, lb_hidden=24, epochs=1, lb_eps=[0.1, 7.84], lb_n=2, lb_iters=3, lb_epochs=1,
+PROFILES["smoke"] = replace(PROFILES["full"], downsample=4, hidden=20, lb_hidden=24, epochs=1, lb_eps=[0.1, 7.84],
+                            lb_n=2, lb_iters=3, lb_epochs=1,
                             cert_eps=[0.0, 0.1], dual_steps=3, exact_sdp_pairs=0, eval_n=20, pgd_eps=[0.1],
                             pgd_steps=2, pgd_restarts=1, taus=[0.05, math.inf], stadv_steps=2, stadv_optimizer="adam",
                             stadv_n=10, at_pool=20, at_steps=2)
