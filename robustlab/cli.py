@@ -346,6 +346,17 @@ def one_process(what: str) -> bool:
     return True
 
 
+def _reproduce_device(spec: str) -> str:
+    """'auto': CUDA when present, else the CPU; 'cuda...' without a GPU is a one-line error, not a crash later."""
+    import torch
+
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {spec}: no CUDA device here (torch {torch.__version__}); use --device auto or cpu")
+    return spec
+
+
 def _cmd_reproduce(a: argparse.Namespace) -> int:
     from robustlab.experiments import get_experiment
     from robustlab.report.provenance import write_provenance
@@ -357,6 +368,7 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
         return 0
     if not one_process("reproduce"):
         return 0
+    a.device = _reproduce_device(a.device)
     if a.smoke:
         from robustlab.experiments.plan import GROUPS, PLANNERS
 
@@ -683,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("name", choices=sorted(EXPERIMENTS))
     rp.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
     rp.add_argument("--out", default=None, help="output folder (default runs/reproduce/NAME/PROFILE)")
-    rp.add_argument("--device", default="cpu")
+    rp.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (CUDA when present)")
     rp.add_argument("--smoke", action="store_true",
                     help="run the full profile's pipeline at toy counts (profile 'smoke') on tiny files in the real "
                          "formats written to OUT/smoke-data (or the data under --data-root); models cached in "

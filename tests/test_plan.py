@@ -71,3 +71,17 @@ def test_cli_dry_run_reports_data_and_trains_nothing(tmp_path, capsys, monkeypat
     assert f"mnist: present ({tmp_path / 'd' / 'mnist'}" in capsys.readouterr().out
     assert not (tmp_path / "runs").exists()
     assert main(["reproduce", "demo", "--dry-run"]) == 2  # no plan for the demo: one-line error
+
+
+def test_reproduce_device_auto_and_missing_cuda(monkeypatch, capsys):
+    import torch
+
+    from robustlab.cli import _reproduce_device, main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _reproduce_device("auto") == "cpu" and _reproduce_device("cpu") == "cpu"
+    assert main(["reproduce", "tsipras2019", "--device", "cuda", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA device here" in err and err.count("\n") == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _reproduce_device("auto") == "cuda" and _reproduce_device("cuda:1") == "cuda:1"
