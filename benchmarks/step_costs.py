@@ -63,6 +63,23 @@ def measure(arch: str, kwargs: dict, shape: tuple[int, int, int], classes: int, 
             "flops_per_sample": flops / batch, "cpu_gflops_achieved": flops / s / 1e9}
 
 
+def measure_dual_step(dim: int, reps: int) -> dict:
+    """One step of certify.spatial.dual_bound at size D = h + d: eigvalsh of a float64 (D, D) matrix and
+    the gradient of the bound through it (the spatial paper's SDP bound, first-order, per class pair)."""
+    from robustlab.certify.spatial import dual_bound
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(dim, dim, generator=g, dtype=torch.float64)
+    p = (a + a.T) / 2
+    dual_bound(p, steps=1)  # warm-up
+    times = []
+    for _ in range(reps):
+        t0 = time.process_time()
+        dual_bound(p, steps=reps)  # steps + 1 eigvalsh with gradient, + 1 exact re-evaluation
+        times.append((time.process_time() - t0) / (reps + 2))
+    return {"dim": dim, "cpu_s_per_step": statistics.median(times)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=16)
@@ -74,10 +91,13 @@ def main() -> None:
         rows[key] = measure(arch, kw, shape, k, a.batch, a.reps)
         print(key, {k2: rows[key][k2] for k2 in ("cpu_s_per_sample", "flops_per_sample", "cpu_gflops_achieved")},
               flush=True)
+    dual = {str(d): measure_dual_step(d, 3) for d in (296, 1284)}
+    print("dual steps", dual, flush=True)
     out = {"what": "forward + cross-entropy + backward of one batch, CPU process time (median of reps after a "
                    "warm-up), flops by torch.utils.flop_counter", "torch": torch.__version__,
            "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-           "batch": a.batch, "reps": a.reps, "archs": rows}
+           "batch": a.batch, "reps": a.reps, "archs": rows,
+           "dual_bound_step": dual}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
     print(a.out)

@@ -47,10 +47,12 @@ def test_every_profile_plans_and_every_model_is_measured(name):
         assert pl["stages"] and math.isfinite(pl["est_gpu_hours_total"]) and "ESTIMATE" in pl["assumption"]
         for s in pl["stages"]:
             assert s["sample_passes"] >= 0
-            if s["kind"] != "solve" and profile == "full":  # every model a full profile builds was measured
+            if s["kind"] == "dual" and profile == "full":  # the SDP's first-order bound: measured CPU steps
+                assert s["est_cpu_hours"] > 0 and s["est_gpu_hours"] is None
+            elif s["kind"] != "solve" and profile == "full":  # every model a full profile builds was measured
                 assert s["arch"] in costs, (name, profile, s["stage"], s["arch"])
                 assert s["est_gpu_hours"] is not None and s["est_gpu_hours"] > 0
-            if s["est_gpu_hours"] is None:
+            if s["est_gpu_hours"] is None and s["est_cpu_hours"] is None:
                 assert s["stage"] in pl["unestimated_stages"]
     with pytest.raises(ValueError, match="no profile"):
         plan(name, "huge")
@@ -85,3 +87,12 @@ def test_reproduce_device_auto_and_missing_cuda(monkeypatch, capsys):
     assert "no CUDA device here" in err and err.count("\n") == 1
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert _reproduce_device("auto") == "cuda" and _reproduce_device("cuda:1") == "cuda:1"
+
+
+def test_dual_cost_scales_from_the_nearest_measured_size():
+    from robustlab.experiments.plan import dual_seconds
+
+    costs = {"dual@100": {"cpu_s_per_step": 0.5}, "dual@1000": {"cpu_s_per_step": 2.0}}
+    assert dual_seconds(10, 1000, costs) == pytest.approx(20.0)
+    assert dual_seconds(10, 2000, costs) == pytest.approx(10 * 2.0 * 8)
+    assert dual_seconds(4, 200, costs) == pytest.approx(4 * 0.5 * 8) and dual_seconds(1, 5, {}) is None

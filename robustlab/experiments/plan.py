@@ -125,11 +125,15 @@ def _spatial(p: Any) -> list[Stage]:
                        nv * len(p.pgd_eps) * p.pgd_steps * p.pgd_restarts, "variants x eps x steps x restarts"))
     out.append(_attack("stAdv over the tau grid", arch, p.dataset, p.stadv_n, nv * len(p.taus) * p.stadv_steps,
                        f"{p.stadv_optimizer}"))
-    out.append(_attack("dual bounds", arch, p.dataset, 90, len(p.cert_eps) * p.dual_steps * nv,
-                       "90 class pairs x eps x dual steps (one pass per step assumed)"))
+    dim = p.hidden + 784 // p.downsample ** 2
+    nets = len([v for v in p.variants if v != "f_stn"])
+    out.append(Stage("dual SDP bounds (first-order)", "dual", f"dual@{dim}", p.dataset,
+                     float(nets * 90 * (p.dual_steps + 2)), 1,
+                     f"{nets} networks x 90 class pairs x {p.dual_steps + 2} eigendecompositions at D = {dim}, "
+                     "on CPU: measured step cost scaled by (D / D_measured)^3"))
     out.append(Stage("exact SDPs", "solve", "", p.dataset, 0.0, 1,
-                     f"{p.exact_sdp_pairs} CVXPY/SCS solves at D = {p.hidden + 784 // p.downsample ** 2}: not "
-                     "estimated (CPU solver; over 40 CPU-minutes each at D = 848 measured)"))
+                     f"{p.exact_sdp_pairs} CVXPY/SCS solves at D = {dim}: not estimated (over 40 CPU-minutes each "
+                     "at D = 848, measured); the dual bounds above are valid upper bounds of the same SDPs"))
     return out
 
 
@@ -213,12 +217,25 @@ GROUPS = {"matyasko2020": ["matyasko2020-margin", "matyasko2020-critic", "matyas
 
 
 def load_costs(path: Path = STEP_COSTS) -> dict[str, Any]:
-    return json.loads(path.read_text())["archs"] if path.exists() else {}
+    if not path.exists():
+        return {}
+    d = json.loads(path.read_text())
+    return {**d["archs"], **{f"dual@{k}": v for k, v in d.get("dual_bound_step", {}).items()}}
+
+
+def dual_seconds(steps: float, dim: int, costs: dict[str, Any]) -> float | None:
+    """CPU seconds of `steps` dual-bound steps at size `dim`, from the nearest measured size, scaled by D^3."""
+    measured = {int(k.split("@")[1]): v["cpu_s_per_step"] for k, v in costs.items() if k.startswith("dual@")}
+    if not measured:
+        return None
+    ref = min(measured, key=lambda m: abs(m - dim))
+    return steps * measured[ref] * (dim / ref) ** 3
 
 
 def gpu_seconds(st: Stage, costs: dict[str, Any]) -> float | None:
+    """Estimated GPU seconds of a stage of sample passes (None for solver stages and unmeasured models)."""
     c = costs.get(st.arch)
-    if c is None or st.kind == "solve":
+    if c is None or st.kind in ("solve", "dual"):
         return None
     return st.passes * c["flops_per_sample"] / GPU_FLOPS + math.ceil(st.passes / st.batch) * GPU_STEP_OVERHEAD_S
 
@@ -256,15 +273,18 @@ def plan(name: str, profile: str = "full") -> dict[str, Any]:
             raise ValueError(f"{n} has no profile {profile!r}; known: {sorted(profs)}")
         for st in fn(profs[profile]):
             s = gpu_seconds(st, costs)
+            cpu = dual_seconds(st.passes, int(st.arch.split("@")[1]), costs) if st.kind == "dual" else None
             stages.append({"experiment": n, "stage": st.name, "kind": st.kind, "arch": st.arch, "data": st.dataset,
                            "sample_passes": st.passes, "est_gpu_hours": None if s is None else s / 3600,
-                           "note": st.note})
+                           "est_cpu_hours": None if cpu is None else cpu / 3600, "note": st.note})
     datasets = sorted({s["data"] for s in stages})
     known = [s["est_gpu_hours"] for s in stages if s["est_gpu_hours"] is not None]
     return {"experiment": name, "profile": profile, "stages": stages,
             "data": {d: data_present(d) for d in datasets},
-            "est_gpu_hours_total": sum(known), "unestimated_stages": [s["stage"] for s in stages
-                                                                      if s["est_gpu_hours"] is None],
+            "est_gpu_hours_total": sum(known),
+            "est_cpu_hours_total": sum(s["est_cpu_hours"] or 0.0 for s in stages),
+            "unestimated_stages": [s["stage"] for s in stages
+                                   if s["est_gpu_hours"] is None and s["est_cpu_hours"] is None],
             "assumption": f"ESTIMATE: GPU time per sample pass = FLOPs / {GPU_FLOPS / 1e12:g} TFLOP/s + "
                           f"{GPU_STEP_OVERHEAD_S * 1e3:g} ms per batch; FLOPs measured on CPU "
                           f"({STEP_COSTS.relative_to(STEP_COSTS.parents[2])}); not measured on a GPU"}
@@ -275,10 +295,13 @@ def render(pl: dict[str, Any]) -> str:
     lines += [f"  {d}: {s}" for d, s in pl["data"].items()]
     lines += ["", f"{'stage':<46} {'arch':<22} {'data':<14} {'sample passes':>14} {'est. GPU h':>10}  note"]
     for s in pl["stages"]:
-        h = "-" if s["est_gpu_hours"] is None else f"{s['est_gpu_hours']:.2f}"
+        h = ("-" if s["est_cpu_hours"] is None else f"{s['est_cpu_hours']:.1f} CPU") if s["est_gpu_hours"] is None \
+            else f"{s['est_gpu_hours']:.2f}"
         lines.append(f"{s['stage'][:46]:<46} {s['arch'][:22]:<22} {s['data']:<14} {s['sample_passes']:>14.3g} "
                      f"{h:>10}  {s['note']}")
     lines += ["", f"estimated GPU hours, total: {pl['est_gpu_hours_total']:.1f}"
+              + (f"; CPU solver hours (dual SDP bounds, from measured steps): {pl['est_cpu_hours_total']:.1f}"
+                 if pl["est_cpu_hours_total"] else "")
               + (f" (not estimated: {', '.join(pl['unestimated_stages'])})" if pl["unestimated_stages"] else ""),
               pl["assumption"]]
     return "\n".join(lines)
