@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from robustlab import data
 from robustlab.data import fake
@@ -83,3 +84,13 @@ def test_smoke_slow(name, tmp_path, monkeypatch):
     out = _run(name, tmp_path, monkeypatch)
     assert json.loads((out / "results.json").read_text())["profile"] == "smoke"
     assert (out / "report.html").is_file() or (out / "tables.md").is_file()
+
+
+def test_fake_classes_share_prototypes_across_splits(tmp_path):
+    # a nearest-class-mean classifier fitted on train must label the test images: the data are learnable
+    fake.write_all(tmp_path, n_train=100, n_test=50)
+    for name in ("mnist", "cifar10"):
+        tr, te = data.load(name, "train", root=tmp_path), data.load(name, "test", root=tmp_path)
+        means = torch.stack([tr.x[tr.y == c].mean(0) for c in range(10)]).flatten(1)
+        pred = torch.cdist(te.x.flatten(1), means).argmin(1)
+        assert (pred == te.y).float().mean() > 0.9, name
