@@ -333,7 +333,7 @@ def _stadv(p: SpatialProfile, nets: dict[str, torch.nn.Module], x: torch.Tensor,
                          "adv_accuracy": float((~r.success).float().mean()),
                          "median_l_flow": float(r.norm[flipped].median()) if flipped.any() else float("inf"),
                          "seconds": time.time() - t})
-            if name == "f_nt" and tau == 0.05:
+            if name == "f_nt" and tau == 0.05 and "flow" in r.info:  # no info when no point was classified right
                 samples = (xs[:6], r.x_adv[:6], r.info["flow"][:6])
         res[name] = rows
         _log(f"stAdv {name}: " + ", ".join(f"tau {r['tau']}: succ {r['success_rate']:.2f}" for r in rows))
