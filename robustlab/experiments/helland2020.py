@@ -107,7 +107,7 @@ PROFILES["smoke"] = replace(PROFILES["full"], n_train=32, train_eval_n=20, epoch
                             eval_eps=[0.0, 8 / 255, 50 / 255], eval_steps=1, eval_restarts=2, grad_n=4, grad_show=2,
                             inv_seeds=1, inv_steps=2, large_eps_n=2, large_eps_steps=2, strip_steps=2,
                             oracle_epochs=10, oracle_n_train=0,  # the oracle must beat noise (a guard checks):
-                            lr=0.02, teacher_lr=0.02, trades_extreme_lr=0.02)  # at 0.2, 2 steps a epoch diverge
+                            lr=0.02, teacher_lr=0.02, trades_extreme_lr=0.02)  # at 0.2, 2 steps an epoch diverge
 
 
 def _base(p: Profile, name: str) -> dict[str, Any]:
