@@ -352,6 +352,17 @@ def one_process(what: str) -> bool:
     return True
 
 
+def _reproduce_device(spec: str) -> str:
+    """'auto': CUDA when present, else the CPU; 'cuda...' without a GPU is a one-line error, not a crash later."""
+    import torch
+
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {spec}: no CUDA device here (torch {torch.__version__}); use --device auto or cpu")
+    return spec
+
+
 def _cmd_reproduce(a: argparse.Namespace) -> int:
     import time
 
@@ -359,23 +370,50 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
     from robustlab.io import atomic_write_json
     from robustlab.report.provenance import PROVENANCE, cpu_seconds, provenance, scrub_folder, seeds_of
 
+    if a.dry_run:  # the plan only: stages, data, estimated GPU time (robustlab/experiments/plan.py)
+        from robustlab.experiments.plan import plan, render
+
+        print(render(plan(a.name, a.profile)))
+        return 0
     if not one_process("reproduce"):
         return 0
+    a.device = _reproduce_device(a.device)
+    if a.smoke:
+        from robustlab.experiments.plan import GROUPS, PLANNERS
+
+        if a.name not in PLANNERS and a.name not in GROUPS:
+            raise ValueError(f"{a.name} has no smoke profile; --smoke runs {', '.join(sorted([*PLANNERS, *GROUPS]))}")
+        a.profile = "smoke"
     out = Path(a.out) if a.out else Path("runs") / "reproduce" / a.name / a.profile
-    out.mkdir(parents=True, exist_ok=True)
-    argv = ["reproduce", a.name, "--profile", a.profile] + (["--out", str(a.out)] if a.out else []) + \
-        (["--device", a.device] if a.device != "cpu" else [])  # the command as parsed (also when called as main())
-    prov = {**provenance(argv, roles={"RUN_DIR": out.resolve()}), "profile": a.profile, "device": a.device,
-            "finished": False}
-    atomic_write_json(out / PROVENANCE, prov)
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    res = get_experiment(a.name)(out=out, profile=a.profile, device=a.device)
-    prov.update(finished=True, wall_s=round(time.perf_counter() - t0, 1), cpu_s=round(cpu_seconds() - c0, 1),
-                seeds=seeds_of(res) if isinstance(res, dict) else {})
-    atomic_write_json(out / PROVENANCE, prov)
-    scrub_folder(out)  # committed results name folders by role ($ROBUSTLAB_CACHE, RUN_DIR), not by machine path
-    if (out / "claims.md").is_file():
-        print((out / "claims.md").read_text())
+    from robustlab.data import data_root, set_data_root
+    from robustlab.experiments import common
+
+    saved = data_root(), common.CACHE_ROOT
+    try:
+        if a.smoke:  # full's pipeline at toy counts; tiny files in the real formats unless --data-root names data
+            from robustlab.data import fake
+
+            out.mkdir(parents=True, exist_ok=True)
+            if not a.data_root:
+                set_data_root(fake.write_all(out / "smoke-data"))
+            common.CACHE_ROOT = out / "cache"  # toy models never mix with real ones
+        out.mkdir(parents=True, exist_ok=True)
+        argv = ["reproduce", a.name, "--profile", a.profile] + (["--out", str(a.out)] if a.out else []) + \
+            (["--device", a.device] if a.device != "cpu" else [])  # the command as parsed (also when called as main())
+        prov = {**provenance(argv, roles={"RUN_DIR": out.resolve()}), "profile": a.profile, "device": a.device,
+                "finished": False}
+        atomic_write_json(out / PROVENANCE, prov)
+        t0, c0 = time.perf_counter(), cpu_seconds()
+        res = get_experiment(a.name)(out=out, profile=a.profile, device=a.device)
+        prov.update(finished=True, wall_s=round(time.perf_counter() - t0, 1), cpu_s=round(cpu_seconds() - c0, 1),
+                    seeds=seeds_of(res) if isinstance(res, dict) else {})
+        atomic_write_json(out / PROVENANCE, prov)
+        scrub_folder(out)  # committed results name folders by role ($ROBUSTLAB_CACHE, RUN_DIR), not by machine path
+        if (out / "claims.md").is_file():
+            print((out / "claims.md").read_text())
+    finally:
+        set_data_root(saved[0])
+        common.CACHE_ROOT = saved[1]
     print(f"results in {out}", file=sys.stderr)
     return 0
 
@@ -563,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_parsers_data_models_attacks, _parsers_train_runs, _parsers_attack_certify, _parser_evaluate,
                 _parsers_demo_reproduce_report, _parser_analyze):  # one function per group of commands
         add(sub)
+    _add_data_root_everywhere(p)
     return p
 
 
@@ -696,7 +735,13 @@ def _parsers_demo_reproduce_report(sub: Any) -> None:
     rp.add_argument("name", choices=sorted(EXPERIMENTS))
     rp.add_argument("--profile", default="quick", choices=["quick", "cpu", "full"])
     rp.add_argument("--out", default=None, help="output folder (default runs/reproduce/NAME/PROFILE)")
-    rp.add_argument("--device", default="cpu")
+    rp.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (CUDA when present)")
+    rp.add_argument("--smoke", action="store_true",
+                    help="run the full profile's pipeline at toy counts (profile 'smoke') on tiny files in the real "
+                         "formats written to OUT/smoke-data (or the data under --data-root); models cached in "
+                         "OUT/cache")
+    rp.add_argument("--dry-run", dest="dry_run", action="store_true",
+                    help="print the plan (stages, models, data present or not, estimated GPU hours) and exit")
     rp.set_defaults(fn=_cmd_reproduce)
 
     cl = sub.add_parser("claims", help="the paper's claims and their verdicts, computed from a reproduction's "
@@ -751,6 +796,22 @@ def _parser_analyze(sub: Any) -> None:
     ale.set_defaults(fn=_cmd_analyze_large_eps)
 
 
+NO_DATA = {"models list", "attacks list", "runs list", "runs table", "report"}  # commands that load no dataset
+
+
+def _add_data_root_everywhere(parser: argparse.ArgumentParser, path: str = "") -> None:
+    """--data-root on every command that loads a dataset (a folder searched first: DIR/NAME, then DIR), where
+    the command has none yet (`_add_data_root` gives the model commands theirs, with --download)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        if path not in NO_DATA and "--data-root" not in parser._option_string_actions:
+            parser.add_argument("--data-root", dest="data_root", default=None, metavar="DIR",
+                                help="look for datasets in DIR/NAME and DIR first (downloads go there too)")
+        return
+    for name, sp in subs[0].choices.items():
+        _add_data_root_everywhere(sp, f"{path} {name}".strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
@@ -762,6 +823,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, category, *_, **__: f"robustlab: warning: {message}\n"
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "data_root"):  # set, or cleared, for each command run in this process
+            from robustlab.data import set_data_root
+
+            set_data_root(args.data_root)
         return int(args.fn(args) or 0)
     except (ConfigError, InputError, CheckpointError, RunLockedError, OSError, ValueError, FloatingPointError) as e:
         print(f"robustlab: error: {e}", file=sys.stderr)

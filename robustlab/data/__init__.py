@@ -6,16 +6,18 @@ downsampling (`downsample`), a config's ``[data]`` table applied to a split (`lo
 formats (`idx`, `cifar`), checksummed downloads (`download`) and batch augmentations (`augment`).
 """
 
-from robustlab.data import augment, cifar, digits, download, idx, mnist, synthetic  # noqa: F401 (registers loaders)
+from robustlab.data import augment, cifar, digits, download, idx, imagenet, mnist, synthetic  # noqa: F401 (registers loaders)
 from robustlab.data.dataset import (
     DATASETS,
     Dataset,
+    data_root,
     default_download_dir,
     describe,
     load,
     names,
     register,
     search_dirs,
+    set_data_root,
 )
 from robustlab.data.errors import (
     ChecksumError,
@@ -29,6 +31,7 @@ from robustlab.data.subsets import balanced_first_n, binary_pair, class_subset, 
 
 __all__ = [
     "DATASETS", "Dataset", "load", "describe", "names", "register", "search_dirs", "default_download_dir",
+    "data_root", "set_data_root", "imagenet",
     "DatasetNotFoundError", "DataFormatError", "ChecksumError", "DownloadError", "UnknownDatasetError",
     "first_n", "class_subset", "binary_pair", "balanced_first_n", "train_val_split",
     "downsample", "downsample_images", "load_split",

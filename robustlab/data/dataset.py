@@ -19,6 +19,8 @@ from robustlab.data.errors import DatasetNotFoundError, UnknownDatasetError
 
 SPLITS = ("train", "test")
 ENV_ROOT = "ROBUSTLAB_DATA"
+# A root set for the whole process (the CLI's --data-root): searched first whenever no root is passed.
+_DATA_ROOT: Path | None = None
 SYSTEM_ROOT = Path("/usr/share/datasets")  # where Debian's dataset-* packages install
 
 
@@ -154,8 +156,22 @@ def describe(name: str, root: str | os.PathLike | None = None, **kw: Any) -> dic
 
 # -- where files are searched ------------------------------------------------------------------
 
+def set_data_root(root: str | os.PathLike | None) -> None:
+    """Search `root/<name>` and `root` first for every dataset loaded without an explicit root (and download
+    there); None clears it. The CLI's ``--data-root DIR`` calls this once."""
+    global _DATA_ROOT
+    _DATA_ROOT = Path(root).expanduser() if root is not None and str(root) != "" else None
+
+
+def data_root() -> Path | None:
+    """The process-wide root set by `set_data_root` (None when unset)."""
+    return _DATA_ROOT
+
+
 def default_download_dir(name: str) -> Path:
-    """Where downloads go when no root is given: $ROBUSTLAB_DATA/<name>, else the user cache."""
+    """Where downloads go when no root is given: the --data-root, $ROBUSTLAB_DATA/<name>, else the user cache."""
+    if _DATA_ROOT is not None:
+        return _DATA_ROOT / name
     env = os.environ.get(ENV_ROOT)
     if env:
         return Path(env).expanduser() / name
@@ -164,11 +180,12 @@ def default_download_dir(name: str) -> Path:
 
 
 def search_dirs(name: str, root: str | os.PathLike | None = None) -> list[Path]:
-    """Directories searched for `name`'s files, in order. A given `root` is the only place searched."""
+    """Directories searched for `name`'s files, in order. A given `root` is the only place searched; otherwise
+    the process-wide root (`set_data_root`, the CLI's --data-root) comes first."""
     if root is not None and str(root) != "":
         r = Path(root).expanduser()
         return [r / name, r]
-    dirs: list[Path] = []
+    dirs: list[Path] = [_DATA_ROOT / name, _DATA_ROOT] if _DATA_ROOT is not None else []
     env = os.environ.get(ENV_ROOT)
     if env:
         dirs.append(Path(env).expanduser() / name)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,13 @@ PROFILES = {
                     tau=100.0, teacher_lr=0.2, trades_extreme_beta=1e4, trades_extreme_lr=0.2, grad_beta=64.0,
                     fim_beta=1.0),
 }
+# `full`'s pipeline (CIFAR-10, PreAct-ResNet18, the eight models and every figure) at toy counts, for
+# `robustlab reproduce helland2020 --smoke` (32 training images, 1-step inner attacks)
+PROFILES["smoke"] = replace(PROFILES["full"], n_train=32, train_eval_n=20, epochs=1, attack_steps=1, eval_n=8,
+                            eval_eps=[0.0, 8 / 255, 50 / 255], eval_steps=1, eval_restarts=2, grad_n=4, grad_show=2,
+                            inv_seeds=1, inv_steps=2, large_eps_n=2, large_eps_steps=2, strip_steps=2,
+                            oracle_epochs=10, oracle_n_train=0,  # the oracle must beat noise (a guard checks):
+                            lr=0.02, teacher_lr=0.02, trades_extreme_lr=0.02)  # at 0.2, 2 steps an epoch diverge
 
 
 def _base(p: Profile, name: str) -> dict[str, Any]:

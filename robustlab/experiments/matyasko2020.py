@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +79,15 @@ def _cpu_baselines() -> dict[str, dict[str, Any]]:
 
 @dataclass
 class Profile:
+    data: str = "fashion-mnist"  # the thesis: MNIST (MadryLab's checkpoints)
     n: int = 50
     steps: int = 100  # PDPGD iterations per run (the thesis: 500)
     epochs: int = 2
     n_train: int = 10000
     arch: str = "mlp"  # the thesis: the MadryLab CNN; `full` uses small_cnn
     models: list[str] = field(default_factory=lambda: ["plain", "linf-AT", "l2-AT"])
+    at_linf_eps: float = 0.1  # the thesis's MadryLab l_inf-AT MNIST model: 0.3
+    at_l2_eps: float = 1.5
     norms: list[str] = field(default_factory=lambda: ["l2", "linf", "l1", "l0"])
     lr_grid: list[float] = field(default_factory=lambda: [0.1])  # PDPGD primal lr grid (per-sample best)
     restarts: list[int] = field(default_factory=lambda: [1, 3])  # PDPGD-R columns
@@ -111,16 +114,25 @@ PROFILES = {
     "cpu": Profile(n=200, steps=200, epochs=5, n_train=0, lr_grid=[0.1, 1.0], restarts=[1, 10], recipe=True,
                    pgd_steps=50, pgd_grid=[1, 5, 25, 100], baselines=_cpu_baselines(), jsma_n=20, group_n=100,
                    group_epochs=5, fig_n=10),
-    "full": Profile(n=1000, steps=500, epochs=20, n_train=0, arch="small_cnn", lr_grid=THESIS_GRID,
+    "full": Profile(data="mnist", n=1000, steps=500, epochs=20, n_train=0, arch="madry_cnn", at_linf_eps=0.3,
+                    lr_grid=THESIS_GRID,
                     restarts=[1, 10, 100], pgd_steps=100, pgd_grid=THESIS_PGD_GRID, pgd_restarts=[1, 10, 100],
                     fab_restarts=[1, 10, 100], daa_restarts=[1, 50],
                     baselines={k: dict(v) for k, v in THESIS_SETTINGS.items() if isinstance(v, dict)
                                and k not in ("pgd", "pdpgd")},
                     jsma_n=1000, group_n=1000, group_epochs=20, fig_n=10),
 }
+# `full`'s pipeline (MNIST, madry_cnn, every norm, baseline and restart column) at toy counts: `--smoke`
+PROFILES["smoke"] = replace(PROFILES["full"], n=10, steps=3, epochs=1, lr_grid=[0.1], restarts=[1, 2], pgd_steps=2,
+                            pgd_restarts=[1, 2], fab_restarts=[1, 2], daa_restarts=[1],
+                            pgd_grid=[1], baselines={k: {**v, **{s: min(v[s], 2) for s in ("steps", "search_steps")
+                                                                 if s in v}}
+                                                     for k, v in PROFILES["full"].baselines.items()},
+                            jsma_n=2, group_n=10, group_epochs=1, fig_n=2)
 
 
-def model_configs(p: Profile, dataset: str = "fashion-mnist", epochs: int | None = None) -> dict[str, dict[str, Any]]:
+def model_configs(p: Profile, dataset: str | None = None, epochs: int | None = None) -> dict[str, dict[str, Any]]:
+    dataset = dataset or p.data
     arch = {"name": p.arch, "kwargs": {"hidden": [256, 256]} if p.arch == "mlp" else {}}
     base = {"epochs": p.epochs if epochs is None else epochs, "batch_size": 128, "seed": p.seed,
             "data": {"name": dataset, "n_train": p.n_train}, "model": arch,
@@ -130,18 +142,20 @@ def model_configs(p: Profile, dataset: str = "fashion-mnist", epochs: int | None
     cfgs = {
         "plain": {**base, "name": f"m2020-plain{tag}"},
         "linf-AT": {**base, "name": f"m2020-linf-at{tag}",
-                    "objective": {"name": "pgd_at", "norm": "linf", "eps": 0.1, "steps": 5, "step_size": 0.05}},
+                    "objective": {"name": "pgd_at", "norm": "linf", "eps": p.at_linf_eps, "steps": 5,
+                                  "step_size": p.at_linf_eps / 2}},
         "l2-AT": {**base, "name": f"m2020-l2-at{tag}",
-                  "objective": {"name": "pgd_at", "norm": "l2", "eps": 1.5, "steps": 5, "step_size": 0.75}},
+                  "objective": {"name": "pgd_at", "norm": "l2", "eps": p.at_l2_eps, "steps": 5,
+                                "step_size": p.at_l2_eps / 2}},
     }
     return {k: v for k, v in cfgs.items() if k in p.models}
 
 
 def deviations(p: Profile) -> list[str]:
     """Every way the profile's settings differ from the thesis's (section 4.3), one line each."""
-    out = ["data: Fashion-MNIST (the thesis: MNIST, MadryLab checkpoints); thresholds are robustlab's "
+    out = [f"data: {p.data} (the thesis: MNIST, MadryLab checkpoints); thresholds are robustlab's "
            "Fashion-MNIST choices", f"models: {p.arch}, {p.epochs} epochs, trained here (the thesis: external "
-           "checkpoints); linf-AT eps 0.1, l2-AT eps 1.5 (PGD-5)",
+           f"checkpoints); linf-AT eps {p.at_linf_eps:g}, l2-AT eps {p.at_l2_eps:g} (PGD-5)",
            f"points: first {p.n} test images (the thesis: 1,000)",
            "B&B, DAA and One-Pixel: robustlab's own implementations (the thesis: Foolbox's B&B, ART's One-Pixel, "
            "its own DAA); DAA's step grid is the PGD grid of the profile"]
@@ -378,7 +392,7 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-pdpgd", profile: str = "q
     p = PROFILES[profile]
     out = Path(out)
     t_start = time.perf_counter()
-    te = data.first_n(data.load("fashion-mnist", "test"), p.n)
+    te = data.first_n(data.load(p.data, "test"), p.n)
     x, y = te.x.to(device), te.y.to(device)
     keep = torch.randperm(p.n, generator=torch.Generator().manual_seed(p.seed))[: min(p.fig_n, p.n)].to(device)
     results: dict[str, Any] = {"profile": profile, "settings": asdict(p), "models": {},

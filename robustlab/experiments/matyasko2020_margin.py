@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ THESIS_TABLE_3_1_MLP = {  # (error %, FGSM adv. error %, rho_adv x 1e-1), MNIST 
 
 @dataclass
 class Profile:
+    data: str = "fashion-mnist"  # the thesis: MNIST
     n_train: int = 5000
     epochs: int = 1
     hidden: list[int] = field(default_factory=lambda: [256, 256])
@@ -53,16 +54,20 @@ PROFILES = {
     # planned ~15-20 min on 2 cores (not run here)
     "cpu": Profile(n_train=20000, epochs=5, C=[0.0, 1e-3, 1e-2, 1e-1], seeds=[0, 1], n_test=10000, n_eval=500,
                    cw={"steps": 100, "search_steps": 5}, own_steps=500, fig_n=10),
-    "full": Profile(n_train=0, epochs=100, hidden=[1000, 1000, 1000], C=[1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 0.0],
+    "full": Profile(data="mnist", n_train=50_000, fgsm_eps=0.2, epochs=100, hidden=[1000, 1000, 1000],
+                    C=[1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 0.0],
                     pairs="all", seeds=list(range(10)), n_test=10000, n_eval=10000,
                     cw={"steps": 1000, "search_steps": 9}, own_steps=500, fig_n=10),
 }
+# `full`'s pipeline (MNIST, MLP 3 x 1000, every C and baseline) at toy counts: `reproduce ... --smoke`
+PROFILES["smoke"] = replace(PROFILES["full"], n_train=0, epochs=1, seeds=[0], n_test=100, n_eval=10, deepfool_steps=2,
+                            cw={"steps": 2, "search_steps": 1}, own_steps=2, fig_n=2)
 
 
 def _cfg(p: Profile, key: str, seed: int) -> dict[str, Any]:
     model: dict[str, Any] = {"name": "mlp", "kwargs": {"hidden": list(p.hidden)}}
     base = {"name": f"m2020-ch3-{key}", "epochs": p.epochs, "batch_size": 100, "seed": seed,
-            "data": {"name": "fashion-mnist", "n_train": p.n_train}, "model": model,
+            "data": {"name": p.data, "n_train": p.n_train}, "model": model,
             "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
             "schedule": {"name": "step", "gamma": 0.95, "step_epochs": 1}}
     if key.startswith("C="):
@@ -111,7 +116,7 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-margin", profile: str = "
     p = PROFILES[profile]
     out = Path(out)
     t_start = time.perf_counter()
-    te = data.first_n(data.load("fashion-mnist", "test"), p.n_test)
+    te = data.first_n(data.load(p.data, "test"), p.n_test)
     x, y = te.x.to(device), te.y.to(device)
     keys = [f"C={c:g}" for c in p.C] + [b for b in p.baselines] + \
         (["margin-l2"] if p.C_l2 not in p.C else [])
@@ -178,7 +183,7 @@ def _fmt(m: dict[str, Any], k: str, scale: float = 1.0, d: int = 2) -> str:
 
 def tables(res: dict[str, Any], p: Profile) -> str:
     lines = [f"# Matyasko (2020) ch. 3 analogue, profile `{res['profile']}`", "",
-             f"Fashion-MNIST (the thesis: MNIST), MLP {p.hidden}, {p.epochs} epochs on "
+             f"{p.data} (the thesis: MNIST), MLP {p.hidden}, {p.epochs} epochs on "
              f"{p.n_train or 60000} training images, Adam 1e-3 with 0.95 decay per epoch, batch 100; "
              f"seeds {p.seeds} (the thesis: 10 runs); margin penalty pairs `{p.pairs}` (the thesis: all j). "
              f"Error and FGSM error (CE, linf eps {p.fgsm_eps}; the thesis: 0.2 on MNIST) on the first "

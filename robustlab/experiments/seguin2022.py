@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,22 @@ PROFILES: dict[str, Profile] = {
                     passes=8, attack_n=10000, attack_steps=100, gap_bins=10,
                     note="CIFAR-10 (45k/5k split), CIFAR ResNet-18, linf eps 8/255: the paper's setting"),
 }
+
+
+def _smoke_students(students: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One student per kind of target of `full` (its teacher at the AT checkpoint of epoch 1), and one taught
+    by the epoch-2 checkpoint (the teacher-epoch sweep)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for s in students:
+        seen.setdefault(f"{s['target']}-{s['loss']}", {**s, "teacher_epoch": 0})
+    return [*seen.values(), _student("normal, teacher epoch 2", teacher_epoch=2)]
+
+
+# `full`'s pipeline (CIFAR-10, ResNet-18, ST, AT, students, APGD) at toy counts: `reproduce seguin2022 --smoke`
+PROFILES["smoke"] = replace(PROFILES["full"], n_train=40, n_test=20, epochs_st=2, epochs_at=2, seeds=[0], at_steps=1,
+                            teacher_epoch=1, keep_epochs=[1, 2], student_epochs=1, student_seeds=[0],
+                            students=_smoke_students(PROFILES["full"].students), passes=1, attack_n=8,
+                            attack_steps=2, gap_bins=4, note="smoke: full's pipeline at toy counts")
 
 
 # ------------------------------------------------------------------------------------------ configs

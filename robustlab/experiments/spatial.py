@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,10 +85,19 @@ PROFILES = {
                           at_steps=100, sdp_weight=0.01),
     "full": SpatialProfile(dataset="mnist", hidden=500, epochs=20, n_train=0, batch_size=128, lr=1e-3,
                            lb_eps=[0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 7.84], lb_n=10, lb_iters=50,
-                           lb_targets=[], dual_steps=300, exact_sdp_pairs=90, eval_n=10000, pgd_steps=100,
+                           lb_targets=[], lb_hidden=512, lb_epochs=20, dual_steps=300, exact_sdp_pairs=90, eval_n=10000,
+                           pgd_steps=100,
                            pgd_restarts=5, taus=[5e-4, 5e-3, 0.05, 0.5, math.inf], stadv_steps=200,
                            stadv_optimizer="lbfgs", stadv_n=10000, at_pool=5000, at_steps=100),
 }
+# `full`'s pipeline (MNIST, every variant and stage) at toy counts, for `robustlab reproduce spatial --smoke`:
+# 7x7 inputs and 20 / 24 hidden units, since every dual-bound step is an eigendecomposition of size D = h + d
+# (D = 1284 at full size takes seconds each, 90 pairs x variants x eps of them); the exact SDPs are left out
+PROFILES["smoke"] = replace(PROFILES["full"], downsample=4, hidden=20, lb_hidden=24, epochs=1, lb_eps=[0.1, 7.84],
+                            lb_n=2, lb_iters=3, lb_epochs=1,
+                            cert_eps=[0.0, 0.1], dual_steps=3, exact_sdp_pairs=0, eval_n=20, pgd_eps=[0.1],
+                            pgd_steps=2, pgd_restarts=1, taus=[0.05, math.inf], stadv_steps=2, stadv_optimizer="adam",
+                            stadv_n=10, at_pool=20, at_steps=2)
 
 OBJECTIVES = {
     "f_nt": {"name": "standard"},
@@ -338,7 +347,7 @@ def _stadv(p: SpatialProfile, nets: dict[str, torch.nn.Module], x: torch.Tensor,
                          "adv_accuracy": float((~r.success).float().mean()),
                          "median_l_flow": float(r.norm[flipped].median()) if flipped.any() else float("inf"),
                          "seconds": time.time() - t})
-            if name == "f_nt" and tau == 0.05:
+            if name == "f_nt" and tau == 0.05 and "flow" in r.info:  # no info when no point was classified right
                 samples = (xs[:6], r.x_adv[:6], r.info["flow"][:6])
         res[name] = rows
         _log(f"stAdv {name}: " + ", ".join(f"tau {r['tau']}: succ {r['success_rate']:.2f}" for r in rows))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,14 @@ class Profile:
     lin_eps_grid: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2])
     topk: list[int] = field(default_factory=lambda: [10, 20, 50, 100, 200, 400, 784])
     # deep
+    data: str = "fashion-mnist"  # the paper: MNIST (App. A.1)
+    arch: str = "small_cnn"  # the paper: the MadryLab / TF-tutorial CNN (App. A.2) = madry_cnn
+    arch_kwargs: dict[str, Any] = field(default_factory=lambda: {"channels": [16, 32]})
+    batch_size: int = 128
     n_train: int = 5000
     epochs: int = 2
     lr: float = 2e-3  # Adam
+    train_step_ratio: float = 2.5  # PGD training step = ratio * eps / train_steps (MadryLab: 0.01 = (4/3) 0.3 / 40)
     linf_eps: list[float] = field(default_factory=lambda: [0.1])
     l2_eps: list[float] = field(default_factory=lambda: [1.0])
     train_steps: int = 5
@@ -66,11 +71,19 @@ PROFILES = {
     "cpu": Profile(n_mc=100_000, lin_n_train=0, lin_epochs=100, topk=[10, 20, 35, 50, 100, 200, 400, 784],
                    n_train=20_000, epochs=5, lr=1e-3, linf_eps=[0.05, 0.1], l2_eps=[0.5, 1.0], train_steps=10,
                    eval_n=1000, eval_steps=40, n_large=100, oracle_epochs=5),
+    # the paper's MNIST setting: MadryLab's mnist_challenge (App. A.2, fn. 3): Adam 1e-4, batch 50, 100,000
+    # steps (= 84 epochs of 60,000), PGD 40 steps of 0.01 at eps 0.3 from a random start
     "full": Profile(n_mc=100_000, lin_n_train=0, lin_epochs=100, lin_eps=0.2, lin_eps_compare=[0.1],
-                    topk=[10, 20, 35, 50, 100, 200, 400, 784], n_train=0, epochs=20, lr=1e-3, linf_eps=[0.1, 0.2, 0.3],
+                    topk=[10, 20, 35, 50, 100, 200, 400, 784], data="mnist", arch="madry_cnn", arch_kwargs={},
+                    batch_size=50, n_train=0, epochs=84, lr=1e-4, train_step_ratio=4 / 3, linf_eps=[0.1, 0.2, 0.3],
                     l2_eps=[0.5, 1.0, 1.5], train_steps=40, eval_n=10_000, eval_steps=100, n_large=100,
-                    oracle_epochs=20),
+                    oracle_epochs=84),
 }
+# `full`'s pipeline (its data, architecture, eps grids and every stage) at toy counts, for
+# `robustlab reproduce tsipras2019 --smoke` on tiny files in the real formats (robustlab/data/fake.py)
+PROFILES["smoke"] = replace(PROFILES["full"], n_mc=1000, frontier_n=50, lin_epochs=2, topk=[10, 784], epochs=1,
+                            oracle_epochs=1, train_steps=2, eval_n=20, eval_steps=2, n_grad=2, n_grad_stats=10,
+                            n_large=2, large_steps=2)
 
 
 def _log(msg: str) -> None:
@@ -238,21 +251,22 @@ def linear_table(r: dict[str, Any]) -> str:
 # ------------------------------------------------------------------ deep
 
 def model_configs(p: Profile) -> dict[str, dict[str, Any]]:
-    base = {"epochs": p.epochs, "batch_size": 128, "seed": p.seed,
-            "data": {"name": "fashion-mnist", "n_train": p.n_train}, "model": {"name": "small_cnn",
-                                                                          "kwargs": {"channels": [16, 32]}},
+    base = {"epochs": p.epochs, "batch_size": p.batch_size, "seed": p.seed,
+            "data": {"name": p.data, "n_train": p.n_train}, "model": {"name": p.arch, "kwargs": dict(p.arch_kwargs)},
             "optim": {"name": "adam", "lr": p.lr, "weight_decay": 0.0}, "eval": {"n": 1000}}
     cfgs = {"standard": {**base, "name": "t2019-standard"}}
     for e in p.linf_eps:
         cfgs[f"linf-{e}"] = {**base, "name": f"t2019-linf-{e}", "objective": {
-            "name": "pgd_at", "norm": "linf", "eps": e, "steps": p.train_steps, "step_size": 2.5 * e / p.train_steps}}
+            "name": "pgd_at", "norm": "linf", "eps": e, "steps": p.train_steps,
+            "step_size": p.train_step_ratio * e / p.train_steps}}
     for e in p.l2_eps:
         cfgs[f"l2-{e}"] = {**base, "name": f"t2019-l2-{e}", "objective": {
-            "name": "pgd_at", "norm": "l2", "eps": e, "steps": p.train_steps, "step_size": 2.5 * e / p.train_steps}}
+            "name": "pgd_at", "norm": "l2", "eps": e, "steps": p.train_steps,
+            "step_size": p.train_step_ratio * e / p.train_steps}}
     e = max(p.linf_eps)  # the oracle: an independent l_inf-AT model (other seed, other training subset)
     cfgs["oracle"] = {**base, "name": "t2019-oracle", "seed": p.seed + 1000, "epochs": p.oracle_epochs,
                       "objective": {"name": "pgd_at", "norm": "linf", "eps": e, "steps": p.train_steps,
-                                    "step_size": 2.5 * e / p.train_steps}}
+                                    "step_size": p.train_step_ratio * e / p.train_steps}}
     return cfgs
 
 
@@ -276,7 +290,7 @@ def run_deep(p: Profile, out: Path, device: str) -> dict[str, Any]:
     from robustlab.experiments.common import trained_model
     from robustlab.report.figures import gradient_grid, image_grid, line_plot, save
 
-    te = data.load("fashion-mnist", "test")
+    te = data.load(p.data, "test")
     x, y = te.x[:p.eval_n].to(device), te.y[:p.eval_n].to(device)
     models: dict[str, torch.nn.Module] = {}
     res: dict[str, Any] = {"models": {}}
@@ -356,9 +370,9 @@ def run_deep(p: Profile, out: Path, device: str) -> dict[str, Any]:
 def deep_table(r: dict[str, Any], p: Profile) -> str:
     keys = [k for k in r["models"] if k != "oracle"]
     cols = [c for c in r["models"]["standard"] if c.startswith("pgd_")]
-    lines = [f"### Deep models: small_cnn (16/32 channels, FC-128), 10-class Fashion-MNIST (the paper: MNIST / "
+    lines = [f"### Deep models: {p.arch} {p.arch_kwargs or ''}, 10-class {p.data} (the paper: MNIST / "
              f"CIFAR-10 / Restricted ImageNet), {p.n_train or 60000} training images, {p.epochs} epochs, "
-             f"Adam {p.lr:g}, "
+             f"Adam {p.lr:g}, batch {p.batch_size}, "
              f"PGD-{p.train_steps} training; evaluation on the first {p.eval_n} test images, PGD-{p.eval_steps}", "",
              "| model | clean | " + " | ".join(cols) + " | Sobel corr of abs(grad) |",
              "|---|---|" + "---|" * len(cols) + "---|"]
@@ -391,8 +405,10 @@ def run(out: str | Path = "runs/reproduce/tsipras2019", profile: str = "quick", 
     torch.manual_seed(p.seed)
     results: dict[str, Any] = {"profile": profile, "settings": asdict(p), "seconds": {}}
     md = [f"## Tsipras et al. (2019) reproduction, profile `{profile}`, seed {p.seed}", "",
-          "Fashion-MNIST stands in for MNIST (binary task: classes 5 vs 7, l_inf eps "
-          f"{p.lin_eps} instead of 0.2); CIFAR-10 and Restricted ImageNet are not run.", ""]
+          f"Deep part on {p.data} with {p.arch}" + (" (Fashion-MNIST stands in for the paper's MNIST)"
+                                                     if p.data == "fashion-mnist" else "") +
+          f"; binary task on Fashion-MNIST 5 vs 7 at l_inf eps {p.lin_eps} (and on MNIST at 0.2 when its files are "
+          "there); CIFAR-10 and Restricted ImageNet are not run.", ""]
     for part in parts:
         t0 = time.perf_counter()
         _log(part)
