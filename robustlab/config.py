@@ -114,6 +114,10 @@ class TrainConfig:
         for k in ("name", "save_logits", "logits_splits", "logits_dtype", "keep_checkpoints", "log"):
             d.pop(k)
         d["eval"] = None
+        obj = d.get("objective")
+        for key in ("teacher", "st_teacher"):  # another run, named by its folder: the same on every machine
+            if isinstance(obj, dict) and isinstance(obj.get(key), str) and obj[key]:
+                obj[key] = Path(obj[key]).name
         if d["data"]["downsample"] == 1:  # the default leaves the hashes of configs older than the field unchanged
             del d["data"]["downsample"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]

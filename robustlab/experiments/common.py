@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from robustlab.config import TrainConfig, config_from_dict
@@ -26,7 +27,10 @@ def trained_model(cfg: TrainConfig | dict[str, Any], cache_root: str | Path | No
     if isinstance(cfg, dict):
         cfg = config_from_dict(cfg)
     cfg.device = device
-    run_dir = Path(cache_root or CACHE_ROOT) / f"{cfg.name}-{cfg.hash()}"
+    # on the CPU the number of threads changes the reductions' rounding and so the trained weights: a model
+    # trained with another thread count is another model (a rerun on the same machine finds the same one)
+    threads = f"-t{torch.get_num_threads()}" if str(device).startswith("cpu") else ""
+    run_dir = Path(cache_root or CACHE_ROOT) / f"{cfg.name}-{cfg.hash()}{threads}"
     history = read_metrics(run_dir)
     done = len(history) >= cfg.epochs or bool(history and history[-1].get("stopped_early"))
     if done and (run_dir / "model.safetensors").exists():
