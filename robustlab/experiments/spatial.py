@@ -362,15 +362,15 @@ def _stadv(p: SpatialProfile, nets: dict[str, torch.nn.Module], x: torch.Tensor,
 
 def checks(r: dict[str, Any]) -> dict[str, bool]:
     """The spec's section-6 checks that the experiment's numbers decide (8: soundness; 9: curves; 10-12:
-    the experiment-scale claims), computed from a results dict (also one read back from results.json)."""
+    the experiment-scale claims), computed from a results dict (also one read back from results.json). Two of
+    the spec's checks are properties of the code, not results, and are tested as such instead: certified 0/1
+    curves never fall with eps (tests/test_certify_spatial.py) and Algorithm 1 stops within its iteration cap
+    (its convergence is claim P4 of the claims table)."""
     c: dict[str, bool] = {}
     sound = r["e2"]["soundness"]
     c["8 no certified point broken by spatial PGD"] = all(
         n == 0 for d in sound.values() for v in d.values() for n in v["certified_but_broken"].values())
     eps = r["settings"]["cert_eps"]
-    curves = [v["loss01"] for bs in r["e2"]["bounds"].values() for v in bs.values()]
-    c["9 certified 0/1 curves non-decreasing"] = all(
-        all(b >= a - 1e-12 for a, b in zip(cv, cv[1:])) for cv in curves)
     if eps and eps[0] == 0:
         c["9 certified 0/1 at eps 0 = clean error"] = all(
             abs(v["loss01"][0] - (1 - r["clean_accuracy"][name])) < 1e-6
@@ -382,7 +382,6 @@ def checks(r: dict[str, Any]) -> dict[str, bool]:
         c["10 f_nt Algorithm 1 non-decreasing in eps"] = all(b >= a - 1e-6 for a, b in zip(alg, alg[1:]))
         c["10 f_nt Algorithm 1 above Theorem 1 at the largest eps"] = (
             top["algorithm1_delta_f"] > max(top["theorem1_linearised"], top["theorem1_delta_f"]))
-        c["10 Algorithm 1 within 50 outer iterations"] = all(row["iterations"] <= 50 for row in rows)
     if 0.1 in eps and "f_nt" in r["e2"]["bounds"]:
         k = eps.index(0.1)
         c["11 f_nt certified 0/1 loss at eps 0.1 >= 0.5 under every bound"] = all(
