@@ -344,9 +344,7 @@ def _group_l0(p: Profile, device: str) -> dict[str, Any]:
         te, name = data.load("fashion-mnist-gains3", "test"), "fashion-mnist-gains3"
     te = data.first_n(te, p.group_n)
     cfg = model_configs(Profile(**{**asdict(p), "models": ["plain"]}), dataset=name, epochs=p.group_epochs)["plain"]
-    model, run_dir, _ = trained_model(cfg, device=device)
-    for q in model.parameters():
-        q.requires_grad_(False)
+    model, run_dir, _ = trained_model(cfg, device=device, frozen=True)
     x, y = te.x.to(device), te.y.to(device)
     with torch.no_grad():
         correct = model(x).argmax(1) == y
@@ -385,15 +383,11 @@ def _figure(model_advs: dict[str, dict[str, torch.Tensor]], x: torch.Tensor, nor
 def run(out: str | Path = "runs/reproduce/matyasko2020-pdpgd", profile: str = "quick",
         device: str = "cpu") -> dict[str, Any]:
     """Chapter 5 (sub-experiment `matyasko2020-pdpgd`)."""
-    from robustlab import data
-    from robustlab.experiments.common import trained_model
+    from robustlab.experiments.common import open_experiment, trained_model
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     p = PROFILES[profile]
-    out = Path(out)
-    t_start = time.perf_counter()
-    te = data.first_n(data.load(p.data, "test"), p.n)
-    x, y = te.x.to(device), te.y.to(device)
+    o = open_experiment(out, p.data, p.n, device)
+    out, x, y, t_start = o.out, o.x, o.y, o.t_start
     keep = torch.randperm(p.n, generator=torch.Generator().manual_seed(p.seed))[: min(p.fig_n, p.n)].to(device)
     results: dict[str, Any] = {"profile": profile, "settings": asdict(p), "models": {},
                                "deviations": deviations(p), "planned_grad_evals_per_point": planned_cost(p)}
@@ -401,9 +395,7 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-pdpgd", profile: str = "q
     for key, cfg in model_configs(p).items():
         print(f"[matyasko2020] model {key}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        model, run_dir, metrics = trained_model(cfg, device=device)
-        for q in model.parameters():
-            q.requires_grad_(False)
+        model, run_dir, metrics = trained_model(cfg, device=device, frozen=True)
         with torch.no_grad():
             correct = model(x).argmax(1) == y
         mres: dict[str, Any] = {"run": str(run_dir), "clean_acc": float(correct.float().mean()), "norms": {},

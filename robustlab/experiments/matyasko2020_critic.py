@@ -115,20 +115,15 @@ def oracle_labels(oracle: Any, x_adv: torch.Tensor, y: torch.Tensor, target: tor
 
 def run(out: str | Path = "runs/reproduce/matyasko2020-critic", profile: str = "quick",
         device: str = "cpu") -> dict[str, Any]:
-    from robustlab import attacks, data
+    from robustlab import attacks
     from robustlab.evaluate import minnorm_summary
-    from robustlab.experiments.common import trained_model
+    from robustlab.experiments.common import open_experiment, trained_model
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     p = PROFILES[profile]
-    out = Path(out)
-    t_start = time.perf_counter()
-    te = data.first_n(data.load(p.data, "test"), p.n_test)
-    x, y = te.x.to(device), te.y.to(device)
+    o = open_experiment(out, p.data, p.n_test, device)
+    out, x, y, t_start = o.out, o.x, o.y, o.t_start
     print("[matyasko2020-critic] oracle", file=sys.stderr, flush=True)
-    oracle, oracle_dir, _ = trained_model(oracle_config(p), device=device)
-    for q in oracle.parameters():
-        q.requires_grad_(False)
+    oracle, oracle_dir, _ = trained_model(oracle_config(p), device=device, frozen=True)
     with torch.no_grad():
         oracle_acc = float((oracle(x).argmax(1) == y).float().mean())
     res: dict[str, Any] = {"profile": profile, "settings": asdict(p), "models": {},
@@ -138,9 +133,7 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-critic", profile: str = "
     for key, cfg in model_configs(p).items():
         print(f"[matyasko2020-critic] {key}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        model, run_dir, metrics = trained_model(cfg, device=device)
-        for q in model.parameters():
-            q.requires_grad_(False)
+        model, run_dir, metrics = trained_model(cfg, device=device, frozen=True)
         with torch.no_grad():
             correct = model(x).argmax(1) == y
         ce = correct[: p.n_eval]

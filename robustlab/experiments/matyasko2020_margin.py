@@ -109,15 +109,11 @@ def evaluate_model(model: Any, x: torch.Tensor, y: torch.Tensor, p: Profile, n_e
 
 def run(out: str | Path = "runs/reproduce/matyasko2020-margin", profile: str = "quick",
         device: str = "cpu") -> dict[str, Any]:
-    from robustlab import data
-    from robustlab.experiments.common import trained_model
+    from robustlab.experiments.common import open_experiment, trained_model
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     p = PROFILES[profile]
-    out = Path(out)
-    t_start = time.perf_counter()
-    te = data.first_n(data.load(p.data, "test"), p.n_test)
-    x, y = te.x.to(device), te.y.to(device)
+    o = open_experiment(out, p.data, p.n_test, device)
+    out, x, y, t_start = o.out, o.x, o.y, o.t_start
     keys = [f"C={c:g}" for c in p.C] + [b for b in p.baselines] + \
         (["margin-l2"] if p.C_l2 not in p.C else [])
     res: dict[str, Any] = {"profile": profile, "settings": asdict(p), "models": {}}
@@ -127,9 +123,7 @@ def run(out: str | Path = "runs/reproduce/matyasko2020-margin", profile: str = "
         for seed in p.seeds:
             print(f"[matyasko2020-margin] {key} seed {seed}", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
-            model, run_dir, _ = trained_model(_cfg(p, key, seed), device=device)
-            for q in model.parameters():
-                q.requires_grad_(False)
+            model, run_dir, _ = trained_model(_cfg(p, key, seed), device=device, frozen=True)
             ev, df = evaluate_model(model, x, y, p, p.n_eval)
             ev["seed"], ev["seconds"], ev["run"] = seed, time.perf_counter() - t0, str(run_dir)
             runs.append(ev)

@@ -297,9 +297,7 @@ def run_deep(p: Profile, out: Path, device: str) -> dict[str, Any]:
     for key, cfg in model_configs(p).items():
         t0 = time.perf_counter()
         _log(f"model {key}")
-        model, run_dir, _ = trained_model(cfg, device=device)
-        for q in model.parameters():
-            q.requires_grad_(False)
+        model, run_dir, _ = trained_model(cfg, device=device, frozen=True)
         models[key] = model
         with torch.no_grad():
             clean = float((model(x).argmax(1) == y).float().mean())
