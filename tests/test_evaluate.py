@@ -91,6 +91,42 @@ def test_false_claims_fail_verification_and_are_not_counted(mlp):
     assert "failed verification" in summary(card)
 
 
+def test_evaluation_verifies_claims_itself_even_when_the_entry_point_accepts_them(mlp, monkeypatch):
+    """The ensemble's count is its own verification, not the attack's word: an entry point that accepts every
+    claim (its verification patched to say yes, as a claim made under autocast or by other code would arrive)
+    reports a test-only attack's claims on unchanged points as successes; the ensemble refuses every one."""
+    import robustlab.attacks.registry as registry
+
+    m, x, y = mlp
+    x, y = x[:40], y[:40]
+
+    @register("_unverified_liar", family="fixed", norms=("linf",))
+    def liar(model, x, y, *, norm="linf", eps=0.1, targeted=False, target=None, generator=None):
+        n = len(x)  # the clean points back (within every budget), each claimed adversarial
+        z = torch.zeros(n, dtype=torch.long)
+        return AttackResult(x.clone(), torch.ones(n, dtype=torch.bool), torch.zeros(n), z, z, model(x))
+
+    real = registry.verify
+
+    def says_yes(*args, **kw):
+        ok, logits = real(*args, **kw)
+        return torch.ones_like(ok), logits
+
+    monkeypatch.setattr(registry, "verify", says_yes)
+    try:
+        with torch.no_grad():
+            clean = m(x).argmax(1) == y
+        r = attacks.get("_unverified_liar")(m, x[clean], y[clean], eps=0.05)
+        assert r.success.all()  # the claim reached the ensemble unverified (the precondition of this test)
+        res = run_ensemble(m, x, y, norm="linf", eps=[0.05], custom=[("_unverified_liar", {})])
+    finally:
+        REGISTRY.pop("_unverified_liar")
+    assert int(clean.sum()) > 30
+    assert res.unverified["_unverified_liar"] == int(clean.sum())  # every claim refused, and counted as refused
+    assert res.robust_accuracy()[0.05] == pytest.approx(float(clean.float().mean()))
+    assert res.per_attack()[0.05].get("_unverified_liar", 0) == 0
+
+
 def test_sanity_checks_fire_on_a_gradient_masked_model(mlp):
     m, x, y = mlp
     masked = Quantised(m).eval()
