@@ -41,7 +41,7 @@ M = [
  ("M9", "evaluation skips verification (every claim counted)", "robustlab/evaluate/ensemble.py",
   "            ok = verify(model, xb[idx], yb[idx], r.x_adv, norm=r.threat or norm, eps=e, aux=r.aux)",
   "            ok = r.success.clone()",
-  ["tests/test_evaluate.py"]),
+  ["tests/test_evaluate.py", "tests/test_amp.py"]),
  ("M10", "per-attack broken counts include clean misclassifications", "robustlab/evaluate/ensemble.py",
   'if b not in ("", "clean"):', 'if b not in ("",):', ["tests/test_evaluate.py"]),
  ("M11", "checklist zero_at_large_eps never fires", "robustlab/evaluate/sanity.py",

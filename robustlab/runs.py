@@ -43,8 +43,11 @@ class RunLock:
     """An exclusive lock on a run folder: ``<run>/.lock`` holds the owner's PID and host.
 
     A second process asking for the same folder gets RunLockedError naming the first's PID; a lock left
-    by a dead process (same host, PID gone) is taken over. Created with O_EXCL, so two processes racing
-    for a free folder cannot both win. Use as a context manager or call acquire()/release().
+    by a dead process (same host, PID gone) is taken over. The lock appears with its content (written to a
+    private file first, then hard-linked to ``.lock``, which fails if it exists), so two processes racing for a
+    free folder cannot both win: a lock created empty and written afterwards (O_EXCL, used only where the file
+    system has no hard links) could be read empty by a rival, taken for a torn one and taken over.
+    Use as a context manager or call acquire()/release().
     """
 
     def __init__(self, run_dir: str | Path):
@@ -56,9 +59,25 @@ class RunLock:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()})
+        mine = self.path.with_name(f"{LOCK_NAME}.{os.getpid()}.{time.monotonic_ns()}")
+        mine.write_text(me)
+        try:
+            return self._acquire(mine, me)
+        finally:
+            mine.unlink(missing_ok=True)
+
+    def _acquire(self, mine: Path, me: str) -> RunLock:
+        import socket
+
         for _ in range(3):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                try:
+                    os.link(mine, self.path)  # appears whole, or not at all
+                    fd = None
+                except FileExistsError:
+                    raise
+                except OSError:  # no hard links here: create it exclusively, then write it
+                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 owner = _read_lock(self.path)
                 if owner is None or (owner.get("host") == socket.gethostname() and not _pid_alive(owner["pid"])):
@@ -73,8 +92,9 @@ class RunLock:
                 raise RunLockedError(f"{self.path.parent} is in use by another robustlab process (PID "
                                      f"{owner.get('pid')} on {owner.get('host')}); wait for it to finish, or "
                                      f"delete {self.path} if that process is gone") from None
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
+            if fd is not None:
+                with os.fdopen(fd, "w") as f:
+                    f.write(me)
             self.held = True
             return self
         raise RunLockedError(f"could not take the lock {self.path}")

@@ -24,10 +24,13 @@ def _seed():
 def cpu_profile_results(name: str, out: os.PathLike | str) -> dict:
     """The results of `robustlab reproduce NAME --profile cpu` for the slow acceptance tests.
 
-    A finished cpu run is reused when ``$ROBUSTLAB_CPU_RUNS/NAME/results.json`` exists and says profile
-    "cpu" (each profile takes about an hour: run it once with `robustlab reproduce NAME --profile cpu
-    --out $ROBUSTLAB_CPU_RUNS/NAME`, then check it as often as needed; a thesis chapter such as
-    matyasko2020-pdpgd is also found in matyasko2020/pdpgd); otherwise the profile runs into `out`.
+    A finished cpu run is reused when ``$ROBUSTLAB_CPU_RUNS/NAME/results.json`` exists (each profile takes about
+    an hour: run it once with `robustlab reproduce NAME --profile cpu --out $ROBUSTLAB_CPU_RUNS/NAME`, then check
+    it as often as needed; a thesis chapter such as matyasko2020-pdpgd is also found in matyasko2020/pdpgd), but
+    only if the code and the profile here made it (`robustlab.experiments.stored.stored_run_problems`: the cpu
+    profile's settings as they are now, a finished run from a clean tree whose robustlab/ source equals this
+    one's); a stored run made by other code or another configuration skips the test, saying why. Without a
+    stored run the profile runs into `out`.
     """
     import json
     from pathlib import Path
@@ -43,7 +46,11 @@ def cpu_profile_results(name: str, out: os.PathLike | str) -> dict:
         for folder in (name, name.replace("-", "/", 1)):
             done = Path(root) / folder / "results.json"
             if done.exists():
-                res = json.loads(done.read_text())
-                if res.get("profile") == "cpu":
-                    return res
+                from robustlab.experiments.stored import stored_run_problems
+
+                problems = stored_run_problems(done.parent, name, "cpu")
+                if problems:
+                    pytest.skip(f"the stored run {done.parent} is not this code's cpu profile: {'; '.join(problems)} "
+                                f"(run `robustlab reproduce {name} --profile cpu --out {done.parent}` again)")
+                return json.loads(done.read_text())
     return get_experiment(name)(out=Path(out), profile="cpu")

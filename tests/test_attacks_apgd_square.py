@@ -111,6 +111,9 @@ def test_square_finds_adversarials_on_a_trained_model_and_is_deterministic():
     a = attacks.square(m, x[:50], y[:50], eps=0.15, queries=300, generator=torch.Generator().manual_seed(0))
     b = attacks.square(m, x[:50], y[:50], eps=0.15, queries=300, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a.x_adv, b.x_adv)
-    assert a.success.float().mean() > 0.4
+    # relative to the same model, not a rate of its weights: every point white-box PGD-40 breaks at two thirds of
+    # the budget, Square breaks at the full one
+    g = attacks.pgd(m, x[:50], y[:50], eps=0.1, steps=40, generator=torch.Generator().manual_seed(0))
+    assert g.success.any() and (a.success | ~g.success).all()
     with pytest.raises(ValueError, match=r"is not supported"):
         attacks.square(m, x, y, norm="l1")

@@ -7,7 +7,7 @@ from robustlab import attacks, ops
 from robustlab.attacks.best_point import REFINE_GAP, BestTracker, boundary_polish
 from robustlab.attacks.result import PassCounter
 from robustlab.evaluate import combine_minnorm, minnorm_summary, robust_accuracy_curve
-from tests.helpers import Linear, digits_mlp
+from tests.helpers import Linear, digits_mlp, segment_adversarials
 
 DUAL_P = {"l2": 2, "linf": 1, "l1": float("inf")}
 
@@ -83,7 +83,13 @@ def test_every_returned_example_verifies(mlp, name, p):
     assert torch.equal(r.success, pred != y)
     assert torch.allclose(r.norm[r.success], ops.norm(r.x_adv - x, p)[r.success], rtol=1e-5, atol=1e-6)
     assert torch.isinf(r.norm[~r.success]).all() and torch.equal(r.x_adv[~r.success], x[~r.success])
-    assert r.success.float().mean() > 0.9
+    # against an attack-free baseline (bisection toward the nearest images of other classes), not a rate of this
+    # model: every point with a known adversarial example is found, no larger than the baseline's (SparseFool, a
+    # sparsity heuristic, only finds them)
+    _, seg = segment_adversarials(m, x, y, p)
+    assert r.success[torch.isfinite(seg)].all()
+    if name != "sparsefool":
+        assert (r.norm <= seg * (1 + 1e-5) + 1e-6).all(), (r.norm - seg).max()
     misclassified = m(x).argmax(1) != y
     assert (r.norm[misclassified] == 0).all()
 
