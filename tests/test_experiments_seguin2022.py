@@ -64,6 +64,7 @@ def test_seguin2022_tiny_profile(tmp_path, monkeypatch):
 
     from robustlab.config import config_from_dict
     from robustlab.data import load
+    from robustlab.experiments.common import cache_dir
     from robustlab.models.io import load_model
 
     p = s.PROFILES["tiny"]
@@ -72,7 +73,7 @@ def test_seguin2022_tiny_profile(tmp_path, monkeypatch):
     accs = []
     for seed in p.seeds:
         cfg = config_from_dict(s.st_config(p, seed))
-        m = load_model(tmp_path / "cache" / f"{cfg.name}-{cfg.hash()}").eval()
+        m = load_model(cache_dir(cfg, tmp_path / "cache")).eval()
         with torch.no_grad():
             accs.append(float((m(x).argmax(1) == y).double().mean()))
     assert res["table1"]["ST"]["per_seed"]["nat"] == pytest.approx(accs, abs=1e-6)

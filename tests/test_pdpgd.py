@@ -198,6 +198,7 @@ def test_bad_inputs_raise():
                                               r"learning rates must be|loss must be one of|"
                                               r"lr_grid must be comma-separated numbers, got|"
                                               r"lr_schedule must be one of|need initial_lambda|need steps|"
+                                              r"(steps|restarts|refine|polish) must be an integer|"
                                               r"optimizer must be one of")):
             attacks.pdpgd(m, x, y, **kw)
     with pytest.raises(InputError, match=r"is not supported"):

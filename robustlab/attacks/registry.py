@@ -447,7 +447,7 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
         model = channels_last(model, copy_model=True) if isinstance(model, nn.Module) else model
         # keep="best" attacks every point: one sample tells the number of classes, the verification
         # pass does the rest (a point with NaN logits is flagged there)
-        every = p.get("keep") == "best"
+        every = p.get("keep") == "best" or batchnorm_training(model)  # (BatchNorm in training mode: one batch)
         # a model that writes to its input changes this copy only; BatchNorm in training mode needs 2 points
         seen = (x[:2 if batchnorm_training(model) else 1] if every else x).clone()
         logits0 = clean_pass(model, seen)

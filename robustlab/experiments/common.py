@@ -31,6 +31,14 @@ def trained_model(cfg: TrainConfig | dict[str, Any], cache_root: str | Path | No
     return model, run_dir, metrics
 
 
+def cache_dir(cfg: TrainConfig, cache_root: str | Path | None = None, device: str = "cpu") -> Path:
+    """Where `trained_model` keeps the model of `cfg`: NAME-HASH under the cache root, and on the CPU the thread
+    count (it changes the reductions' rounding and so the trained weights: a model trained with another count is
+    another model, and a rerun on the same machine finds the same one)."""
+    threads = f"-t{torch.get_num_threads()}" if str(device).startswith("cpu") else ""
+    return Path(cache_root or CACHE_ROOT) / f"{cfg.name}-{cfg.hash()}{threads}"
+
+
 def _trained(cfg: TrainConfig | dict[str, Any], cache_root: str | Path | None,
              device: str) -> tuple[nn.Module, Path, dict[str, Any]]:
     from robustlab.models.io import load_model
@@ -39,10 +47,7 @@ def _trained(cfg: TrainConfig | dict[str, Any], cache_root: str | Path | None,
     if isinstance(cfg, dict):
         cfg = config_from_dict(cfg)
     cfg.device = device
-    # on the CPU the number of threads changes the reductions' rounding and so the trained weights: a model
-    # trained with another thread count is another model (a rerun on the same machine finds the same one)
-    threads = f"-t{torch.get_num_threads()}" if str(device).startswith("cpu") else ""
-    run_dir = Path(cache_root or CACHE_ROOT) / f"{cfg.name}-{cfg.hash()}{threads}"
+    run_dir = cache_dir(cfg, cache_root, device)
     history = read_metrics(run_dir)
     done = len(history) >= cfg.epochs or bool(history and history[-1].get("stopped_early"))
     if done and (run_dir / "model.safetensors").exists():
