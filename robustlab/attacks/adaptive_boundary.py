@@ -97,7 +97,7 @@ def _common(model, x, y, norm, steps, targeted, target):
     return x, labels, n, model, logits0, k
 
 
-@register("fab", family="minnorm", norms=("linf", "l2", "l1"), stochastic=True, counted=True)
+@register("fab", family="minnorm", norms=("linf", "l2", "l1"), stochastic=True)
 def fab(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 100, restarts: int = 1,
         alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, restart_eps: float = 0.0,
         reuse_gradient: bool = True, targeted: bool = False, target: Tensor | None = None,
@@ -174,7 +174,7 @@ def _fab_targeted(model, x, y_true, target, cand, idx, track, *, norm, steps, al
         xk = torch.where(view_n(adv, xn), (1 - beta) * x0 + beta * xn, xn).detach()
 
 
-@register("fab_t", family="minnorm", norms=("linf", "l2", "l1"), counted=True)
+@register("fab_t", family="minnorm", norms=("linf", "l2", "l1"))
 def fab_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 100, n_targets: int = 9,
           alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, stop_at: float | None = None,
           reuse_gradient: bool = True, patience: int = 0, targeted: bool = False, target: Tensor | None = None,

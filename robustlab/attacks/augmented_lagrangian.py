@@ -89,7 +89,7 @@ def _initial_lr(x0: Tensor, g: Tensor, norm: str, target: float) -> Tensor:
     return (lo + hi) / 2
 
 
-@register("alma", family="minnorm", norms=("l2", "l1"), counted=True)
+@register("alma", family="minnorm", norms=("l2", "l1"))
 def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, lr_init: float | None = None,
          lr_reduction: float | None = None, init_lr_distance: float | None = None, mu_init: float = 1.0,
          rho_init: float = 1.0, check_steps: int = 10, tau: float = 0.95, gamma: float = 1.2,

@@ -226,7 +226,7 @@ def _adv(logits: Tensor, lab: Tensor, targeted: bool) -> Tensor:
     return m < 0
 
 
-@register("bb", family="minnorm", norms=_NORMS, stochastic=True, counted=True)
+@register("bb", family="minnorm", norms=_NORMS, stochastic=True)
 def bb(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 1000, lr: float = 1.0,
        lr_decay: float = 0.5, decay_every: int = 20, momentum: float = 0.8, overshoot: float = 1.1,
        binary_search_steps: int = 10, init: str = "noise", init_draws: int = 100, init_blends: int = 20,
@@ -259,11 +259,9 @@ def bb(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
     start = x.clone()
     have = done.clone()
     if init != "noise" and idx.numel():
-        counted = REGISTRY[init].counted  # its passes counted on our model where they happen
-        r0 = implementation(init)(model.restrict(idx) if counted else model.model, x[idx], y[idx], norm=norm,
-                                  targeted=targeted, target=labels[idx] if targeted else None, generator=generator)
-        if not counted:
-            model.add(idx, forward=r0.forward_passes.to(x.device), backward=r0.backward_passes.to(x.device))
+        # the warm start's passes counted on our model where they happen
+        r0 = implementation(init)(model.restrict(idx), x[idx], y[idx], norm=norm, targeted=targeted,
+                                  target=labels[idx] if targeted else None, generator=generator)
         with torch.no_grad():
             lg = model(r0.x_adv, rows=idx)
         ok = _adv(lg, labels[idx], targeted) & r0.success.to(x.device)

@@ -15,7 +15,7 @@ from robustlab.errors import InputError
 from robustlab.ops import margin
 
 
-@register("cw", family="minnorm", norms=("l2",), counted=True)
+@register("cw", family="minnorm", norms=("l2",))
 def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, search_steps: int = 9,
        initial_const: float = 1.0, kappa: float = 0.0, lr: float = 0.2, anneal: bool = True,
        abort_early: bool = False, refine: int = REFINE, polish: int = POLISH,

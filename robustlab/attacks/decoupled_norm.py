@@ -16,7 +16,7 @@ from robustlab.errors import InputError
 from robustlab.ops import margin
 
 
-@register("ddn", family="minnorm", norms=("l2",), counted=True)
+@register("ddn", family="minnorm", norms=("l2",))
 def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, gamma: float = 0.05,
         init_norm: float = 1.0, alpha_init: float = 1.0, alpha_final: float = 0.01, levels: int = 0,
         margin_from: float = 0.5, refine: int = REFINE, polish: int = POLISH, targeted: bool = False,

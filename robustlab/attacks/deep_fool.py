@@ -41,7 +41,7 @@ def minimal_step(f: Tensor, w: Tensor, norm: str) -> tuple[Tensor, Tensor]:
     return r, dist[rows, j]
 
 
-@register("deepfool", family="minnorm", norms=("l2", "linf"), counted=True)
+@register("deepfool", family="minnorm", norms=("l2", "linf"))
 def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 50, overshoot: float = 0.02,
              candidates: int = 10, max_step_norm: float = 0.0, refine: int = REFINE, targeted: bool = False,
              target: Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:

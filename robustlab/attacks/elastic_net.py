@@ -14,7 +14,7 @@ from robustlab.ops import margin
 from robustlab.ops import norm as norm_of
 
 
-@register("ead", family="minnorm", norms=("l1",), counted=True)
+@register("ead", family="minnorm", norms=("l1",))
 def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int = 100, search_steps: int = 9,
         initial_const: float = 1e-2, beta: float = 1e-2, kappa: float = 0.0, lr: float = 0.01,
         decision_rule: str = "L1", refine: int = REFINE, polish: int = POLISH, targeted: bool = False,

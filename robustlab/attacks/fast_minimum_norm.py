@@ -30,7 +30,7 @@ def _cos(a0: float, a1: float, i: int, steps: int) -> float:
     return a1 + (a0 - a1) * (1 + math.cos(math.pi * i / steps)) / 2
 
 
-@register("fmn", family="minnorm", norms=("l0", "l1", "l2", "linf"), counted=True)
+@register("fmn", family="minnorm", norms=("l0", "l1", "l2", "linf"))
 def fmn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 100, alpha_init: float = 1.0,
         alpha_final: float | None = None, gamma_init: float = 0.05, gamma_final: float = 0.001,
         targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,

@@ -73,7 +73,7 @@ def polish_rounds(norm: str, steps: int) -> int:
     return POLISH if norm in ("l2", "l1") and steps >= 50 else 0
 
 
-@register("minimum", family="minnorm", norms=("l0", "l1", "l2", "linf"), counted=True)
+@register("minimum", family="minnorm", norms=("l0", "l1", "l2", "linf"))
 def minimum(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 500, targeted: bool = False,
             target: Tensor | None = None, generator: torch.Generator | None = None,
             stop_at: float | None = None) -> AttackResult:

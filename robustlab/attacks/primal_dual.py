@@ -208,7 +208,7 @@ def recipe(norm: str, budget: int = 500) -> dict[str, float | int | str]:
             "close_runs": False}
 
 
-@register("pdpgd", family="minnorm", norms=("linf", "l2", "l1", "l0", "pixel"), stochastic=True, counted=True)
+@register("pdpgd", family="minnorm", norms=("linf", "l2", "l1", "l0", "pixel"), stochastic=True)
 def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 500, lr: float = 0.1,
           lr_grid: tuple[float, ...] | list[float] | str = (), lr_decay: float = 0.01, lr_schedule: str = "linear",
           initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
@@ -323,7 +323,7 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     return track.result(model, info)
 
 
-@register("pdgd", family="minnorm", norms=("l2",), stochastic=True, counted=True)
+@register("pdgd", family="minnorm", norms=("l2",), stochastic=True)
 def pdgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int = 500, lr: float = 0.1,
          lr_grid: tuple[float, ...] | list[float] | str = (), lr_decay: float = 0.01, lr_schedule: str = "linear",
          initial_lambda: float = 0.01, dual_lr: float = 0.1, dual_ema: float = 0.9, loss: str = "hinge",
@@ -340,7 +340,7 @@ def pdgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
                  generator=generator, stop_at=stop_at)
 
 
-@register("pdpgd_r", family="minnorm", norms=tuple(RECIPE), stochastic=True, counted=True)
+@register("pdpgd_r", family="minnorm", norms=tuple(RECIPE), stochastic=True)
 def pdpgd_r(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: int = 500,
             targeted: bool = False, target: Tensor | None = None, generator: torch.Generator | None = None,
             stop_at: float | None = None) -> AttackResult:

@@ -133,7 +133,7 @@ def perturb(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: 
     return (x + delta).detach()
 
 
-@register("pgd", family="fixed", norms=("linf", "l2", "l1"), stochastic=True, check=check_options, counted=True)
+@register("pgd", family="fixed", norms=("linf", "l2", "l1"), stochastic=True, check=check_options)
 def pgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1, steps: int = 40,
         step_size: float | None = None, random_start: bool = True, restarts: int = 1, loss: str = "ce",
         kappa: float = 0.0, momentum: float = 0.0, sparsity: float = 0.01, targeted: bool = False,
@@ -161,7 +161,7 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: floa
                    targeted=targeted, keep=keep, generator=generator, eot_iter=eot_iter)
 
 
-@register("fgsm", family="fixed", norms=("linf", "l2", "l1"), stochastic=True, counted=True)
+@register("fgsm", family="fixed", norms=("linf", "l2", "l1"), stochastic=True)
 def fgsm(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: float | Tensor = 0.1,
          step_size: float | None = None, random_start: bool = False, loss: str = "ce", sparsity: float = 0.01,
          targeted: bool = False, target: Tensor | None = None,

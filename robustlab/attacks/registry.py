@@ -108,7 +108,6 @@ class AttackSpec:
     check: Callable[..., None] | None = None  # check(x, **params): limits checked even if no point is attacked
     stops: bool = False  # minimum-norm: honours stop_at (its implementation takes it), saving passes
     preset: dict[str, Any] = field(default_factory=dict)  # an alias's parameters (see `get`), else empty
-    counted: bool = False  # its model calls are counted by the CountedModel the entry point hands it
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, **kwargs: Any) -> AttackResult:
         return run_attack(self, model, x, y, **kwargs)
@@ -132,7 +131,7 @@ _ENTRY = ("norm", "eps", "targeted", "target", "generator")  # what every attack
 
 
 def register(name: str, *, family: str, norms: tuple[str, ...], targeted: bool = True,
-             stochastic: bool = False, check: Callable[..., None] | None = None, counted: bool = False) -> Callable:
+             stochastic: bool = False, check: Callable[..., None] | None = None) -> Callable:
     """Decorator adding an attack implementation to the registry under `name`.
 
     The decorated name becomes the entry point (`run_attack`), which enforces the contract; the
@@ -142,9 +141,9 @@ def register(name: str, *, family: str, norms: tuple[str, ...], targeted: bool =
     attacks that declare it, `stop_at`. It must take ``norm``, ``targeted``, ``target``, ``generator`` (and ``eps`` when
     fixed-budget) and return an AttackResult over its inputs; the entry point verifies it. `check`
     (x, **params) raises InputError for limits of the attack's own, before any point is looked at.
-    `counted`: the implementation's model is a `result.CountedModel` over its inputs, which counts every pass
-    where it happens (``model(x_sub, rows=idx)``); the entry point reads the counts from it. Otherwise the
-    implementation gets the plain model and returns its own counts (a PassCounter: modules not yet moved).
+    The implementation's model is a `result.CountedModel` over its inputs, which counts every pass where it
+    happens (``model(x_sub, rows=idx)``; backward passes by a hook on the output); the entry point reads the
+    counts from it, so no implementation counts by hand.
     """
     if family not in ("fixed", "minnorm"):
         raise ValueError(family)
@@ -178,8 +177,7 @@ def register(name: str, *, family: str, norms: tuple[str, ...], targeted: bool =
         first = [p for k, p in sig.parameters.items() if k in ("model", "x", "y")]
         entry.__signature__ = sig.replace(parameters=first + list(params.values()))  # type: ignore[attr-defined]
         REGISTRY[name] = AttackSpec(name, entry, family, norms, params, (fn.__doc__ or "").strip(), fn,
-                                    targeted, stochastic, types_, check, "stop_at" in sig.parameters,
-                                    counted=counted)
+                                    targeted, stochastic, types_, check, "stop_at" in sig.parameters)
         return entry
 
     return deco
@@ -491,16 +489,16 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
                 kw["stop_at"] = stop_at
             if targeted:
                 kw["target"] = labels[active]
-            counted = CountedModel(model, int(active.sum()), x.device) if spec.counted else None
-            r = run_impl(spec, model if counted is None else counted, x[active], y[active], kw)
+            counted = CountedModel(model, int(active.sum()), x.device)  # counts every pass of the implementation
+            r = run_impl(spec, counted, x[active], y[active], kw)
             if r.x_adv.shape != x[active].shape:
                 raise RuntimeError(f"attack {spec.name!r} returned x_adv of shape {tuple(r.x_adv.shape)}")
             x_adv[active] = r.x_adv.detach().to(x.dtype)
             if x.dtype in LOW_PRECISION and eps_full is not None:  # rounding must not leave the budget
                 x_adv[active] = fit_in_budget(x[active], x_adv[active], eps_full[active], norm)
             claimed[active] = r.success.to(x.device)
-            fwd[active] += (r.forward_passes if counted is None else counted.forward).to(x.device)
-            bwd[active] += (r.backward_passes if counted is None else counted.backward).to(x.device)
+            fwd[active] += counted.forward.to(x.device)
+            bwd[active] += counted.backward.to(x.device)
             sub = dict(r.aux)
             if isinstance(threat, Flow):  # the size is recomputed from the flow, never taken from the attack
                 sub.pop("size", None)

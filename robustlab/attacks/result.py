@@ -170,12 +170,16 @@ class CountedModel:
             backward: int | Tensor = 0) -> None:
         """Passes spent outside this wrapper (run on a model it does not see), counted for `rows`."""
         rows = slice(None) if rows is None else rows
-        self.forward[rows] += forward
-        self.backward[rows] += backward
+        for count, v in ((self.forward, forward), (self.backward, backward)):
+            if isinstance(v, int) and v == 0:
+                continue
+            if isinstance(rows, Tensor) and rows.dtype != torch.bool:  # indices, a row named twice counted twice
+                count.index_add_(0, rows, torch.as_tensor(v, dtype=count.dtype, device=count.device)
+                                 .expand(rows.shape[0]))
+            else:
+                count[rows] += v
         if self._parent is not None:
-            sel = self._rows[rows]
-            self._parent.add(sel, forward=forward if not isinstance(forward, Tensor) else forward,
-                             backward=backward if not isinstance(backward, Tensor) else backward)
+            self._parent.add(self._rows[rows], forward=forward, backward=backward)
 
     def __call__(self, x: Tensor, rows: Tensor | None = None) -> Any:
         out = self.model(x)

@@ -79,7 +79,7 @@ def _check_size(x: Tensor, **_: object) -> None:
                          f"{MAX_FEATURES}; use fmn or pdpgd with norm='l0' for larger images")
 
 
-@register("jsma", family="minnorm", norms=("l0",), check=_check_size, counted=True)
+@register("jsma", family="minnorm", norms=("l0",), check=_check_size)
 def jsma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", theta: float = 1.0, gamma: float = 0.2,
          chunk: int = 64, targeted: bool = False, target: Tensor | None = None,
          generator: torch.Generator | None = None) -> AttackResult:

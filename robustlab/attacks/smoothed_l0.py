@@ -24,7 +24,7 @@ from robustlab.errors import InputError
 from robustlab.ops import margin
 
 
-@register("sigma_zero", family="minnorm", norms=("l0",), counted=True)
+@register("sigma_zero", family="minnorm", norms=("l0",))
 def sigma_zero(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", steps: int = 100, eta_0: float = 1.0,
                sigma: float = 0.001, tau_0: float = 0.3, tau_factor: float = 0.01, targeted: bool = False,
                target: Tensor | None = None, generator: torch.Generator | None = None,

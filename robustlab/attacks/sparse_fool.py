@@ -13,7 +13,7 @@ from robustlab.errors import InputError
 from robustlab.ops import hyperplane_step_box
 
 
-@register("sparsefool", family="minnorm", norms=("l1",), counted=True)
+@register("sparsefool", family="minnorm", norms=("l1",))
 def sparsefool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int = 20, lam: float = 3.0,
                deepfool_steps: int = 50, targeted: bool = False, target: Tensor | None = None,
                generator: torch.Generator | None = None) -> AttackResult:
