@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from robustlab.attacks.best_point import REFINE_GAP, BestTracker, num_classes_of, still_running
 from robustlab.attacks.deep_fool import boundary_gradients
 from robustlab.attacks.registry import implementation, register
-from robustlab.attacks.result import AttackResult, PassCounter, is_adversarial, view_n
+from robustlab.attacks.result import AttackResult, CountedModel, is_adversarial, view_n
 from robustlab.ops import hyperplane_step_box, random_in_ball
 from robustlab.ops import norm as norm_of
 
@@ -39,8 +39,8 @@ def _aim(logits: Tensor) -> Tensor:
     return 2 * REFINE_GAP * (1 + logits.detach().abs().amax(1))
 
 
-def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Tensor, track: BestTracker,
-             counter: PassCounter, *, norm: str, steps: int, alpha_max: float, eta: float, beta: float,
+def _fab_run(model: CountedModel, x: Tensor, labels: Tensor, cand: Tensor, idx: Tensor, track: BestTracker, *,
+             norm: str, steps: int, alpha_max: float, eta: float, beta: float,
              start: Tensor | None, stop_at: float | None = None, reuse_gradient: bool = True) -> None:
     """One FAB run on samples idx, towards the candidate boundaries cand (len(idx), C); success =
     misclassification of labels. With stop_at, a sample leaves once its best norm is <= stop_at.
@@ -57,13 +57,11 @@ def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Ten
             return
         if reuse_gradient and it == steps:  # the last iterate only needs its success checked
             with torch.no_grad():
-                track.update(idx, xk, model(xk), lab, False)
-            counter.add(idx, forward=1)
+                track.update(idx, xk, model(xk, rows=idx), lab, False)
             return
         xa = xk.detach().requires_grad_(True)
-        logits = model(xa)
-        f, w = boundary_gradients(xa, logits, lab, cd)
-        counter.add(idx, forward=1, backward=cd.shape[1])
+        logits = model(xa, rows=idx)
+        f, w = boundary_gradients(xa, logits, lab, cd)  # one backward pass per candidate, counted on logits
         base = xk
         if reuse_gradient and it > 0:  # this pass also decides the success of xk, the last step's result
             # FAB steps back from every adversarial iterate, a tie included: the tracker keeps only clearly
@@ -80,8 +78,7 @@ def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Ten
             xk = xn
         else:  # the paper's step: a forward pass decides the success of xn, then step back after one
             with torch.no_grad():
-                ln = model(xn)
-            counter.add(idx, forward=1)
+                ln = model(xn, rows=idx)
             track.update(idx, xn, ln, lab, False)
             adv = is_adversarial(ln, lab, False)  # every adversarial iterate, a tie included (as above)
             xk = torch.where(view_n(adv, xn), (1 - beta) * x0 + beta * xn, xn)
@@ -95,10 +92,9 @@ def _fab_run(model: nn.Module, x: Tensor, labels: Tensor, cand: Tensor, idx: Ten
 def _common(model, x, y, norm, steps, targeted, target):
     labels = target if targeted else y
     n = x.shape[0]
-    counter = PassCounter(n, x.device)
+    model = CountedModel.of(model, n, x.device)
     logits0, k = num_classes_of(model, x)
-    counter.add(None, forward=1)
-    return x, labels, n, counter, logits0, k
+    return x, labels, n, model, logits0, k
 
 
 @register("fab", family="minnorm", norms=("linf", "l2", "l1"), stochastic=True)
@@ -114,7 +110,7 @@ def fab(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: in
     forward+backward per step instead of the paper's forward+backward plus forward (see `_fab_run`);
     False gives the paper's step exactly. With stop_at, a sample leaves (this run and the restarts) once its
     best norm is <= stop_at."""
-    x, labels, n, counter, logits0, k = _common(model, x, y, norm, steps, targeted, target)
+    x, labels, n, model, logits0, k = _common(model, x, y, norm, steps, targeted, target)
     y_true = y.to(x.device).long()
     track = BestTracker(x, norm, k)
     all_idx = torch.arange(n, device=x.device)
@@ -129,9 +125,9 @@ def fab(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: in
             if idx.numel() == 0:
                 break
             start = _restart_start(x, idx, norm, track_t, restart_eps, generator) if r else None
-            _fab_targeted(model, x, y_true, labels, cand, idx, track_t, counter, norm=norm, steps=steps,
+            _fab_targeted(model, x, y_true, labels, cand, idx, track_t, norm=norm, steps=steps,
                           alpha_max=alpha_max, eta=eta, beta=beta, start=start, stop_at=stop_at)
-        return track_t.result(model, counter)
+        return track_t.result(model)
     done = track.update(all_idx, x, logits0, labels, False)
     cand = logits0.scatter(1, labels[:, None], float("-inf")).argsort(1, descending=True)[:, : k - 1]
     for r in range(restarts):
@@ -140,9 +136,9 @@ def fab(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: in
         if idx.numel() == 0:
             break
         start = _restart_start(x, idx, norm, track, restart_eps, generator) if r else None
-        _fab_run(model, x, labels, cand, idx, track, counter, norm=norm, steps=steps, alpha_max=alpha_max,
+        _fab_run(model, x, labels, cand, idx, track, norm=norm, steps=steps, alpha_max=alpha_max,
                  eta=eta, beta=beta, start=start, stop_at=stop_at, reuse_gradient=reuse_gradient)
-    return track.result(model, counter)
+    return track.result(model)
 
 
 def _restart_start(x: Tensor, idx: Tensor, norm: str, track: BestTracker, restart_eps: float,
@@ -154,7 +150,7 @@ def _restart_start(x: Tensor, idx: Tensor, norm: str, track: BestTracker, restar
     return (x[idx] + random_in_ball(x[idx], norm, radius, gen)).clamp(0, 1)
 
 
-def _fab_targeted(model, x, y_true, target, cand, idx, track, counter, *, norm, steps, alpha_max, eta, beta,
+def _fab_targeted(model, x, y_true, target, cand, idx, track, *, norm, steps, alpha_max, eta, beta,
                   start, stop_at=None) -> None:
     """FAB towards the target's boundary; success (tracked) = prediction equals the target."""
     x0, tt = x[idx], target[idx]
@@ -166,15 +162,13 @@ def _fab_targeted(model, x, y_true, target, cand, idx, track, counter, *, norm, 
         if idx.numel() == 0:
             return
         xa = xk.detach().requires_grad_(True)
-        logits = model(xa)
+        logits = model(xa, rows=idx)
         # f = z_t - z_max_other_than_t < 0 until the target wins; its gradient gives the boundary
         other = logits.detach().scatter(1, tt[:, None], float("-inf")).argmax(1)
         f, w = boundary_gradients(xa, logits, other, tt[:, None])
-        counter.add(idx, forward=1, backward=1)
         xn = _step(w[:, 0], f[:, 0] - _aim(logits), xk, x0, norm, alpha_max, eta)
         with torch.no_grad():
-            ln = model(xn)
-        counter.add(idx, forward=1)
+            ln = model(xn, rows=idx)
         track.update(idx, xn, ln, tt, True)
         adv = is_adversarial(ln, tt, True)  # every adversarial iterate, a tie included (see _fab_run)
         xk = torch.where(view_n(adv, xn), (1 - beta) * x0 + beta * xn, xn).detach()
@@ -196,7 +190,7 @@ def fab_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
     if targeted:
         return implementation("fab")(model, x, y, norm=norm, steps=steps, alpha_max=alpha_max, eta=eta, beta=beta,
                                reuse_gradient=reuse_gradient, targeted=True, target=target)
-    x, labels, n, counter, logits0, k = _common(model, x, y, norm, steps, False, None)
+    x, labels, n, model, logits0, k = _common(model, x, y, norm, steps, False, None)
     track = BestTracker(x, norm, k)
     all_idx = torch.arange(n, device=x.device)
     done = track.update(all_idx, x, logits0, labels, False)
@@ -214,6 +208,6 @@ def fab_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
         idx = all_idx[~ok]
         if idx.numel() == 0:
             break
-        _fab_run(model, x, labels, order[:, t:t + 1], idx, track, counter, norm=norm, steps=steps,
+        _fab_run(model, x, labels, order[:, t:t + 1], idx, track, norm=norm, steps=steps,
                  alpha_max=alpha_max, eta=eta, beta=beta, start=None, stop_at=stop_at, reuse_gradient=reuse_gradient)
-    return track.result(model, counter)
+    return track.result(model)

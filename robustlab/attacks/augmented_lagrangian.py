@@ -122,10 +122,10 @@ def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
     if not 0 <= alpha < 1 or init_lr_distance < 0:
         raise InputError(f"need 0 <= alpha < 1 and init_lr_distance >= 0, got {alpha}, {init_lr_distance}")
     n = x.shape[0]
-    counter, track, _, done = start_minnorm(model, x, labels, norm, targeted)
+    model, track, _, done = start_minnorm(model, x, labels, norm, targeted)
     idx = torch.arange(n, device=x.device)[~done]
     if idx.numel() == 0:
-        return track.result(model, counter)
+        return track.result(model)
     x0, lab = x[idx], labels[idx]
     m = len(idx)
     dt = x.dtype
@@ -147,7 +147,7 @@ def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
             if idx.numel() == 0:
                 break
         d = delta.requires_grad_(True)
-        logits = model(x0 + d)
+        logits = model(x0 + d, rows=idx)
         c = constraint(logits, lab, targeted, logit_tolerance)
         cd = c.detach()
         if i == 0:
@@ -161,7 +161,6 @@ def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
         pen = penalty_p2(c, rho, mu)[0]
         loss = pen if i == 0 else _distance(d, norm) + pen
         g, = torch.autograd.grad(loss.sum(), d)
-        counter.add(idx, forward=1, backward=1)
         xa = (x0 + d).detach()
         adv = track.update(idx, xa, logits.detach(), lab, targeted)
         step_found = torch.where(adv & ~found, torch.full_like(step_found, i), step_found)
@@ -179,6 +178,6 @@ def alma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int
         square_avg = alpha * square_avg + (1 - alpha) * g * g
         buf = alpha * buf + g / (square_avg.sqrt() + 1e-8)
         delta = ((x0 + delta - view_n(lr * decay, x0) * buf).clamp(0, 1) - x0).detach()
-    return finish_last_iterate(model, track, counter, idx, x0 + delta, lab, targeted, refine=refine,
+    return finish_last_iterate(model, track, idx, x0 + delta, lab, targeted, refine=refine,
                                polish=polish, all_labels=labels, stop_at=stop_at)
 

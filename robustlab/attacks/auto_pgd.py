@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from robustlab.attacks.projected_gradient import check_options
 from robustlab.attacks.registry import register
-from robustlab.attacks.result import AttackResult, PassCounter, is_adversarial
+from robustlab.attacks.result import AttackResult, CountedModel, is_adversarial
 from robustlab.errors import InputError
 from robustlab.ops import dlr_loss, dlr_targeted_loss, project_ball_box, random_in_ball, steepest_ascent
 from robustlab.ops import norm as norm_of
@@ -50,7 +50,7 @@ def _loss(name: str, logits: Tensor, y: Tensor, t: Tensor | None) -> Tensor:
 
 def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str, eps: Tensor, steps: int, loss: str,
          rho: float, alpha: float, sparsity: float, keep: str, generator: torch.Generator | None,
-         counter: PassCounter, idx: Tensor, best_x: Tensor, success: Tensor, best_logits: Tensor,
+         idx: Tensor, best_x: Tensor, success: Tensor, best_logits: Tensor,
          best_loss: Tensor, targeted: bool = False, eot_iter: int = 1) -> None:
     """One APGD run on the samples `idx` (global indices); updates best_x/success/best_logits/best_loss in
     place: an adversarial point beats every non-adversarial one; among equals the higher loss wins, except
@@ -71,12 +71,11 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None, *, norm: str,
         grad = values = logits = None
         for _ in range(eot_iter):
             xr = xa.detach().requires_grad_(True)
-            z = model(xr)
+            z = model(xr, rows=ids)
             v = _loss(loss, z, lab, tt)
             g, = torch.autograd.grad(v.sum(), xr)
             grad, values, logits = ((g, v.detach(), z.detach()) if grad is None else
                                     (grad + g, values + v.detach(), logits + z.detach()))
-        counter.add(ids, forward=eot_iter, backward=eot_iter)
         assert grad is not None and values is not None and logits is not None
         return grad / eot_iter, values / eot_iter, logits / eot_iter
 
@@ -158,21 +157,20 @@ def _setup(model: nn.Module, x: Tensor, y: Tensor, norm: str, eps: float | Tenso
 
 
 def _result(x: Tensor, best_x: Tensor, success: Tensor, best_logits: Tensor, norm: str,
-            counter: PassCounter) -> AttackResult:
-    return AttackResult(best_x, success, norm_of(best_x - x, norm), counter.forward, counter.backward, best_logits)
+            model: CountedModel) -> AttackResult:
+    return AttackResult(best_x, success, norm_of(best_x - x, norm), model.forward, model.backward, best_logits)
 
 
 def _start(model: nn.Module, x: Tensor, y: Tensor, t: Tensor | None,
-           ) -> tuple[PassCounter, Tensor, Tensor, Tensor, Tensor]:
-    """Pass counter, clean logits, clean success, best points (x) and their losses (-inf: x is no iterate,
+           ) -> tuple[CountedModel, Tensor, Tensor, Tensor, Tensor]:
+    """The counted model, clean logits, clean success, best points (x) and their losses (-inf: x is no iterate,
     so with keep="best" an already adversarial x is replaced by the first adversarial iterate)."""
     n = x.shape[0]
-    counter = PassCounter(n, x.device)
+    model = CountedModel.of(model, n, x.device)
     with torch.no_grad():
         clean_logits = model(x)
-    counter.add(None, forward=1)
     success = is_adversarial(clean_logits, t, True) if t is not None else is_adversarial(clean_logits, y, False)
-    return counter, clean_logits, success, x.clone(), torch.full((n,), float("-inf"), device=x.device, dtype=x.dtype)
+    return model, clean_logits, success, x.clone(), torch.full((n,), float("-inf"), device=x.device, dtype=x.dtype)
 
 
 def _todo(success: Tensor, keep: str) -> Tensor:
@@ -200,16 +198,16 @@ def apgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: flo
         raise InputError(f"apgd loss must be 'ce' or 'dlr' (apgd_t is AutoAttack's APGD-T), got {loss!r}")
     check_options(x, keep=keep, eot_iter=eot_iter)
     e, y, t = _setup(model, x, y, norm, eps, steps, restarts, targeted, target)
-    counter, best_logits, success, best_x, best_loss = _start(model, x, y, t)
+    model, best_logits, success, best_x, best_loss = _start(model, x, y, t)
     run_loss = f"{loss}_targeted" if targeted else loss
     for _ in range(restarts):
         idx = _todo(success, keep)
         if idx.numel() == 0:
             break
         _run(model, x, y, t, norm=norm, eps=e, steps=steps, loss=run_loss, rho=rho, alpha=alpha, sparsity=sparsity,
-             keep=keep, generator=generator, counter=counter, idx=idx, best_x=best_x, success=success,
+             keep=keep, generator=generator, idx=idx, best_x=best_x, success=success,
              best_logits=best_logits, best_loss=best_loss, targeted=targeted, eot_iter=eot_iter)
-    return _result(x, best_x, success, best_logits, norm, counter)
+    return _result(x, best_x, success, best_logits, norm, model)
 
 
 @register("apgd_t", family="fixed", norms=("linf", "l2", "l1"), stochastic=True, check=check_options)
@@ -231,7 +229,7 @@ def apgd_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: f
     point and later targets run only on samples still robust (AutoAttack's way). eot_iter: see apgd."""
     check_options(x, keep=keep, eot_iter=eot_iter)
     e, y, t = _setup(model, x, y, norm, eps, steps, restarts, targeted, target)
-    counter, clean_logits, success, best_x, best_loss = _start(model, x, y, t)
+    model, clean_logits, success, best_x, best_loss = _start(model, x, y, t)
     best_logits = clean_logits.clone()
     if clean_logits.shape[1] < 4:
         raise InputError("apgd_t's targeted DLR loss needs at least 4 classes")
@@ -255,11 +253,11 @@ def apgd_t(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: f
             if idx.numel() == 0:
                 break
             _run(model, x, y, tj, norm=norm, eps=e, steps=steps, loss="dlr_targeted", rho=rho, alpha=alpha,
-                 sparsity=sparsity, keep=keep, generator=generator, counter=counter, idx=idx, best_x=best_x,
+                 sparsity=sparsity, keep=keep, generator=generator, idx=idx, best_x=best_x,
                  success=success, best_logits=best_logits, best_loss=best_loss, targeted=targeted,
                  eot_iter=eot_iter)
         idle = idle + 1 if int(success.sum()) == before else 0
         tried = j + 1
-    res = _result(x, best_x, success, best_logits, norm, counter)
+    res = _result(x, best_x, success, best_logits, norm, model)
     res.info["targets_tried"] = tried
     return res

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.result import AttackResult, PassCounter, view_n
+from robustlab.attacks.result import AttackResult, CountedModel, PassCounter, view_n
 
 
 class BestTracker:
@@ -60,10 +60,10 @@ class BestTracker:
     def success(self) -> Tensor:
         return torch.isfinite(self.norm)
 
-    def result(self, model: nn.Module, counter: PassCounter, info: dict[str, Any] | None = None) -> AttackResult:
-        """The best-so-far as a result (logits of points never adversarial stay zero: the entry point's
-        verification pass gives every returned point its logits)."""
-        return AttackResult(self.x_adv, self.success, self.norm.clone(), counter.forward, counter.backward,
+    def result(self, model: CountedModel, info: dict[str, Any] | None = None) -> AttackResult:
+        """The best-so-far as a result, with the passes `model` counted (logits of points never adversarial stay
+        zero: the entry point's verification pass gives every returned point its logits)."""
+        return AttackResult(self.x_adv, self.success, self.norm.clone(), model.forward, model.backward,
                             self.logits, info or {})
 
 
@@ -78,18 +78,18 @@ def still_running(track: BestTracker, idx: Tensor, stop_at: float | None) -> Ten
 
 
 def start_minnorm(model: nn.Module, x: Tensor, labels: Tensor, norm: str,
-                  targeted: bool) -> tuple[PassCounter, BestTracker, Tensor, Tensor]:
+                  targeted: bool) -> tuple[CountedModel, BestTracker, Tensor, Tensor]:
     """The opening every minimum-norm attack shares: one counted clean forward pass and a `BestTracker` that
-    records the points already adversarial (size 0). Returns (counter, track, clean logits, done mask)."""
-    counter = PassCounter(x.shape[0], x.device)
+    records the points already adversarial (size 0). Returns (the counted model, track, clean logits, done
+    mask): the model counts the attack's passes from here on (`result.CountedModel`)."""
+    model = CountedModel.of(model, x.shape[0], x.device)
     logits0, k = num_classes_of(model, x)
-    counter.add(None, forward=1)
     track = BestTracker(x, norm, k)
     done = track.update(torch.arange(x.shape[0], device=x.device), x, logits0, labels, targeted)
-    return counter, track, logits0, done
+    return model, track, logits0, done
 
 
-def offer_start(model: nn.Module, track: BestTracker, counter: PassCounter, idx: Tensor, x_start: Tensor,
+def offer_start(model: CountedModel, track: BestTracker, idx: Tensor, x_start: Tensor,
                 labels: Tensor, targeted: bool) -> Tensor:
     """A warm start: samples `idx` of x_start (N, ...) offered to the tracker after one counted forward pass;
     returns the (len(idx),) mask of those clearly adversarial (the tracker's rule), whose start is now their
@@ -97,12 +97,11 @@ def offer_start(model: nn.Module, track: BestTracker, counter: PassCounter, idx:
     if idx.numel() == 0:
         return torch.zeros(0, dtype=torch.bool, device=x_start.device)
     with torch.no_grad():
-        logits = model(x_start[idx])
-    counter.add(idx, forward=1)
+        logits = model(x_start[idx], rows=idx)
     return track.update(idx, x_start[idx], logits, labels[idx], targeted)
 
 
-def finish_last_iterate(model: nn.Module, track: BestTracker, counter: PassCounter, idx: Tensor, xa: Tensor,
+def finish_last_iterate(model: CountedModel, track: BestTracker, idx: Tensor, xa: Tensor,
                         labels: Tensor, targeted: bool, *, refine: int = 0, polish: int = 0,
                         all_labels: Tensor | None = None, stop_at: float | None = None) -> AttackResult:
     """The closing of a minimum-norm loop: the samples still running (`idx`) have their last iterate `xa`
@@ -111,12 +110,11 @@ def finish_last_iterate(model: nn.Module, track: BestTracker, counter: PassCount
     sample's best."""
     if idx.numel():
         with torch.no_grad():
-            logits = model(xa)
-        counter.add(idx, forward=1)
+            logits = model(xa, rows=idx)
         track.update(idx, xa, logits, labels, targeted)
     if (refine > 0 or polish > 0) and all_labels is not None:
-        refine_along_ray(model, track, counter, all_labels, targeted, refine, stop_at, polish=polish)
-    return track.result(model, counter)
+        refine_along_ray(model, track, all_labels, targeted, refine, stop_at, polish=polish)
+    return track.result(model)
 
 
 def num_classes_of(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
@@ -134,8 +132,8 @@ def _refinable(track: BestTracker, stop_at: float | None) -> Tensor:
     return ok.nonzero().flatten()
 
 
-def boundary_polish(model: nn.Module, track: BestTracker, counter: PassCounter, labels: Tensor, targeted: bool,
-                    steps: int, stop_at: float | None = None, *, classes: int = 2, searches: int = 5) -> None:
+def boundary_polish(model: CountedModel, track: BestTracker, labels: Tensor | PassCounter, targeted: bool | Tensor,
+                    steps: int | bool, *more: Any, classes: int = 2, searches: int = 5) -> None:
     """The closing polish of a minimum-norm attack (linf, l2, l1): `steps` rounds, each one counted forward
     pass at every best point x_b with `classes` counted backward passes, then at most `searches` counted
     forward passes.
@@ -153,6 +151,12 @@ def boundary_polish(model: nn.Module, track: BestTracker, counter: PassCounter, 
     from robustlab.ops import hyperplane_step_box
     from robustlab.ops import norm as norm_of
 
+    if isinstance(labels, PassCounter):  # the former call, (model, track, counter, labels, targeted, steps, ...)
+        counted = CountedModel(model, track.x.shape[0], track.x.device)
+        boundary_polish(counted, track, targeted, steps, *more, classes=classes, searches=searches)
+        labels.add(None, forward=counted.forward, backward=counted.backward)
+        return
+    stop_at = more[0] if more else None
     if steps <= 0 or classes <= 0 or track.normname not in ("linf", "l2", "l1"):
         return
     for _ in range(steps):
@@ -162,7 +166,7 @@ def boundary_polish(model: nn.Module, track: BestTracker, counter: PassCounter, 
         x0, xb, lab = track.x[idx], track.x_adv[idx], labels[idx]
         with torch.enable_grad():
             z = xb.detach().clone().requires_grad_(True)
-            lg = model(z)
+            lg = model(z, rows=idx)
             own = lg.gather(1, lab[:, None]).squeeze(1)
             rest = lg.detach().scatter(1, lab[:, None], float("-inf"))
             c = 1 if targeted else min(classes, lg.shape[1] - 1)
@@ -174,7 +178,6 @@ def boundary_polish(model: nn.Module, track: BestTracker, counter: PassCounter, 
                 w, = torch.autograd.grad(g.sum(), z, retain_graph=k + 1 < c)
                 gs.append(g.detach())
                 ws.append(w)
-        counter.add(idx, forward=1, backward=c)
         gap = 2 * REFINE_GAP * (1 + lg.detach().abs().amax(1))
         cand, size = xb, track.norm[idx]
         for g, w in zip(gs, ws):
@@ -195,8 +198,7 @@ def boundary_polish(model: nn.Module, track: BestTracker, counter: PassCounter, 
         for k in range(max(searches, 1)):
             pt = (xb + view_n(a, xb) * (cand - xb)).clamp(0, 1)  # (rounding can leave the box by an ulp)
             with torch.no_grad():
-                out = model(pt)
-            counter.add(idx, forward=1)
+                out = model(pt, rows=idx)
             adv = _clearly_adversarial(out, lab, targeted)
             if bool(adv.any()):
                 track.update(idx[adv], pt[adv], out[adv], lab[adv], targeted)
@@ -209,7 +211,7 @@ def boundary_polish(model: nn.Module, track: BestTracker, counter: PassCounter, 
             a = (lo + hi) / 2
 
 
-def refine_along_ray(model: nn.Module, track: BestTracker, counter: PassCounter, labels: Tensor, targeted: bool,
+def refine_along_ray(model: CountedModel, track: BestTracker, labels: Tensor, targeted: bool,
                      steps: int, stop_at: float | None = None, *, polish: int = 0) -> None:
     """The closing of a minimum-norm attack: `polish` rounds of `boundary_polish` (the gradient steps onto
     the linearised boundary), then `refine` along the scaling path only, per sample with
@@ -218,16 +220,15 @@ def refine_along_ray(model: nn.Module, track: BestTracker, counter: PassCounter,
     shrank. It takes back the overshoot an iterative attack leaves when its last steps are large against the
     sample's own minimum; it does not change the perturbation's direction (the attack's own result), so it
     does nothing for L0 and pixel counts."""
-    boundary_polish(model, track, counter, labels, targeted, polish, stop_at)
+    boundary_polish(model, track, labels, targeted, polish, stop_at)
     if steps <= 0 or track.normname not in ("linf", "l2", "l1"):
         return
     idx = _refinable(track, stop_at)
     if idx.numel() == 0:
         return
-    x_adv, size, logits, fwd = refine(model, track.x[idx], labels[idx], track.x_adv[idx], track.norm[idx],
+    x_adv, size, logits, _ = refine(model.restrict(idx), track.x[idx], labels[idx], track.x_adv[idx], track.norm[idx],
                                       track.logits[idx], track.normname, targeted, searches=steps,
                                       families=("scale",), prune=0)
-    counter.add(idx, forward=fwd)
     track.update(idx, x_adv, logits, labels[idx], targeted)
 
 
@@ -280,7 +281,8 @@ def refine(model: nn.Module, x: Tensor, labels: Tensor, x_adv: Tensor, size: Ten
     from robustlab.ops import norm as norm_of
 
     x_adv, size, logits = x_adv.clone(), size.clone(), logits.clone()
-    fwd = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    model = CountedModel.of(model, len(x), x.device)
+    fwd = model.forward  # a fresh count unless the caller hands a counted model on (then its counts)
     idx = torch.isfinite(size).nonzero().flatten()
     if idx.numel() == 0:
         return x_adv, size, logits, fwd
@@ -291,8 +293,7 @@ def refine(model: nn.Module, x: Tensor, labels: Tensor, x_adv: Tensor, size: Ten
         for _ in range(searches):
             mid = (lo + hi) / 2
             cand = (x0 + _shrink(d, mid, family)).clamp(0, 1)
-            lg = model(cand)
-            fwd[idx] += 1
+            lg = model(cand, rows=idx)
             adv = _clearly_adversarial(lg, lab, targeted)
             lo, hi = torch.where(adv, lo, mid), torch.where(adv, mid, hi)
             s = norm_of(cand - x0, norm)
@@ -313,8 +314,7 @@ def refine(model: nn.Module, x: Tensor, labels: Tensor, x_adv: Tensor, size: Ten
         c = order[live, k]
         cand = cur[live].clone()
         cand[torch.arange(len(live), device=x.device), c] = flat0[live, c]
-        lg = model(cand.view((len(live),) + tuple(x0.shape[1:])))
-        fwd[idx[live]] += 1
+        lg = model(cand.view((len(live),) + tuple(x0.shape[1:])), rows=idx[live])
         adv = _clearly_adversarial(lg, lab[live], targeted)
         keep = live[adv]
         cur[keep] = cand[adv]

@@ -254,17 +254,16 @@ def bb(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
                             or norm not in REGISTRY[init].norms):
         raise InputError(f"init must be 'noise' or another minimum-norm attack for {norm}, got {init!r}")
     n = x.shape[0]
-    counter, track, _, done = start_minnorm(model, x, labels, norm, targeted)
+    model, track, _, done = start_minnorm(model, x, labels, norm, targeted)
     idx = torch.arange(n, device=x.device)[~done]
     start = x.clone()
     have = done.clone()
     if init != "noise" and idx.numel():
-        r0 = implementation(init)(model, x[idx], y[idx], norm=norm, targeted=targeted,
-                       target=labels[idx] if targeted else None, generator=generator)
-        counter.add(idx, forward=r0.forward_passes.to(x.device), backward=r0.backward_passes.to(x.device))
+        # the warm start's passes counted on our model where they happen
+        r0 = implementation(init)(model.restrict(idx), x[idx], y[idx], norm=norm, targeted=targeted,
+                                  target=labels[idx] if targeted else None, generator=generator)
         with torch.no_grad():
-            lg = model(r0.x_adv)
-        counter.add(idx, forward=1)
+            lg = model(r0.x_adv, rows=idx)
         ok = _adv(lg, labels[idx], targeted) & r0.success.to(x.device)
         start[idx[ok]] = r0.x_adv[ok].to(x.dtype)
         have[idx[ok]] = True
@@ -276,8 +275,7 @@ def bb(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
             break
         noise = torch.rand(x[j].shape, generator=generator, device="cpu", dtype=x.dtype).to(x.device)
         with torch.no_grad():
-            lg = model(noise)
-        counter.add(j, forward=1)
+            lg = model(noise, rows=j)
         ok = _adv(lg, labels[j], targeted)
         start[j[ok]] = noise[ok]
         have[j[ok]] = True
@@ -292,8 +290,7 @@ def bb(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
                 break
             cand = (1 - w) * x0[live] + w * s[live]
             with torch.no_grad():
-                lg = model(cand)
-            counter.add(j[live], forward=1)
+                lg = model(cand, rows=j[live])
             ok = _adv(lg, lab[live], targeted)
             s[live[ok]] = cand[ok]
             found[live[ok]] = True
@@ -308,8 +305,7 @@ def bb(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
             e = (lo_e + hi_e) / 2
             cand = _mid(x0, s, e, norm)
             with torch.no_grad():
-                lg = model(cand)
-            counter.add(idx, forward=1)
+                lg = model(cand, rows=idx)
             ok = _adv(lg, lab, targeted)
             lo_e, hi_e = torch.where(ok, lo_e, e), torch.where(ok, e, hi_e)
         start[idx] = _mid(x0, s, hi_e, norm)
@@ -328,10 +324,9 @@ def bb(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
         if idx.numel() == 0:
             break
         xa = xk.detach().requires_grad_(True)
-        logits = model(xa)
+        logits = model(xa, rows=idx)
         ld = -margin(logits, lab) if targeted else margin(logits, lab)  # < 0: adversarial
         g, = torch.autograd.grad(ld.sum(), xa)
-        counter.add(idx, forward=1, backward=1)
         track.update(idx, xk, logits.detach(), lab, targeted)
         g = g.flatten(1).double()
         normal = g if normal is None else (1 - momentum) * g + momentum * normal
@@ -344,5 +339,5 @@ def bb(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
         d = xk.flatten(1).double() - f0
         v = _trust_step(norm, d, normal, c, -f0, 1 - f0, lrs * dim, solver_iters)
         xk = (f0 + v).clamp(0, 1).view_as(x0).to(x.dtype)
-    return finish_last_iterate(model, track, counter, idx, xk, lab, targeted, refine=refine, polish=polish,
+    return finish_last_iterate(model, track, idx, xk, lab, targeted, refine=refine, polish=polish,
                                all_labels=labels, stop_at=stop_at)

@@ -45,7 +45,7 @@ def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
     if search_steps < 1:
         raise InputError(f"search_steps must be >= 1, got {search_steps}")
     n = x.shape[0]
-    counter, track, logits0, _ = start_minnorm(model, x, labels, "l2", targeted)
+    model, track, logits0, _ = start_minnorm(model, x, labels, "l2", targeted)
     all_idx = torch.arange(n, device=x.device)
     w0 = torch.atanh((x * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6))
     const = torch.full((n,), initial_const, device=x.device, dtype=x.dtype)
@@ -77,13 +77,12 @@ def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
                     break
             w.requires_grad_(True)
             xa = (torch.tanh(w) + 1) / 2
-            logits = model(xa)
+            logits = model(xa, rows=idx)
             m = margin(logits, lab)
             f = torch.clamp(-m if targeted else m, min=-kappa)
             dist = (xa - x0).flatten(1).pow(2).sum(1)
             loss = dist + c * f
             g, = torch.autograd.grad(loss.sum(), w)  # w.r.t. w only: no parameter's .grad is touched
-            counter.add(idx, forward=1, backward=1)
             adv = track.update(idx, xa.detach(), logits.detach(), lab, targeted)
             if kappa > 0:  # success for the search means confidence kappa
                 adv = adv & ((-m if targeted else m).detach() <= -kappa)
@@ -116,5 +115,5 @@ def cw(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int =
         cl = torch.where(succeeded, lower[idx], torch.maximum(lower[idx], c))
         new_c = torch.where(cu < 1e9, (cl + cu) / 2, c * 10)
         upper[idx], lower[idx], const[idx] = cu, cl, new_c
-    refine_along_ray(model, track, counter, labels, targeted, refine, stop_at, polish=polish)
-    return track.result(model, counter)
+    refine_along_ray(model, track, labels, targeted, refine, stop_at, polish=polish)
+    return track.result(model)

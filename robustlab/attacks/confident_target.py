@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from robustlab.attacks.best_point import num_classes_of
 from robustlab.attacks.registry import register
-from robustlab.attacks.result import AttackResult, PassCounter
+from robustlab.attacks.result import AttackResult, CountedModel
 from robustlab.errors import InputError
 from robustlab.ops import norm as norm_of
 
@@ -117,17 +117,14 @@ def high_confidence(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2",
     if target_rule not in ("closest", "random"):
         raise InputError(f"target_rule must be 'closest' or 'random', got {target_rule!r}")
     n = x.shape[0]
-    counter = PassCounter(n, x.device)
+    model = CountedModel.of(model, n, x.device)
     logits0, k = num_classes_of(model, x)
-    counter.add(None, forward=1)
     if targeted:
         t = labels
         src = y.to(x.device)
     else:
         src = labels
         t = closest_target(model, x, labels) if target_rule == "closest" else random_target(labels, k, generator)
-        if target_rule == "closest":
-            counter.add(None, forward=1, backward=k)
     if confidence is None:
         c = F.softmax(logits0, 1).amax(1).detach()
     else:
@@ -135,14 +132,11 @@ def high_confidence(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2",
         if bool(((c <= 0) | (c >= 1)).any()):
             raise InputError(f"confidence must be in (0, 1), got {confidence}")
         c = c.expand(n).clone() if c.dim() == 0 else c
-    passes: dict[str, int] = {}
-    x_adv, taken = hc_perturb(model, x, t, c, steps=steps, max_step=max_step, tau=tau, overshoot=overshoot,
-                              passes=passes)
-    counter.add(None, forward=passes.get("forward", 0) + 1, backward=passes.get("backward", 0))
+    x_adv, taken = hc_perturb(model, x, t, c, steps=steps, max_step=max_step, tau=tau, overshoot=overshoot)
     with torch.no_grad():
         logits = model(x_adv)
     p_t = F.softmax(logits, 1)[torch.arange(n, device=x.device), t]
     success = (logits.argmax(1) == t) & (t != src)
     nr = torch.where(success, norm_of(x_adv - x, "l2"), torch.full((n,), float("inf"), device=x.device))
-    return AttackResult(x_adv, success, nr, counter.forward, counter.backward, logits,
+    return AttackResult(x_adv, success, nr, model.forward, model.backward, logits,
                         {"target": t, "reached": p_t >= c - 1e-6, "confidence": c})

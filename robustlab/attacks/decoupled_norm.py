@@ -47,7 +47,7 @@ def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
     if not 0 < gamma < 1 or not 0 <= margin_from <= 1:
         raise InputError(f"need 0 < gamma < 1 and 0 <= margin_from <= 1, got {gamma}, {margin_from}")
     n = x.shape[0]
-    counter, track, _, done = start_minnorm(model, x, labels, "l2", targeted)
+    model, track, _, done = start_minnorm(model, x, labels, "l2", targeted)
     idx = torch.arange(n, device=x.device)[~done]
     x0, lab = x[idx], labels[idx]
     delta = torch.zeros_like(x0)
@@ -60,13 +60,12 @@ def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
                 break
         alpha = alpha_final + (alpha_init - alpha_final) * (1 + math.cos(math.pi * i / steps)) / 2
         xa = (x0 + delta).requires_grad_(True)
-        logits = model(xa)
+        logits = model(xa, rows=idx)
         if i < margin_from * steps:
             obj = F.cross_entropy(logits, lab, reduction="sum")
         else:  # minus the logit margin: the nearest class's direction only
             obj = -margin(logits, lab).sum()
         g, = torch.autograd.grad(-obj if targeted else obj, xa)
-        counter.add(idx, forward=1, backward=1)
         adv = track.update(idx, xa.detach(), logits.detach(), lab, targeted)
         gn = g.flatten(1).norm(dim=1).clamp_min(1e-12)
         delta = delta + alpha * g / view_n(gn, g)
@@ -78,5 +77,5 @@ def ddn(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: int 
         if levels > 1:
             xn = torch.round(xn * (levels - 1)) / (levels - 1)
         delta = xn - x0
-    return finish_last_iterate(model, track, counter, idx, x0 + delta, lab, targeted, refine=refine,
+    return finish_last_iterate(model, track, idx, x0 + delta, lab, targeted, refine=refine,
                                polish=polish, all_labels=labels, stop_at=stop_at)

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from robustlab.attacks.best_point import BestTracker, num_classes_of, refine_along_ray
 from robustlab.attacks.presets import REFINE
 from robustlab.attacks.registry import register
-from robustlab.attacks.result import AttackResult, PassCounter, view_n
+from robustlab.attacks.result import AttackResult, CountedModel, view_n
 from robustlab.errors import InputError
 from robustlab.ops import norm as norm_of
 
@@ -55,9 +55,8 @@ def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps:
     if overshoot < 0:
         raise InputError(f"overshoot must be >= 0, got {overshoot}")
     n = x.shape[0]
-    counter = PassCounter(n, x.device)
+    model = CountedModel.of(model, n, x.device)
     logits0, k = num_classes_of(model, x)
-    counter.add(None, forward=1)
     track = BestTracker(x, norm, k)
     all_idx = torch.arange(n, device=x.device)
     done = track.update(all_idx, x, logits0, labels, targeted)
@@ -74,18 +73,15 @@ def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps:
         if idx.numel() == 0:
             break
         xa = (x[idx] + (1 + overshoot) * r_tot[idx]).clamp(0, 1).requires_grad_(True)
-        logits = model(xa)
-        counter.add(idx, forward=1)
+        logits = model(xa, rows=idx)  # the backward passes below run over every row, finished ones too
         adv = track.update(idx, xa.detach(), logits.detach(), labels[idx], targeted)
         keep = ~adv
-        ran = idx
         idx = idx[keep]
         if idx.numel() == 0:
             break
         # f = z_c - z_src < 0 until the boundary with candidate c (the target, when targeted) is crossed
         f, w = boundary_gradients(xa, logits[keep], src[idx], cand_all[idx])
         w = w[keep]  # gradients w.r.t. the whole active batch; rows of finished samples are zero
-        counter.add(ran, backward=cand_all.shape[1])  # the backward passes run over every row of the batch
         r, _ = minimal_step(f, w, norm)
         if max_step_norm > 0:
             rn = norm_of(r, norm).clamp_min(1e-12)
@@ -94,8 +90,7 @@ def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps:
     if idx.numel():  # evaluate the last step
         xa = (x[idx] + (1 + overshoot) * r_tot[idx]).clamp(0, 1)
         with torch.no_grad():
-            logits = model(xa)
-        counter.add(idx, forward=1)
+            logits = model(xa, rows=idx)
         track.update(idx, xa, logits, labels[idx], targeted)
-    refine_along_ray(model, track, counter, labels, targeted, refine)
-    return track.result(model, counter)
+    refine_along_ray(model, track, labels, targeted, refine)
+    return track.result(model)

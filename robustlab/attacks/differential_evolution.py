@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.registry import register
-from robustlab.attacks.result import AttackResult, PassCounter, is_adversarial
+from robustlab.attacks.result import AttackResult, CountedModel, is_adversarial
 from robustlab.errors import InputError
 from robustlab.ops import norm as norm_of
 
@@ -63,7 +63,7 @@ def one_pixel(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "pixel", ep
     e = eps
     k_of = e.floor().long().clamp(0, h * w)
     k = max(int(k_of.max()), 1)
-    counter = PassCounter(n, x.device)
+    model = CountedModel.of(model, n, x.device)
     lo = torch.tensor([0.0, 0.0] + [0.0] * ch, device=x.device, dtype=x.dtype)
     hi = torch.tensor([h - 1.0, w - 1.0] + [1.0] * ch, device=x.device, dtype=x.dtype)
     u = torch.rand((n, population, k, 2 + ch), generator=generator, dtype=x.dtype).to(x.device)
@@ -72,8 +72,9 @@ def one_pixel(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "pixel", ep
     def evaluate(ids: Tensor, g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         imgs = _paint(x[ids], g, k_of[ids]).flatten(0, 1)
         with torch.no_grad():
-            logits = torch.cat([model(imgs[i:i + batch_rows]) for i in range(0, len(imgs), batch_rows)])
-        counter.add(ids, forward=g.shape[1])
+            of = ids.repeat_interleave(g.shape[1])  # the sample of each image
+            logits = torch.cat([model(imgs[i:i + batch_rows], rows=of[i:i + batch_rows])
+                                for i in range(0, len(imgs), batch_rows)])
         logits = logits.view(len(ids), g.shape[1], -1)
         prob = logits.float().softmax(-1).gather(2, labels[ids][:, None, None].expand(-1, g.shape[1], 1))[..., 0]
         fit = -prob if targeted else prob
@@ -125,4 +126,4 @@ def one_pixel(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "pixel", ep
             record(attack[rows], child[rows], fv[rows], adv[rows], logits[rows])
             attack = attack[~rows]
     size = norm_of(x_adv - x, "pixel")
-    return AttackResult(x_adv, success, size, counter.forward, counter.backward, logits_out)
+    return AttackResult(x_adv, success, size, model.forward, model.backward, logits_out)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustlab.attacks.registry import check_positive, register
-from robustlab.attacks.result import AttackResult, PassCounter, is_adversarial, view_n
+from robustlab.attacks.result import AttackResult, CountedModel, is_adversarial, view_n
 from robustlab.errors import InputError
 from robustlab.ops import norm as norm_of
 from robustlab.ops import project_ball_box
@@ -65,7 +65,7 @@ def daa(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: floa
     n = x.shape[0]
     e = eps
     a = 2.5 * e / steps if step_size is None else e.new_full(e.shape, step_size)
-    counter = PassCounter(n, x.device)
+    model = CountedModel.of(model, n, x.device)
     best_x, best_loss = x.clone(), torch.full((n,), float("-inf"), device=x.device, dtype=x.dtype)
     success = torch.zeros(n, dtype=torch.bool, device=x.device)
     best_logits: Tensor | None = None
@@ -82,14 +82,11 @@ def daa(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: floa
         for t in range(steps + 1):
             xa = (x0 + delta).detach().requires_grad_(t < steps)
             with torch.set_grad_enabled(t < steps):
-                logits = model(xa)
+                logits = model(xa, rows=idx)
                 loss = F.cross_entropy(logits, lab, reduction="none")
                 loss = -loss if targeted else loss
             if t < steps:
                 g, = torch.autograd.grad(loss.sum(), xa)
-                counter.add(idx, forward=1, backward=1)
-            else:
-                counter.add(idx, forward=1)
             if best_logits is None:
                 best_logits = torch.zeros(n, logits.shape[1], device=x.device, dtype=x.dtype)
             adv = is_adversarial(logits.detach(), lab, targeted)
@@ -106,5 +103,5 @@ def daa(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: floa
             phi = _blob_direction(xa.detach(), g, c)
             delta = project_ball_box(delta + view_n(ai, x0) * phi.sign(), x0, "linf", ei)
     assert best_logits is not None
-    return AttackResult(best_x, success, norm_of(best_x - x, "linf"), counter.forward, counter.backward,
+    return AttackResult(best_x, success, norm_of(best_x - x, "linf"), model.forward, model.backward,
                         best_logits)

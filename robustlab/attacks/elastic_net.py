@@ -41,7 +41,7 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
     if beta < 0 or lr <= 0 or initial_const <= 0:
         raise InputError(f"need beta >= 0, lr > 0 and initial_const > 0, got {beta}, {lr}, {initial_const}")
     n = x.shape[0]
-    counter, track, logits0, _ = start_minnorm(model, x, labels, "l1", targeted)
+    model, track, logits0, _ = start_minnorm(model, x, labels, "l1", targeted)
     all_idx = torch.arange(n, device=x.device)
     # the EN rule's own best-so-far (value, example, logits); misclassified points are 0 already
     en_val = torch.where(track.norm == 0, 0.0, float("inf")).to(x.dtype)
@@ -68,12 +68,11 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
                         break
             lr_s = lr * (1 - s / steps) ** 0.5
             ya = yk.detach().requires_grad_(True)
-            logits = model(ya)
+            logits = model(ya, rows=idx)
             m = margin(logits, lab)
             f = torch.clamp(-m if targeted else m, min=-kappa)
             smooth = (c * f).sum() + (ya - x0).pow(2).sum()
             g, = torch.autograd.grad(smooth, ya)
-            counter.add(idx, forward=1, backward=1)
             z = yk - lr_s * g
             # shrinkage around x0 by beta, then clip to the box: the paper's S_beta (its Eq. 6, as in the
             # authors' and foolbox's code) thresholds by beta itself, not by the prox's lr * beta
@@ -84,8 +83,7 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
             yk = xn + s / (s + 3) * (xn - xk)
             xk = xn.detach()
             with torch.no_grad():
-                ln = model(xk)
-            counter.add(idx, forward=1)
+                ln = model(xk, rows=idx)
             adv = track.update(idx, xk, ln, lab, targeted)
             mk = margin(ln, lab)
             if kappa > 0:
@@ -105,8 +103,8 @@ def ead(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", steps: int 
         upper[idx], lower[idx] = cu, cl
         const[idx] = torch.where(cu < 1e9, (cl + cu) / 2, c * 10)
     if decision_rule == "L1":
-        refine_along_ray(model, track, counter, labels, targeted, refine, stop_at, polish=polish)
-        return track.result(model, counter)
+        refine_along_ray(model, track, labels, targeted, refine, stop_at, polish=polish)
+        return track.result(model)
     ok = torch.isfinite(en_val)
     l1 = torch.where(ok, norm_of(en_x - x, "l1"), torch.full_like(en_val, float("inf")))
-    return AttackResult(en_x, ok, l1, counter.forward, counter.backward, en_logits, {})
+    return AttackResult(en_x, ok, l1, model.forward, model.backward, en_logits, {})

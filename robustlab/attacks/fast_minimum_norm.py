@@ -56,7 +56,7 @@ def fmn_from(model: nn.Module, x: Tensor, labels: Tensor, x_start: Tensor | None
     fraction of the start's own scale, so the search refines the start instead of leaving it) to 1/100 of
     that; the other points start from x as in `fmn`."""
     n = x.shape[0]
-    counter, track, _, done = start_minnorm(model, x, labels, norm, targeted)
+    model, track, _, done = start_minnorm(model, x, labels, norm, targeted)
     idx = torch.arange(n, device=x.device)[~done]
     x0, lab = x[idx], labels[idx]
     delta = torch.zeros_like(x0)
@@ -64,7 +64,7 @@ def fmn_from(model: nn.Module, x: Tensor, labels: Tensor, x_start: Tensor | None
     a_final = alpha_init / 100 if alpha_final is None else alpha_final
     a0 = a1 = None  # per-sample step sizes (a warm start); otherwise alpha_init -> a_final
     if x_start is not None and idx.numel():
-        ok = offer_start(model, track, counter, idx, x_start, labels, targeted)
+        ok = offer_start(model, track, idx, x_start, labels, targeted)
         d = (x_start[idx] - x0) * view_n(ok.to(x0.dtype), x0)
         delta, eps = d, torch.where(ok, norm_of(d, norm), eps)
         a0 = torch.where(ok, start_alpha * d.flatten(1).norm(dim=1), torch.full_like(eps, alpha_init))
@@ -80,10 +80,9 @@ def fmn_from(model: nn.Module, x: Tensor, labels: Tensor, x_start: Tensor | None
         alpha = _cos(alpha_init, a_final, i, steps) if a0 is None else view_n(a1 + (a0 - a1) * _cos(1, 0, i, steps), x0)
         gamma = _cos(gamma_init, gamma_final, i, steps)
         xa = (x0 + delta).requires_grad_(True)
-        logits = model(xa)
+        logits = model(xa, rows=idx)
         m = -margin(logits, lab) if targeted else margin(logits, lab)  # < 0 means adversarial
         g, = torch.autograd.grad(m.sum(), xa)
-        counter.add(idx, forward=1, backward=1)
         adv = track.update(idx, xa.detach(), logits.detach(), lab, targeted)
         best = track.norm[idx]
         found = torch.isfinite(best)
@@ -104,7 +103,6 @@ def fmn_from(model: nn.Module, x: Tensor, labels: Tensor, x_start: Tensor | None
         delta = clip_box(_project(delta, norm, eps), x0)
     if idx.numel():
         with torch.no_grad():
-            logits = model(x0 + delta)
-        counter.add(idx, forward=1)
+            logits = model(x0 + delta, rows=idx)
         track.update(idx, x0 + delta, logits, lab, targeted)
-    return track.result(model, counter)
+    return track.result(model)

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from robustlab.attacks.best_point import PRUNE, BestTracker, boundary_polish, refine
 from robustlab.attacks.presets import ALONE_BELOW, MIN_SHARE, MIN_STEPS, POLISH, PORTFOLIO, WARM, WARM_STAGES
 from robustlab.attacks.registry import register
-from robustlab.attacks.result import AttackResult, PassCounter
+from robustlab.attacks.result import AttackResult, CountedModel
 from robustlab.errors import InputError
 
 
@@ -91,8 +91,7 @@ def minimum(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: 
     n = len(x)
     x_adv, logits = x.clone(), torch.zeros(0)
     size = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
-    fwd = torch.zeros(n, dtype=torch.long, device=x.device)
-    bwd = torch.zeros_like(fwd)
+    model = CountedModel.of(model, n, x.device)
     by = [""] * n
     for name, kw in runs:
         todo = size > stop_at if stop_at is not None else torch.ones(n, dtype=torch.bool, device=x.device)
@@ -100,7 +99,8 @@ def minimum(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: 
             break
         if name in WARM_STAGES:  # its result is verified by minimum's entry point, like the refinement's
             warm = fmn_from if name == WARM else pdpgd_from
-            r = warm(model, x[todo], labels[todo], x_adv[todo], norm=norm, targeted=targeted, stop_at=stop_at, **kw)
+            r = warm(model.restrict(todo), x[todo], labels[todo], x_adv[todo], norm=norm, targeted=targeted,
+                     stop_at=stop_at, **kw)
         else:
             spec = attacks.get(name)
             if targeted:
@@ -111,15 +111,15 @@ def minimum(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: 
                 kw = {"refine": 0, **kw}
             if "polish" in spec.params:  # and the polish below, once, on each point's best
                 kw = {"polish": 0, **kw}
-            r = spec(model, x[todo], y[todo], norm=norm, stop_at=stop_at, **kw)  # verified by its entry point
+            # a whole attack, verified by its own entry point, on the model itself: its passes added as it counts them
+            r = spec(model.model, x[todo], y[todo], norm=norm, stop_at=stop_at, **kw)
+            model.add(todo, forward=r.forward_passes, backward=r.backward_passes)
         if logits.numel() == 0:
             logits = torch.zeros((n,) + tuple(r.logits.shape[1:]), dtype=r.logits.dtype, device=x.device)
         at = todo.nonzero().flatten()
         r_norm = torch.where(r.success, r.norm, torch.full_like(r.norm, float("inf")))
-        r_adv, r_norm, r_logits, f = refine(model, x[at], labels[at], r.x_adv, r_norm, r.logits, norm, targeted,
-                                            prune=0)
-        fwd[at] += f + r.forward_passes
-        bwd[at] += r.backward_passes
+        r_adv, r_norm, r_logits, _ = refine(model.restrict(at), x[at], labels[at], r.x_adv, r_norm, r.logits, norm,
+                                            targeted, prune=0)
         b = r_norm < size[at]
         j = at[b]
         x_adv[j], size[j], logits[j] = r_adv[b], r_norm[b].to(size.dtype), r_logits[b].to(logits.dtype)
@@ -128,14 +128,11 @@ def minimum(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l2", steps: 
     rounds = polish_rounds(norm, steps)
     if rounds and logits.numel() and bool(torch.isfinite(size).any()):
         track = BestTracker.seeded(x, norm, x_adv, size, logits)
-        counter = PassCounter(n, x.device)
-        boundary_polish(model, track, counter, labels, targeted, rounds, stop_at)
-        x_adv, size, logits, f = refine(model, x, labels, track.x_adv, track.norm, track.logits, norm, targeted,
+        boundary_polish(model, track, labels, targeted, rounds, stop_at)
+        x_adv, size, logits, _ = refine(model, x, labels, track.x_adv, track.norm, track.logits, norm, targeted,
                                         prune=0)
-        fwd += counter.forward + f
-        bwd += counter.backward
     if norm in PRUNE and logits.numel():  # the entries put back: once, on each point's best
-        x_adv, size, logits, f = refine(model, x, labels, x_adv, size, logits, norm, targeted, searches=0)
-        fwd += f
+        x_adv, size, logits, _ = refine(model, x, labels, x_adv, size, logits, norm, targeted, searches=0)
     # failures: the input itself (the entry point's verification pass gives every point its logits)
-    return AttackResult(x_adv, torch.isfinite(size), size, fwd, bwd, logits, {"by": by, "plan": runs})
+    return AttackResult(x_adv, torch.isfinite(size), size, model.forward, model.backward, logits,
+                        {"by": by, "plan": runs})

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from robustlab.attacks.best_point import BestTracker, offer_start, refine_along_ray, start_minnorm, still_running
 from robustlab.attacks.presets import POLISH, RECIPE, REFINE
 from robustlab.attacks.registry import implementation, register
-from robustlab.attacks.result import AttackResult, PassCounter, view_n
+from robustlab.attacks.result import AttackResult, view_n
 from robustlab.errors import InputError
 from robustlab.ops import clip_box, margin, prox
 
@@ -77,7 +77,7 @@ def lr_at(k: int, steps: int, lr: float, lr_decay: float, schedule: str) -> floa
     return lr * (1 - (1 - lr_decay) * k / max(steps - 1, 1))
 
 
-def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTracker, counter: PassCounter, *,
+def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTracker, *,
          norm: str, steps: int, lr: float | Tensor, lr_decay: float, lr_schedule: str, initial_lambda: float,
          dual_lr: float, dual_ema: float, loss: str, delta: float, optimizer: str, group_rule: str,
          targeted: bool, r0: Tensor, trace: dict[str, list[Tensor]] | None, stop_at: float | None = None,
@@ -110,10 +110,9 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
         lr_v = view_n(lr_k, r) if isinstance(lr_k, Tensor) else lr_k
         # clamp: x0 + (clamp(x0 + r) - x0) can leave [0, 1] by one rounding error
         xa = (x0 + r).clamp(0, 1).requires_grad_(True)
-        logits = model(xa)
+        logits = model(xa, rows=idx)
         g, m = surrogate(logits, lab, loss, delta, targeted)
         grad, = torch.autograd.grad(g.sum(), xa)
-        counter.add(idx, forward=1, backward=1)
         best.update(idx, xa.detach(), logits.detach(), lab, targeted)
         lam1, lam2 = lam_ema[:, 0], lam_ema[:, 1]  # the r-player answers the current (averaged) dual
         if smooth:  # PDGD: Adam on L_r = lambda1 ||r||_2 + lambda2 g(x + r)  (thesis 5.3)
@@ -149,12 +148,11 @@ def _run(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTr
                 trace[key].append(row)
     with torch.no_grad():
         xa = (x0 + r).clamp(0, 1)
-        logits = model(xa)
-    counter.add(idx, forward=1)
+        logits = model(xa, rows=idx)
     best.update(idx, xa, logits, lab, targeted)
 
 
-def _finetune(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTracker, counter: PassCounter,
+def _finetune(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: BestTracker,
               *, norm: str, lr: float, stop_at: float | None, **settings) -> None:
     """A run from each best point of `idx` (those with a success still above stop_at), its primal step `lr`
     capped per sample at the point's own best size for linf, l2 and l1 (see `pdpgd`'s finetune)."""
@@ -162,7 +160,7 @@ def _finetune(model: nn.Module, x: Tensor, labels: Tensor, idx: Tensor, track: B
     if fi.numel() == 0:
         return
     ft_lr: float | Tensor = track.norm[fi].clamp(max=lr) if norm in ("linf", "l2", "l1") else lr
-    _run(model, x, labels, fi, track, counter, norm=norm, lr=ft_lr, r0=track.x_adv[fi] - x[fi], trace=None,
+    _run(model, x, labels, fi, track, norm=norm, lr=ft_lr, r0=track.x_adv[fi] - x[fi], trace=None,
          stop_at=stop_at, **settings)
 
 
@@ -281,7 +279,7 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
         raise InputError("norm='pixel' needs (N, C, H, W) images")
     opt = optimizer or ("adam" if norm == "l2" else "sgd")
     n = x.shape[0]
-    counter, track, logits0, done = start_minnorm(model, x, labels, norm, targeted)  # misclassified: norm 0
+    model, track, logits0, done = start_minnorm(model, x, labels, norm, targeted)  # misclassified: norm 0
     k = logits0.shape[1]
     all_idx = torch.arange(n, device=x.device)
     idx = all_idx[~done]
@@ -300,29 +298,29 @@ def pdpgd(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", steps: 
                 u = torch.rand(x[run].shape, generator=generator, device=x.device, dtype=x.dtype)
                 r0 = (2 * u - 1) * init_range
             own = BestTracker(x, norm, k) if each else None
-            _run(model, x, labels, run, track, counter, norm=norm, steps=steps, lr=lr_i, lr_decay=lr_decay,
+            _run(model, x, labels, run, track, norm=norm, steps=steps, lr=lr_i, lr_decay=lr_decay,
                  lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr, dual_ema=dual_ema,
                  loss=loss, delta=delta, optimizer=opt, group_rule=group_rule, targeted=targeted, r0=r0,
                  trace=traces, stop_at=stop_at, own=own)
             if own is not None:  # this run's closing, on its own best; what it shrinks goes to the overall best
-                refine_along_ray(model, own, counter, labels, targeted, refine, stop_at, polish=polish)
+                refine_along_ray(model, own, labels, targeted, refine, stop_at, polish=polish)
                 won = run[own.success[run]]
                 if won.numel():
                     track.update(won, own.x_adv[won], own.logits[won], labels[won], targeted)
     if finetune > 0:
-        _finetune(model, x, labels, idx, track, counter, norm=norm, steps=finetune, lr=finetune_lr or lr / 10,
+        _finetune(model, x, labels, idx, track, norm=norm, steps=finetune, lr=finetune_lr or lr / 10,
                   lr_decay=lr_decay, lr_schedule=lr_schedule, initial_lambda=initial_lambda, dual_lr=dual_lr,
                   dual_ema=dual_ema, loss=loss, delta=delta, optimizer=opt, group_rule=group_rule,
                   targeted=targeted, stop_at=stop_at)
     if finetune > 0 or not each:  # (with each run closed, the overall best is a closed run's already)
-        refine_along_ray(model, track, counter, labels, targeted, refine, stop_at, polish=polish)
+        refine_along_ray(model, track, labels, targeted, refine, stop_at, polish=polish)
     info: dict[str, Tensor] = {}
     if traces is not None:
         for key in keys:
             bool_key = key == "adversarial"
             info[key] = torch.stack(traces[key]) if traces[key] else \
                 torch.zeros((0, n), device=x.device, dtype=torch.bool if bool_key else x.dtype)
-    return track.result(model, counter, info)
+    return track.result(model, info)
 
 
 @register("pdgd", family="minnorm", norms=("l2",), stochastic=True)
@@ -360,16 +358,16 @@ def pdpgd_from(model: nn.Module, x: Tensor, labels: Tensor, x_start: Tensor, *, 
     counted forward pass tells), for `steps` iterations; the other points are left as they are (failures).
     Inputs already checked; `labels` are the targets when targeted. A warm stage for `attacks.minimum`: a
     local primal-dual search around another attack's best point."""
-    counter, track, _, done = start_minnorm(model, x, labels, norm, targeted)
+    model, track, _, done = start_minnorm(model, x, labels, norm, targeted)
     idx = torch.arange(x.shape[0], device=x.device)[~done]
-    offer_start(model, track, counter, idx, x_start, labels, targeted)
+    offer_start(model, track, idx, x_start, labels, targeted)
     if steps > 0:  # the recipe's settings; the rest pdpgd's defaults
         settings = RECIPE[norm]
-        _finetune(model, x, labels, idx, track, counter, norm=norm, steps=steps, lr=settings["lr"] / 10,
+        _finetune(model, x, labels, idx, track, norm=norm, steps=steps, lr=settings["lr"] / 10,
                   lr_decay=0.01, lr_schedule="linear", initial_lambda=settings["initial_lambda"], dual_lr=0.1,
                   dual_ema=0.9, loss="hinge", delta=0.0, optimizer=settings["optimizer"], group_rule="max",
                   targeted=targeted, stop_at=stop_at)
-    return track.result(model, counter, {})
+    return track.result(model, {})
 
 
 pdpgd.recipe = recipe  # type: ignore[attr-defined]  # ``attacks.pdpgd.recipe(norm, budget)`` reads naturally

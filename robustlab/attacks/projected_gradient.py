@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.registry import register
-from robustlab.attacks.result import AttackResult, PassCounter, is_adversarial, view_n
+from robustlab.attacks.result import AttackResult, CountedModel, is_adversarial, view_n
 from robustlab.errors import InputError
 from robustlab.ops import attack_loss, project_ball_box, random_in_ball, steepest_ascent
 from robustlab.ops import norm as norm_of
@@ -30,14 +30,14 @@ def check_options(x: Tensor, *, keep: str = "best", eot_iter: int = 1, **_: obje
         raise InputError(f"eot_iter must be an integer >= 1, got {eot_iter!r}")
 
 
-def _grad_and_loss(model: nn.Module, xa: Tensor, labels: Tensor, loss: str, targeted: bool,
-                   kappa: float, eot_iter: int = 1) -> tuple[Tensor, Tensor, Tensor]:
-    """Input gradient, loss and logits at xa, each the mean over `eot_iter` passes (EOT: a randomised
-    model draws new randomness on every pass)."""
+def _grad_and_loss(model: CountedModel, xa: Tensor, labels: Tensor, loss: str, targeted: bool,
+                   kappa: float, eot_iter: int = 1, rows: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Input gradient, loss and logits at xa (the samples `rows`), each the mean over `eot_iter` passes (EOT: a
+    randomised model draws new randomness on every pass)."""
     grad = values = logits = None
     for _ in range(eot_iter):
         xr = xa.detach().requires_grad_(True)
-        z = model(xr)
+        z = model(xr, rows=rows)
         v = attack_loss(loss, z, labels, targeted=targeted, kappa=kappa)
         g, = torch.autograd.grad(v.sum(), xr)
         grad, values, logits = ((g, v.detach(), z.detach()) if grad is None else
@@ -52,7 +52,7 @@ def run_pgd(model: nn.Module, x: Tensor, labels: Tensor, *, norm: str, eps: Tens
     """The PGD engine on validated inputs (labels are targets when targeted); see `pgd`."""
     first = keep == "first"
     n = x.shape[0]
-    counter = PassCounter(n, x.device)
+    model = CountedModel.of(model, n, x.device)
     best_x = x.clone()
     best_loss = torch.full((n,), float("-inf"), device=x.device, dtype=x.dtype)
     success = torch.zeros(n, dtype=torch.bool, device=x.device)
@@ -73,12 +73,10 @@ def run_pgd(model: nn.Module, x: Tensor, labels: Tensor, *, norm: str, eps: Tens
             last = t == steps
             if last:  # the final iterate is only evaluated
                 with torch.no_grad():
-                    logits = sum(model(xa) for _ in range(eot_iter)) / eot_iter
+                    logits = sum(model(xa, rows=idx) for _ in range(eot_iter)) / eot_iter
                     values = attack_loss(loss, logits, lab, targeted=targeted, kappa=kappa)
-                counter.add(idx, forward=eot_iter)
             else:
-                grad, values, logits = _grad_and_loss(model, xa, lab, loss, targeted, kappa, eot_iter)
-                counter.add(idx, forward=eot_iter, backward=eot_iter)
+                grad, values, logits = _grad_and_loss(model, xa, lab, loss, targeted, kappa, eot_iter, idx)
             if best_logits is None:
                 best_logits = torch.zeros(n, logits.shape[1], device=x.device, dtype=logits.dtype)
             adv = is_adversarial(logits, lab, targeted)
@@ -110,7 +108,7 @@ def run_pgd(model: nn.Module, x: Tensor, labels: Tensor, *, norm: str, eps: Tens
             delta = project_ball_box(delta, x0, norm, e)
 
     assert best_logits is not None
-    return AttackResult(best_x, success, norm_of(best_x - x, norm), counter.forward, counter.backward, best_logits,
+    return AttackResult(best_x, success, norm_of(best_x - x, norm), model.forward, model.backward, best_logits,
                         info={"best_loss": best_loss})
 
 

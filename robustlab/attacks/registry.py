@@ -42,7 +42,7 @@ from robustlab.attacks.guards import (
     run_impl,
 )
 from robustlab.attacks.presets import PAPER
-from robustlab.attacks.result import AttackResult, is_adversarial, verify
+from robustlab.attacks.result import AttackResult, CountedModel, is_adversarial, verify
 from robustlab.data.checks import check_images, check_labels
 from robustlab.errors import InputError
 from robustlab.models.layout import channels_last
@@ -141,6 +141,9 @@ def register(name: str, *, family: str, norms: tuple[str, ...], targeted: bool =
     attacks that declare it, `stop_at`. It must take ``norm``, ``targeted``, ``target``, ``generator`` (and ``eps`` when
     fixed-budget) and return an AttackResult over its inputs; the entry point verifies it. `check`
     (x, **params) raises InputError for limits of the attack's own, before any point is looked at.
+    The implementation's model is a `result.CountedModel` over its inputs, which counts every pass where it
+    happens (``model(x_sub, rows=idx)``; backward passes by a hook on the output); the entry point reads the
+    counts from it, so no implementation counts by hand.
     """
     if family not in ("fixed", "minnorm"):
         raise ValueError(family)
@@ -486,15 +489,16 @@ def run_attack(spec: AttackSpec, model: nn.Module, x: Tensor, y: Tensor, **kwarg
                 kw["stop_at"] = stop_at
             if targeted:
                 kw["target"] = labels[active]
-            r = run_impl(spec, model, x[active], y[active], kw)
+            counted = CountedModel(model, int(active.sum()), x.device)  # counts every pass of the implementation
+            r = run_impl(spec, counted, x[active], y[active], kw)
             if r.x_adv.shape != x[active].shape:
                 raise RuntimeError(f"attack {spec.name!r} returned x_adv of shape {tuple(r.x_adv.shape)}")
             x_adv[active] = r.x_adv.detach().to(x.dtype)
             if x.dtype in LOW_PRECISION and eps_full is not None:  # rounding must not leave the budget
                 x_adv[active] = fit_in_budget(x[active], x_adv[active], eps_full[active], norm)
             claimed[active] = r.success.to(x.device)
-            fwd[active] += r.forward_passes.to(x.device)
-            bwd[active] += r.backward_passes.to(x.device)
+            fwd[active] += counted.forward.to(x.device)
+            bwd[active] += counted.backward.to(x.device)
             sub = dict(r.aux)
             if isinstance(threat, Flow):  # the size is recomputed from the flow, never taken from the attack
                 sub.pop("size", None)

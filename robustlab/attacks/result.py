@@ -128,3 +128,69 @@ def verify(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, *, norm: str |
 def view_n(t: Tensor, x: Tensor) -> Tensor:
     """Reshape a (N,) tensor to broadcast against x of shape (N, ...)."""
     return t.view(-1, *([1] * (x.dim() - 1)))
+
+
+class CountedModel:
+    """The model as an implementation sees it: every call is a counted pass, per attacked sample.
+
+    ``model(x_sub, rows=idx)`` runs the model on x_sub, whose rows are the attacked samples `idx` (default:
+    all of them, in order) and counts one forward pass for each. When the output takes part in autograd, a
+    hook on it counts one backward pass for those rows each time a gradient is computed through it
+    (``loss.backward()`` and ``torch.autograd.grad`` alike): a Jacobian of k class gradients through one output
+    is k backward passes, an EOT loop of m calls m forward and m backward passes. `restrict(idx)` is the same
+    counter seen from a subset (for an implementation run on some of the samples): its rows are numbered
+    within the subset and its passes go to the whole. `forward` / `backward` hold this view's own counts; the
+    entry point (`registry.run_attack`) hands each counted implementation one and reads them back, so the
+    implementation never counts by hand. `add` is left only for passes run outside it (a peer's model copy).
+    """
+
+    def __init__(self, model: Any, n: int, device: torch.device | str, *, _parent: CountedModel | None = None,
+                 _rows: Tensor | None = None):
+        self.model = model
+        self.n = n
+        self.forward = torch.zeros(n, dtype=torch.long, device=device)
+        self.backward = torch.zeros(n, dtype=torch.long, device=device)
+        self._parent, self._rows = _parent, _rows
+
+    @classmethod
+    def of(cls, model: Any, n: int, device: torch.device | str) -> CountedModel:
+        """`model` if it is already counted over these n samples (handed on by a caller), else a new count."""
+        if isinstance(model, CountedModel):
+            if model.n != n:
+                raise ValueError(f"a counted model over {model.n} samples was given {n}")
+            return model
+        return cls(model, n, device)
+
+    def restrict(self, idx: Tensor) -> CountedModel:
+        """This count seen from the samples `idx` (a view numbered 0..len(idx)-1 within them)."""
+        idx = torch.arange(self.n, device=self.forward.device)[idx]
+        return CountedModel(self.model, len(idx), self.forward.device, _parent=self, _rows=idx)
+
+    def add(self, rows: Tensor | slice | None = None, *, forward: int | Tensor = 0,
+            backward: int | Tensor = 0) -> None:
+        """Passes spent outside this wrapper (run on a model it does not see), counted for `rows`."""
+        rows = slice(None) if rows is None else rows
+        for count, v in ((self.forward, forward), (self.backward, backward)):
+            if isinstance(v, int) and v == 0:
+                continue
+            if isinstance(rows, Tensor) and rows.dtype != torch.bool:  # indices, a row named twice counted twice
+                count.index_add_(0, rows, torch.as_tensor(v, dtype=count.dtype, device=count.device)
+                                 .expand(rows.shape[0]))
+            else:
+                count[rows] += v
+        if self._parent is not None:
+            self._parent.add(self._rows[rows], forward=forward, backward=backward)
+
+    def __call__(self, x: Tensor, rows: Tensor | None = None) -> Any:
+        out = self.model(x)
+        rows = slice(None) if rows is None else rows
+        self.add(rows, forward=1)
+        if isinstance(out, Tensor) and out.requires_grad:
+            out.register_hook(lambda g, rows=rows: self.add(rows, backward=1))
+        return out
+
+    # read-through: what implementations read off a model (modules(), parameters(), eval state)
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name in ("model", "n", "forward", "backward"):
+            raise AttributeError(name)
+        return getattr(self.model, name)

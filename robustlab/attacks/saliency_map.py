@@ -12,14 +12,14 @@ from torch import Tensor, nn
 
 from robustlab.attacks.best_point import BestTracker, num_classes_of
 from robustlab.attacks.registry import register
-from robustlab.attacks.result import AttackResult, PassCounter
+from robustlab.attacks.result import AttackResult, CountedModel
 from robustlab.errors import InputError
 from robustlab.ops import input_jacobian
 
 MAX_FEATURES = 1024
 
 
-def _jsma_targeted(model: nn.Module, x: Tensor, t: Tensor, idx: Tensor, track: BestTracker, counter: PassCounter,
+def _jsma_targeted(model: nn.Module, x: Tensor, t: Tensor, idx: Tensor, track: BestTracker,
                    y: Tensor, *, theta: float, gamma: float, chunk: int) -> None:
     xa = x[idx].clone()
     n, d = len(idx), x[0].numel()
@@ -33,10 +33,9 @@ def _jsma_targeted(model: nn.Module, x: Tensor, t: Tensor, idx: Tensor, track: B
         if a_idx.numel() == 0:
             break
         xs = xa[a_idx]
-        jac = input_jacobian(model, xs).flatten(2)  # (m, K, d)
+        jac = input_jacobian(model.restrict(idx[a_idx]), xs).flatten(2)  # (m, K, d): K backward passes
         with torch.no_grad():
-            logits = model(xs)
-        counter.add(idx[a_idx], forward=2, backward=jac.shape[1])
+            logits = model(xs, rows=idx[a_idx])
         adv = track.update(idx[a_idx], xs, logits, tt[a_idx], True)
         active[a_idx[adv]] = False
         keep = ~adv
@@ -70,8 +69,7 @@ def _jsma_targeted(model: nn.Module, x: Tensor, t: Tensor, idx: Tensor, track: B
             flat[ai, f] = (flat[ai, f] + theta).clamp(0, 1)
             domain[ai, f] = False
     with torch.no_grad():
-        logits = model(xa)
-    counter.add(idx, forward=1)
+        logits = model(xa, rows=idx)
     track.update(idx, xa, logits, tt, True)
 
 
@@ -90,22 +88,21 @@ def jsma(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", theta: flo
     labels = target if targeted else y
     _check_size(x)
     n = x.shape[0]
-    counter = PassCounter(n, x.device)
+    model = CountedModel.of(model, n, x.device)
     logits0, k = num_classes_of(model, x)
-    counter.add(None, forward=1)
     all_idx = torch.arange(n, device=x.device)
     if targeted:
         track = BestTracker(x, "l0", k)
         done = track.update(all_idx, x, logits0, labels, True)
-        _jsma_targeted(model, x, labels, all_idx[~done], track, counter, labels, theta=theta, gamma=gamma,
+        _jsma_targeted(model, x, labels, all_idx[~done], track, labels, theta=theta, gamma=gamma,
                        chunk=chunk)
-        return track.result(model, counter)
+        return track.result(model)
     track = BestTracker(x, "l0", k)
     done = track.update(all_idx, x, logits0, labels, False)
     for j in range(1, k):
         t = (labels + j) % k
         sub = BestTracker(x, "l0", k)
-        _jsma_targeted(model, x, t, all_idx[~done], sub, counter, labels, theta=theta, gamma=gamma, chunk=chunk)
+        _jsma_targeted(model, x, t, all_idx[~done], sub, labels, theta=theta, gamma=gamma, chunk=chunk)
         ok = sub.success
         track.update(all_idx[ok], sub.x_adv[ok], sub.logits[ok], labels[ok], False)
-    return track.result(model, counter)
+    return track.result(model)

@@ -37,10 +37,10 @@ def sigma_zero(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", step
     if not 0 <= tau_0 <= 1 or tau_factor < 0:
         raise InputError(f"need 0 <= tau_0 <= 1 and tau_factor >= 0, got {tau_0}, {tau_factor}")
     n = x.shape[0]
-    counter, track, _, done = start_minnorm(model, x, labels, "l0", targeted)
+    model, track, _, done = start_minnorm(model, x, labels, "l0", targeted)
     idx = torch.arange(n, device=x.device)[~done]
     if idx.numel() == 0:
-        return track.result(model, counter)
+        return track.result(model)
     x0, lab = x[idx], labels[idx]
     delta = torch.zeros_like(x0)
     m1, m2 = torch.zeros_like(x0), torch.zeros_like(x0)
@@ -55,12 +55,11 @@ def sigma_zero(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", step
             if idx.numel() == 0:
                 break
         d = delta.requires_grad_(True)
-        logits = model(x0 + d)
+        logits = model(x0 + d, rows=idx)
         mg = -margin(logits, lab) if targeted else margin(logits, lab)
         sq = d * d
         loss = mg.clamp_min(0) + (sq / (sq + sigma)).flatten(1).mean(1)
         g, = torch.autograd.grad(loss.sum(), d)
-        counter.add(idx, forward=1, backward=1)
         adv = track.update(idx, (x0 + d).detach(), logits.detach(), lab, targeted)
         g = g / view_n(g.flatten(1).abs().amax(1).clamp_min(1e-12), g)
         m1 = b1 * m1 + (1 - b1) * g
@@ -71,4 +70,4 @@ def sigma_zero(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l0", step
         eta = 0.1 * eta_0 + 0.9 * eta_0 * (1 + math.cos(math.pi * i / steps)) / 2
         tau = (tau + torch.where(adv, tau_factor * eta, -tau_factor * eta)).clamp(0, 1)
         delta = torch.where(delta.abs() < view_n(tau, delta), torch.zeros_like(delta), delta)
-    return finish_last_iterate(model, track, counter, idx, x0 + delta, lab, targeted)
+    return finish_last_iterate(model, track, idx, x0 + delta, lab, targeted)

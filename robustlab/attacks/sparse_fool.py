@@ -8,7 +8,7 @@ from torch import Tensor, nn
 import robustlab.attacks.deep_fool  # noqa: F401  (registers deepfool, which it runs)
 from robustlab.attacks.best_point import BestTracker, num_classes_of
 from robustlab.attacks.registry import implementation, register
-from robustlab.attacks.result import AttackResult, PassCounter
+from robustlab.attacks.result import AttackResult, CountedModel
 from robustlab.errors import InputError
 from robustlab.ops import hyperplane_step_box
 
@@ -27,9 +27,8 @@ def sparsefool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", step
     if lam <= 0:
         raise InputError(f"lam must be > 0, got {lam}")
     n = x.shape[0]
-    counter = PassCounter(n, x.device)
+    model = CountedModel.of(model, n, x.device)
     logits0, k = num_classes_of(model, x)
-    counter.add(None, forward=1)
     track = BestTracker(x, "l1", k)
     idx = torch.arange(n, device=x.device)
     done = track.update(idx, x, logits0, labels, targeted)
@@ -38,13 +37,11 @@ def sparsefool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", step
     for _ in range(steps):
         if idx.numel() == 0:
             break
-        df = implementation("deepfool")(model, xi, y[idx], norm="l2", steps=deepfool_steps, targeted=targeted,
-                                  target=labels[idx] if targeted else None)
-        counter.forward[idx] += df.forward_passes
-        counter.backward[idx] += df.backward_passes
+        df = implementation("deepfool")(model.restrict(idx), xi, y[idx], norm="l2", steps=deepfool_steps,
+                                        targeted=targeted, target=labels[idx] if targeted else None)
         xb = xi + lam * (df.x_adv - xi)
         xb = xb.clamp(0, 1).detach().requires_grad_(True)
-        logits = model(xb)
+        logits = model(xb, rows=idx)
         if targeted:
             kcls = labels[idx]
         else:
@@ -53,15 +50,13 @@ def sparsefool(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "l1", step
         rows = torch.arange(len(idx), device=x.device)
         f = logits[rows, kcls] - logits[rows, y[idx]]
         w, = torch.autograd.grad(f.sum(), xb)
-        counter.add(idx, forward=1, backward=1)
         c = (w * (xb.detach() - xi)).flatten(1).sum(1)
         step = hyperplane_step_box(w, c, -xi, 1 - xi, "l1")
         # a small overshoot through the hyperplane, inside the box
         xn = (xi + 1.02 * step).clamp(0, 1)
         with torch.no_grad():
-            ln = model(xn)
-        counter.add(idx, forward=1)
+            ln = model(xn, rows=idx)
         adv = track.update(idx, xn, ln, labels[idx], targeted)
         keep = ~adv
         idx, xi = idx[keep], xn[keep].detach()
-    return track.result(model, counter)
+    return track.result(model)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.registry import register
-from robustlab.attacks.result import AttackResult, PassCounter, is_adversarial
+from robustlab.attacks.result import AttackResult, CountedModel, is_adversarial
 from robustlab.errors import InputError
 from robustlab.ops import attack_loss, cw_loss
 from robustlab.ops.flow import l_diff, l_flow, m_norm, tv_matrix, warp, warp_image
@@ -46,7 +46,7 @@ def spatial_pgd(
     e = eps
     a = 2.5 * e / steps if step_size is None else e.new_full(e.shape, step_size)
     m_inv = tv_matrix(h, w).m_inv.to(x.dtype).to(x.device)
-    counter = PassCounter(n, x.device)
+    model = CountedModel.of(model, n, x.device)
     best_r = torch.zeros(n, h, w, dtype=x.dtype, device=x.device)
     best_loss = torch.full((n,), -float("inf"), dtype=x.dtype, device=x.device)
     success = torch.zeros(n, dtype=torch.bool, device=x.device)
@@ -56,9 +56,8 @@ def spatial_pgd(
         s = s.detach().requires_grad_(grad)
         r = (s @ m_inv).view(-1, h, w)
         with torch.set_grad_enabled(grad):
-            logits = model(warp(xs, r, padding=padding))
+            logits = model(warp(xs, r, padding=padding), rows=idx)
             vals = attack_loss(loss, logits, lab, targeted=targeted)
-        counter.add(idx, forward=1, backward=int(grad))
         g = torch.autograd.grad(vals.sum(), s)[0] if grad else None
         return r.detach(), vals.detach(), logits.detach(), g
 
@@ -91,10 +90,9 @@ def spatial_pgd(
     x_adv = warp_image(x, best_r, padding=padding)
     with torch.no_grad():
         logits = model(x_adv)
-    counter.add(None, forward=1)
     success = is_adversarial(logits, labels, targeted)
     mn, ld = _flow_norms(best_r)
-    return AttackResult(x_adv, success, mn, counter.forward, counter.backward, logits,
+    return AttackResult(x_adv, success, mn, model.forward, model.backward, logits,
                         {"flow": best_r, "m_norm": mn, "l_diff": ld, "threat": "flow"},
                         aux={"flow": best_r, "padding": padding})
 
@@ -119,7 +117,7 @@ def stadv(
         raise InputError(f"tau must be >= 0, got {tau}")
     labels = target if targeted else y
     n, _, h, w = x.shape
-    counter = PassCounter(n, x.device)
+    model = CountedModel.of(model, n, x.device)
     best_r = torch.zeros(n, 2, h, w, dtype=x.dtype, device=x.device)
     best_size = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
     if not math.isinf(tau):
@@ -129,8 +127,7 @@ def stadv(
         flow.requires_grad_(True)
 
         def objective() -> Tensor:
-            logits = model(warp(x, flow, padding=padding))
-            counter.add(None, forward=1, backward=1)
+            logits = model(warp(x, flow, padding=padding))  # its backward pass counted where it runs
             adv_loss = cw_loss(logits, labels, targeted=targeted, kappa=kappa)  # higher = more adversarial
             size = l_flow(flow, smooth=smooth)
             with torch.no_grad():
@@ -162,10 +159,9 @@ def stadv(
     x_adv = warp_image(x, best_r, padding=padding)
     with torch.no_grad():
         logits = model(x_adv)
-    counter.add(None, forward=1)
     success = is_adversarial(logits, labels, targeted)
     size = torch.where(success, l_flow(best_r), torch.full_like(best_size, float("inf")))
     mn, ld = _flow_norms(best_r)
-    return AttackResult(x_adv, success, size, counter.forward, counter.backward, logits,
+    return AttackResult(x_adv, success, size, model.forward, model.backward, logits,
                         {"flow": best_r, "m_norm": mn, "l_diff": ld, "l_flow": size, "tau": tau, "threat": "flow"},
                         aux={"flow": best_r, "padding": padding})

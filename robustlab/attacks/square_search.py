@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.registry import register
-from robustlab.attacks.result import AttackResult, PassCounter, is_adversarial
+from robustlab.attacks.result import AttackResult, CountedModel, is_adversarial
 from robustlab.errors import InputError
 from robustlab.ops import margin
 from robustlab.ops import norm as norm_of
@@ -65,7 +65,7 @@ def square(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: f
         raise InputError(f"p_init must be in (0, 1], got {p_init}")
     n, c, h, w = x.shape
     e = eps
-    counter = PassCounter(n, x.device)
+    model = CountedModel.of(model, n, x.device)
     shape = (-1, 1, 1, 1)
 
     if norm == "linf":
@@ -81,7 +81,6 @@ def square(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: f
     x_best = (x + delta).clamp(0, 1)
     with torch.no_grad():
         logits = model(x_best)
-    counter.add(None, forward=1)
     loss_best = _loss(logits, labels, targeted)
     best_logits = logits.clone()
     success = is_adversarial(logits, labels, targeted)
@@ -118,8 +117,7 @@ def square(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: f
             new = torch.where(nr > ea.view(shape), new * ea.view(shape) / nr.clamp_min(1e-12), new)
         cand = (xa + new).clamp(0, 1)
         with torch.no_grad():
-            lg = model(cand)
-        counter.add(act, forward=1)
+            lg = model(cand, rows=act)
         lo = _loss(lg, la, targeted)
         better = lo < loss_best[act]
         if bool(better.any()):
@@ -128,4 +126,4 @@ def square(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps: f
             loss_best[b] = lo[better]
             best_logits[b] = lg[better]
             success[b] = is_adversarial(lg[better], la[better], targeted)
-    return AttackResult(x_best, success, norm_of(x_best - x, norm), counter.forward, counter.backward, best_logits)
+    return AttackResult(x_best, success, norm_of(x_best - x, norm), model.forward, model.backward, best_logits)
