@@ -8,7 +8,7 @@ fixed-budget gradient attacks through `evaluate.optimality.eps_search` (a per-po
 runs), and the peers' minimum-norm attacks where installed (adv-lib's fmn/alma/ddn/fab, foolbox's FMN, DDN and
 DeepFool), all at a budget of `--budget` forward+backward passes per point. Each attack's `steps` is fitted to the
 budget on a probe of 16 points (the largest steps whose passes fit, `fit`), then checked on the full run and lowered
-in proportion if a point went over. Passes: robustlab's per-point counts (its entry point's clean and verification
+until every point fits. Passes: robustlab's per-point counts (its entry point's clean and verification
 passes included; the maximum over points is held to the budget); a peer's are the rows its model calls and input
 gradients carried, per point (their mean: peers run the whole batch). Every distance is re-verified here (fresh
 forward pass, box); the best-known distance per point is the minimum over all attacks run, and each attack's local
@@ -214,8 +214,10 @@ def main() -> None:
                     print(p, name, res[name], file=sys.stderr, flush=True)
                     continue
                 x_adv, passes = run(steps, x, y)
-                if float(passes.max()) > B:  # a point the probe did not show: fit on the full set once more
-                    steps = max(1, int(steps * B / float(passes.max())))
+                for _ in range(4):  # points the probe did not show: lower steps on the full set until they fit
+                    if float(passes.max()) <= B or steps == 1:
+                        break
+                    steps = max(1, min(steps - 1, int(steps * B / float(passes.max()))))
                     x_adv, passes = run(steps, x, y)
             except Exception as e:  # noqa: BLE001 - a peer failing is reported, not fatal
                 res[name] = {"error": repr(e)[:200]}
