@@ -161,13 +161,49 @@ def test_interrupted_evaluation_resumes_to_the_same_card(mlp, tmp_path):
     for e in state["broken_by"]:  # pretend it was killed after the first batch
         state["broken_by"][e] = state["broken_by"][e][:40]
         state["adv_norms"][e] = state["adv_norms"][e][:40]
+    state["passes"] = {k: v[:40] for k, v in state["passes"].items()}
+    state["passes_by_attack"] = {"pgd": [sum(state["passes"]["forward"]), sum(state["passes"]["backward"])]}
     state_path.write_text(json.dumps(state))
     again = evaluate(m, x[:120], y[:120], norm="linf", eps=[0.05, 0.1], custom=plan, batch_size=40, out=out,
                      checks=False)
     assert again["robust_accuracy"] == full["robust_accuracy"]
     assert again["per_sample"] == full["per_sample"]
+    assert again["passes"] == full["passes"]  # the first batch's counts came from the state
     with pytest.raises(ValueError, match="different evaluation"):
         evaluate(m, x[:120], y[:120], norm="linf", eps=[0.2], custom=plan, batch_size=40, out=out, checks=False)
+
+
+def test_card_states_the_passes_spent_per_point(mlp, tmp_path):
+    # one attack with keep="best" spends the same passes on a point at every eps: the card's count per point is
+    # that of the attack run directly on the same batches, summed over eps, and 0 on the points misclassified clean
+    m, x, y = mlp
+    x, y = x[:60], y[:60]
+    eps = [0.05, 0.1]
+    plan = [("pgd", {"steps": 4, "keep": "best", "random_start": False})]
+    out = tmp_path / "card.json"
+    card = evaluate(m, x, y, norm="linf", eps=eps, custom=plan, batch_size=25, checks=False, out=out)
+    with torch.no_grad():
+        correct = m(x).argmax(1) == y
+    assert not bool(correct.all())  # some points are skipped: their count is 0
+    fwd, bwd = torch.zeros(len(x), dtype=torch.long), torch.zeros(len(x), dtype=torch.long)
+    for i in range(0, len(x), 25):  # batch by batch as the ensemble runs: guards spend passes on a call's first point
+        c = torch.zeros(len(x), dtype=torch.bool)
+        c[i:i + 25] = correct[i:i + 25]
+        for e in eps:
+            r = attacks.pgd(m, x[c], y[c], norm="linf", eps=e, steps=4, keep="best", random_start=False)
+            fwd[c] += r.forward_passes
+            bwd[c] += r.backward_passes
+    p = card["passes"]
+    assert p["forward"] == fwd.tolist() and p["backward"] == bwd.tolist()
+    assert p["mean"] == pytest.approx(float((fwd + bwd).float().mean())) and p["max"] == int((fwd + bwd).max())
+    assert p["by_attack"]["pgd"]["forward"] == int(fwd.sum()) and p["by_attack"]["pgd"]["backward"] == int(bwd.sum())
+    # a state whose per-attack totals do not add up to its points' counts is refused
+    state_path = tmp_path / "card.json.state.json"
+    state = json.loads(state_path.read_text())
+    state["passes_by_attack"]["pgd"][0] += 1
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="add up"):
+        evaluate(m, x, y, norm="linf", eps=eps, custom=plan, batch_size=25, checks=False, out=out)
 
 
 def test_minnorm_route_is_compared_with_the_ensemble(mlp):

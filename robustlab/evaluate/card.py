@@ -124,6 +124,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, norm: str = "linf", eps:
         "ensemble_robust_accuracy": {str(e): a for e, a in ensemble_acc.items()},
         "unverified_claims": res.unverified,
         "seconds": {"attacks": res.seconds},
+        "passes": passes_summary(res),
         "input_hash": res.key["input_sha256"],
         "weights_hash": res.key["weights_sha256"],
         "versions": res.key["versions"],
@@ -264,6 +265,21 @@ def _cat(parts: list) -> Any:
 
     return AttackResult(*(torch.cat([getattr(p, f) for p in parts]) for f in
                           ("x_adv", "success", "norm", "forward_passes", "backward_passes", "logits")))
+
+
+def passes_summary(res: Any) -> dict[str, Any] | None:
+    """What the ensemble's attacks spent per point (forward and backward passes over every eps, the attacks' clean
+    and verification passes included; the sanity checklist and the minimum-norm route not counted), so cost can be
+    compared beside strength; None where a resumed state did not hold the counts."""
+    if not res.passes_known:
+        return None
+    f, b = res.passes["forward"], res.passes["backward"]
+    n = max(len(f), 1)
+    total = [u + v for u, v in zip(f, b)]
+    return {"forward_mean": sum(f) / n, "backward_mean": sum(b) / n, "mean": sum(total) / n,
+            "max": max(total, default=0), "forward": f, "backward": b,
+            "by_attack": {a: {"forward": c[0], "backward": c[1], "per_point": (c[0] + c[1]) / n}
+                          for a, c in res.passes_by_attack.items()}}
 
 
 def fraction_string(eps: float) -> str:

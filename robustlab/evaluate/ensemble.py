@@ -104,6 +104,11 @@ class EnsembleResult:
     adv_norms: dict[float, list[float]] = field(default_factory=dict)
     key: dict[str, Any] = field(default_factory=dict)  # evaluation_key: what the numbers depend on
     x_adv: dict[float, list[Tensor]] = field(default_factory=dict)  # keep_adv: per eps, the batches' examples
+    # per point, the forward / backward passes every attack spent on it over all eps (the attacks' own counts,
+    # their clean and verification passes included); per attack, its totals [forward, backward]
+    passes: dict[str, list[int]] = field(default_factory=lambda: {"forward": [], "backward": []})
+    passes_by_attack: dict[str, list[int]] = field(default_factory=dict)
+    passes_known: bool = True  # False: resumed from a state written without the counts (those points count 0)
 
     def robust_accuracy(self) -> dict[float, float]:
         return {e: sum(b == "" for b in self.broken_by[e]) / self.n for e in self.eps}
@@ -334,6 +339,12 @@ def run_ensemble(model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: list
         res.broken_by = {float(k): v for k, v in state["broken_by"].items()}
         res.adv_norms = {float(k): [_unnull(v) for v in vs] for k, vs in state["adv_norms"].items()}
         res.unverified, res.seconds = state["unverified"], state["seconds"]
+        done = len(res.broken_by[eps[0]])
+        if "passes" in state:
+            res.passes, res.passes_by_attack = state["passes"], state.get("passes_by_attack", {})
+        else:  # a state written before passes were counted: its points' passes are unknown
+            res.passes = {"forward": [0] * done, "backward": [0] * done}
+            res.passes_known = False
     start = len(res.broken_by[eps[0]])
     if keep_adv and start:
         raise InputError(f"{state_path} holds a part-done evaluation whose adversarial examples were not kept: "
@@ -376,7 +387,9 @@ def _attack_batch(model: nn.Module, xb: Tensor, yb: Tensor, clean: Tensor, eps: 
     the sizes it found; the attacks run `attacked` (the model under autocast with amp, else the model)."""
     attacked = model if attacked is None else attacked
     part: dict[str, Any] = {"by": {}, "norm": {}, "unverified": {a: 0 for a, _ in runnable},
-                            "seconds": {a: 0.0 for a, _ in runnable}, **({"x_adv": {}} if keep_adv else {})}
+                            "seconds": {a: 0.0 for a, _ in runnable}, **({"x_adv": {}} if keep_adv else {}),
+                            "passes": {"forward": [0] * len(xb), "backward": [0] * len(xb)},
+                            "passes_by_attack": {a: [0, 0] for a, _ in runnable}}
     for e in eps:
         if keep_adv:
             part["x_adv"][e] = xb.detach().clone()
@@ -401,6 +414,10 @@ def _attack_batch(model: nn.Module, xb: Tensor, yb: Tensor, clean: Tensor, eps: 
             t0 = time.perf_counter()
             r = spec(attacked, xb[idx], yb[idx], norm=norm, **params)
             part["seconds"][name] += time.perf_counter() - t0
+            for kind, col, count in (("forward", 0, r.forward_passes), ("backward", 1, r.backward_passes)):
+                for k, c in zip(idx.tolist(), count.tolist()):
+                    part["passes"][kind][k] += int(c)
+                part["passes_by_attack"][name][col] += int(count.sum())
             # the count's own check, on the model in full precision (the attack's claim may come from autocast)
             ok = verify(model, xb[idx], yb[idx], r.x_adv, norm=r.threat or norm, eps=e, aux=r.aux)
             claimed = r.success | r.unverified if r.unverified is not None else r.success
@@ -452,6 +469,11 @@ def _merge(res: EnsembleResult, part: dict[str, Any]) -> None:
         res.unverified[a] = res.unverified.get(a, 0) + c
     for a, t in part["seconds"].items():
         res.seconds[a] = res.seconds.get(a, 0.0) + t
+    for kind in ("forward", "backward"):
+        res.passes[kind] += part["passes"][kind]
+    for a, (f, b) in part["passes_by_attack"].items():
+        total = res.passes_by_attack.setdefault(a, [0, 0])
+        total[0], total[1] = total[0] + f, total[1] + b
 
 
 def correct_predictions(logits: Tensor, y: Tensor) -> Tensor:
@@ -468,7 +490,9 @@ def _save_state(path: str | Path, res: EnsembleResult, key: dict[str, Any]) -> N
                              "broken_by": {str(k): v for k, v in res.broken_by.items()},
                              "adv_norms": {str(k): [v if math.isfinite(v) else None for v in vs]
                                            for k, vs in res.adv_norms.items()},
-                             "unverified": res.unverified, "seconds": res.seconds})
+                             "unverified": res.unverified, "seconds": res.seconds,
+                             **({"passes": res.passes, "passes_by_attack": res.passes_by_attack}
+                                if res.passes_known else {})})
 
 
 def check_state(state: Any, path: Any, eps: list[float], clean: Tensor, batch_size: int) -> None:
@@ -516,6 +540,18 @@ def check_state(state: Any, path: Any, eps: list[float], clean: Tensor, batch_si
             raise bad(f"adv_norms at eps {e:g} gives a misclassified point a size other than 0")
         if any((v == "") != (z is None) for v, z in zip(b, s)):
             raise bad(f"at eps {e:g} a point counted robust has a size, or a broken one has none")
+    if "passes" in state:
+        ps = state["passes"]
+        if not (isinstance(ps, dict) and all(isinstance(ps.get(k), list) and len(ps[k]) == length
+                                              and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                      for v in ps[k]) for k in ("forward", "backward"))):
+            raise bad(f"'passes' must hold forward and backward counts >= 0 for each of its {length} points")
+        pa = state.get("passes_by_attack", {})
+        if not (isinstance(pa, dict) and all(isinstance(v, list) and len(v) == 2 and all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in v) for v in pa.values())):
+            raise bad("'passes_by_attack' must map attack names to [forward, backward] counts >= 0")
+        if [sum(c[i] for c in pa.values()) for i in (0, 1)] != [sum(ps["forward"]), sum(ps["backward"])]:
+            raise bad("'passes_by_attack' does not add up to the passes of its points")
 
 
 def _load_state(path: str | Path | None, key: dict[str, Any], restart: bool) -> dict | None:
