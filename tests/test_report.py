@@ -180,6 +180,9 @@ def test_report_compares_cards_each_once_told_apart(tmp_path):
         ["fm-pgd/card.json", "linf", "8/255", "0.8000", "0.7000", "-", "0.7000", "0.7000"],
         ["fm-pgd/card.json", "linf", "16/255", "0.8000", "0.6000", "-", "0.5000", "0.5000"]]
     assert "0.0313" not in text  # eps only as the user wrote it
+    from robustlab.report.html import eps_text
+
+    assert [eps_text(e) for e in (8 / 255, 0.2, 0.05, "0.1", 0.5 + 1e-9)] == ["8/255", "0.2", "0.05", "0.1", "0.5"]
     names, acc = cumulative_accuracy(mk(10, 2, [{"apgd": 3, "sanity:pgd-100x5": 1}, {"apgd": 5}], ["apgd"]))
     assert names == ["apgd", "sanity:pgd-100x5"] and acc[str(8 / 255)] == [0.5, 0.4]
     # the overlaid curves: one figure for all cards; the grid of the attack file

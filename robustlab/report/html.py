@@ -139,13 +139,16 @@ def _load_json(path: Path) -> Any:
 
 
 def eps_text(eps: Any) -> str:
-    """eps as a user writes it: ``8/255`` where it is k/255 (the card stores the number), else ``0.5``."""
+    """eps as a user writes it (the card stores the number): a short decimal as such (``0.2``, not ``51/255``),
+    else ``8/255`` where it is k/255, else the number."""
     from robustlab.evaluate.card import fraction_string
 
     try:
-        return fraction_string(float(eps))
+        e = float(eps)
     except (TypeError, ValueError):
         return str(eps)
+    short = f"{e:.6g}"
+    return short if float(short) == e else fraction_string(e)
 
 
 def _folded(summary: str, inner: str) -> str:
