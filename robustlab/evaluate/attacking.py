@@ -32,11 +32,14 @@ class AttackRun:
     success: Tensor
     norm: Tensor
     y: Tensor
+    x: Tensor | None = None  # the clean inputs
 
     def save(self, path: str | Path) -> Path:
-        """x_adv, success, norm, y in a .safetensors file, the summary in its metadata."""
-        return save_adv(path, {"x_adv": self.x_adv, "success": self.success, "norm": self.norm, "y": self.y},
-                        self.summary)
+        """x_adv, success, norm, y and the clean x in a .safetensors file, the summary in its metadata (what
+        `robustlab report` draws its clean / adversarial / difference images from)."""
+        clean = {"x": self.x} if self.x is not None else {}
+        return save_adv(path, {"x_adv": self.x_adv, "success": self.success, "norm": self.norm, "y": self.y,
+                               **clean}, self.summary)
 
 
 def save_adv(path: str | Path, tensors: dict[str, Tensor], summary: dict[str, Any]) -> Path:
@@ -187,4 +190,4 @@ def attack_dataset(model: nn.Module, x: Tensor, y: Tensor, attack: str, *, eps: 
                                                if n_clean else None)
     if shard.world(dev)[1] > 1:
         print(f"sharded over {shard.world(dev)[1]} processes", file=sys.stderr)
-    return AttackRun(summary, torch.cat([r["x_adv"] for r in results]), success, norms, y)
+    return AttackRun(summary, torch.cat([r["x_adv"] for r in results]), success, norms, y, x)

@@ -156,3 +156,75 @@ def gradient_grid(rows: Mapping[str, tuple[torch.Tensor, torch.Tensor]], *, col_
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def adversarial_grid(x: torch.Tensor | None, x_adv: torch.Tensor, *, col_labels: Sequence[str] = (),
+                     title: str = "") -> Any:
+    """Clean images, their adversarial examples and the difference, one column per point; returns the figure.
+
+    x, x_adv: (N, C, H, W) in [0, 1] (x None: the adversarial row alone). The difference row shares one
+    diverging colour scale centred at 0 over all columns (the row's label names it), so the columns' sizes
+    compare; RGB differences are averaged over the channels."""
+    rows = [("adversarial", x_adv.detach().float().cpu(), False)]
+    if x is not None:
+        xc = x.detach().float().cpu()
+        rows = [("clean", xc, False), rows[0], ("", rows[0][1] - xc, True)]
+    plt = _plt()
+    cols = x_adv.shape[0]
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.1 * cols + 1.0, 1.1 * len(rows) + 0.5), squeeze=False)
+    m = 0.0
+    if x is not None:
+        d = rows[2][1]
+        m = float(d.abs().max()) or 1.0
+        rows[2] = (f"difference (±{m:.3g})", d, True)
+    for i, (label, t, signed) in enumerate(rows):
+        for j in range(cols):
+            ax = axes[i][j]
+            im = t[j]
+            if signed:
+                ax.imshow((im.mean(0) if im.shape[0] != 1 else im[0]).numpy(), cmap="RdBu_r", vmin=-m, vmax=m)
+            elif im.shape[0] == 1:
+                ax.imshow(im[0].numpy(), cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(im.permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label, fontsize=7)
+            if i == 0 and j < len(col_labels):
+                ax.set_title(col_labels[j], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def robust_accuracy_curves(curves: Mapping[str, tuple[str, Sequence[tuple[float, float]]]], *,
+                           tick_labels: Mapping[float, str] | None = None, title: str = "") -> Any:
+    """Robust accuracy against eps of several evaluations in one figure: curves = {label: (norm, [(eps, acc),
+    ...])}, one panel per norm (its evaluations overlaid), y from 0 to 1. tick_labels: eps -> how to write it
+    (``8/255``), used as the x ticks where a panel has at most 8 distinct eps."""
+    plt = _plt()
+    norms = list(dict.fromkeys(n for n, _ in curves.values()))
+    fig, axes = plt.subplots(1, max(1, len(norms)), figsize=(5.4 * max(1, len(norms)), 3.6), squeeze=False)
+    for ax, norm in zip(axes[0], norms):
+        ticks: set[float] = set()
+        for label, (n, pts) in curves.items():
+            if n != norm:
+                continue
+            pts = sorted(pts)
+            ax.plot([e for e, _ in pts], [a for _, a in pts], marker="o", ms=4, label=label)
+            ticks |= {e for e, _ in pts}
+        if tick_labels and len(ticks) <= 8:
+            ts = sorted(ticks)
+            ax.set_xticks(ts)
+            ax.set_xticklabels([tick_labels.get(t, f"{t:g}") for t in ts], fontsize=7, rotation=30)
+        ax.set_xlabel(f"{norm} eps")
+        ax.set_ylabel("verified robust accuracy")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
