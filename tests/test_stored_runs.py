@@ -108,7 +108,11 @@ def test_slow_tests_skip_a_tampered_copy_of_a_committed_run(fmnist, tmp_path, mo
     run = tmp_path / "runs" / NAME
     shutil.copytree(ROOT / "docs" / "results" / f"{NAME}-cpu", run)
     res = json.loads((run / "results.json").read_text())
-    res["settings"]["eval_n"] = 10
+    from dataclasses import asdict
+
+    from robustlab.experiments.stored import profile_of
+
+    res["settings"] = {**json.loads(json.dumps(asdict(profile_of(NAME, "cpu")))), "eval_n": 10}  # one change only
     (run / "results.json").write_text(json.dumps(res))
     monkeypatch.setenv("ROBUSTLAB_CPU_RUNS", str(tmp_path / "runs"))
     with pytest.raises(pytest.skip.Exception, match="is not this code's cpu profile") as e:
