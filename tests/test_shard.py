@@ -74,7 +74,7 @@ def test_torchrun_two_ranks_attack_like_one_process(tmp_path):
     s = json.loads(one.stdout)
     assert s == json.loads(two.stdout)
     a, b = (load_file(tmp_path / f"{k}.safetensors") for k in ("one", "two"))
-    assert set(a) == set(b) == {"x_adv", "success", "norm", "y"}
+    assert set(a) == set(b) == {"x", "x_adv", "success", "norm", "y"}  # x: the clean images, for the report
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert 0 < a["success"].sum() < len(a["success"]) and s["robust_acc"] < s["clean_acc"]  # the attack did act
