@@ -121,6 +121,27 @@ def training_curves(history: Sequence[Mapping[str, Any]], title: str = "") -> An
     return fig
 
 
+def _draw_rows(axes: Any, rows: Sequence[tuple[str, torch.Tensor, float | None]], col_labels: Sequence[str]) -> None:
+    """Image rows into a grid of axes: (row label, (N, C, H, W) tensor, diverging scale or None). A row with a
+    scale m is drawn in RdBu_r on [-m, m] (RGB averaged over channels); the others as images in [0, 1]."""
+    for i, (label, t, scale) in enumerate(rows):
+        for j in range(t.shape[0]):
+            ax, im = axes[i][j], t[j]
+            if scale is not None:
+                ax.imshow((im.mean(0) if im.shape[0] != 1 else im[0]).numpy(), cmap="RdBu_r", vmin=-scale,
+                          vmax=scale)
+            elif im.shape[0] == 1:
+                ax.imshow(im[0].numpy(), cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(im.permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label, fontsize=7)
+            if i == 0 and j < len(col_labels):
+                ax.set_title(col_labels[j], fontsize=7)
+
+
 def gradient_grid(rows: Mapping[str, tuple[torch.Tensor, torch.Tensor]], *, col_labels: Sequence[str] = (),
                   title: str = "") -> Any:
     """Images and their input-gradient maps, two rows per model: rows = {label: (images, gradients)}.
@@ -136,22 +157,9 @@ def gradient_grid(rows: Mapping[str, tuple[torch.Tensor, torch.Tensor]], *, col_
         labels += [name, "grad"]
     cols = grid[0][0].shape[0]
     fig, axes = plt.subplots(len(grid), cols, figsize=(1.1 * cols + 0.8, 1.1 * len(grid) + 0.4), squeeze=False)
-    for i, (t, is_map) in enumerate(grid):
-        for j in range(cols):
-            ax = axes[i][j]
-            im = t[j]
-            if is_map and im.shape[0] == 1:
-                ax.imshow(im[0].numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
-            elif im.shape[0] == 1:
-                ax.imshow(im[0].numpy(), cmap="gray", vmin=0, vmax=1)
-            else:
-                ax.imshow(im.permute(1, 2, 0).clamp(0, 1).numpy())
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(labels[i], fontsize=7)
-            if i == 0 and j < len(col_labels):
-                ax.set_title(col_labels[j], fontsize=7)
+    # grey maps on the diverging scale +-1; RGB maps are already images (0.5 = no gradient)
+    _draw_rows(axes, [(label, t, 1.0 if is_map and t.shape[1] == 1 else None)
+                      for label, (t, is_map) in zip(labels, grid)], col_labels)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -177,22 +185,7 @@ def adversarial_grid(x: torch.Tensor | None, x_adv: torch.Tensor, *, col_labels:
         d = rows[2][1]
         m = float(d.abs().max()) or 1.0
         rows[2] = (f"difference (±{m:.3g})", d, True)
-    for i, (label, t, signed) in enumerate(rows):
-        for j in range(cols):
-            ax = axes[i][j]
-            im = t[j]
-            if signed:
-                ax.imshow((im.mean(0) if im.shape[0] != 1 else im[0]).numpy(), cmap="RdBu_r", vmin=-m, vmax=m)
-            elif im.shape[0] == 1:
-                ax.imshow(im[0].numpy(), cmap="gray", vmin=0, vmax=1)
-            else:
-                ax.imshow(im.permute(1, 2, 0).clamp(0, 1).numpy())
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(label, fontsize=7)
-            if i == 0 and j < len(col_labels):
-                ax.set_title(col_labels[j], fontsize=7)
+    _draw_rows(axes, [(label, t, m if signed else None) for label, t, signed in rows], col_labels)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
