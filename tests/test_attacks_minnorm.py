@@ -5,7 +5,7 @@ import torch
 
 from robustlab import attacks, ops
 from robustlab.attacks.best_point import REFINE_GAP, BestTracker, boundary_polish
-from robustlab.attacks.result import PassCounter
+from robustlab.attacks.result import CountedModel
 from robustlab.evaluate import combine_minnorm, minnorm_summary, robust_accuracy_curve
 from tests.helpers import Linear, digits_mlp, segment_adversarials
 
@@ -444,15 +444,15 @@ def test_boundary_polish_reaches_the_linear_minimum_from_a_far_best(p):
     size0 = ops.norm(start - x, p)
     assert lg.argmax(1) != y and float(size0) > 1.5 * best
     track = BestTracker.seeded(x, p, start, size0, lg)
-    counter = PassCounter(1, "cpu")
-    boundary_polish(model, track, counter, y, False, 1)
+    counter = CountedModel(model, 1, "cpu")  # what an attack's entry point hands it: it counts the passes
+    boundary_polish(counter, track, y, False, 1)
     assert best * (1 - 1e-9) <= float(track.norm) <= best * (1 + 1e-3), (float(track.norm), best)
     assert int(counter.backward) == 2 and int(counter.forward) == 2  # the candidate was adversarial at once
     with torch.no_grad():
         assert model(track.x_adv).argmax(1) != y
     assert torch.allclose(track.norm, ops.norm(track.x_adv - x, p))
     before = float(track.norm)
-    boundary_polish(model, track, counter, y, False, 1)
+    boundary_polish(counter, track, y, False, 1)
     assert before * (1 - 1e-4) <= float(track.norm) <= before
     assert int(counter.backward) == 4 and int(counter.forward) in (3, 4)
 

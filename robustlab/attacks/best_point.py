@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.result import AttackResult, CountedModel, PassCounter, view_n
+from robustlab.attacks.result import AttackResult, CountedModel, view_n
 
 
 class BestTracker:
@@ -132,8 +132,8 @@ def _refinable(track: BestTracker, stop_at: float | None) -> Tensor:
     return ok.nonzero().flatten()
 
 
-def boundary_polish(model: CountedModel, track: BestTracker, labels: Tensor | PassCounter, targeted: bool | Tensor,
-                    steps: int | bool, *more: Any, classes: int = 2, searches: int = 5) -> None:
+def boundary_polish(model: CountedModel, track: BestTracker, labels: Tensor, targeted: bool, steps: int,
+                    stop_at: float | None = None, *, classes: int = 2, searches: int = 5) -> None:
     """The closing polish of a minimum-norm attack (linf, l2, l1): `steps` rounds, each one counted forward
     pass at every best point x_b with `classes` counted backward passes, then at most `searches` counted
     forward passes.
@@ -151,12 +151,6 @@ def boundary_polish(model: CountedModel, track: BestTracker, labels: Tensor | Pa
     from robustlab.ops import hyperplane_step_box
     from robustlab.ops import norm as norm_of
 
-    if isinstance(labels, PassCounter):  # the former call, (model, track, counter, labels, targeted, steps, ...)
-        counted = CountedModel(model, track.x.shape[0], track.x.device)
-        boundary_polish(counted, track, targeted, steps, *more, classes=classes, searches=searches)
-        labels.add(None, forward=counted.forward, backward=counted.backward)
-        return
-    stop_at = more[0] if more else None
     if steps <= 0 or classes <= 0 or track.normname not in ("linf", "l2", "l1"):
         return
     for _ in range(steps):

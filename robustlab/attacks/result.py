@@ -2,7 +2,7 @@
 
 `AttackResult` is the one result of every attack; `is_adversarial` is the one rule for "this point fools the
 model" (the deployed model's argmax is not the label, or is the target); `verify` re-runs the model on returned examples
-and checks box, budget and label; `PassCounter` counts model passes per sample.
+and checks box, budget and label; `CountedModel` counts the model passes of each sample.
 """
 
 from __future__ import annotations
@@ -66,20 +66,6 @@ class AttackResult:
         return dataclasses.replace(self, **{f.name: mv(getattr(self, f.name)) for f in dataclasses.fields(self)
                                             if f.name not in ("info", "threat")},
                                    aux={k: mv(v) for k, v in self.aux.items()})
-
-
-class PassCounter:
-    """Counts forward and backward passes per sample for a batch of N samples."""
-
-    def __init__(self, n: int, device: torch.device | str):
-        self.forward = torch.zeros(n, dtype=torch.long, device=device)
-        self.backward = torch.zeros(n, dtype=torch.long, device=device)
-
-    def add(self, idx: Tensor | slice | None = None, *, forward: int | Tensor = 0, backward: int | Tensor = 0) -> None:
-        if idx is None:
-            idx = slice(None)
-        self.forward[idx] += forward
-        self.backward[idx] += backward
 
 
 def predict(logits: Tensor) -> Tensor:
