@@ -250,19 +250,20 @@ def test_sanity_warning_is_not_shown_as_passed():
 
 
 def test_linf_eps_above_one_warns(capsys):
-    with pytest.warns(UserWarning, match="8/255"):
-        resolve_attack("pgd", eps=8)
-    with pytest.warns(UserWarning, match="above 1"):
-        from robustlab.units import warn_eps
-
-        assert warn_eps("linf", [0.1, 8.0])
     import warnings
 
+    from robustlab.units import warn_eps
+
+    model, x, y = tiny()
+    with pytest.warns(UserWarning, match="8/255"):  # the entry point: Python calls, the CLI and evaluations alike
+        attacks.pgd(model, x, y, eps=8, steps=1)
+    with pytest.warns(UserWarning, match="above 1"):
+        assert warn_eps("linf", [0.1, 8.0])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        resolve_attack("pgd", eps=0.5, norm="l2")
-        resolve_attack("pgd", eps=3.0, norm="l2")  # L2 budgets above 1 are ordinary
-        resolve_attack("pgd", eps=float("inf"))
+        attacks.pgd(model, x, y, norm="l2", eps=3.0, steps=1)  # L2 budgets above 1 are ordinary
+        attacks.pgd(model, x, y, eps=float("inf"), steps=1)
+        assert not warn_eps("l2", 3.0) and not warn_eps("linf", float("inf")) and not warn_eps("linf", 0.5)
 
 
 def test_channels_last_input_refused_with_the_fix():

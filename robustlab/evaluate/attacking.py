@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.errors import InputError
-from robustlab.units import canonical_norm, parse_number, parse_param, warn_eps
+from robustlab.units import canonical_norm, parse_number, parse_param
 
 _OWN_FLAGS = ("targeted", "target", "generator", "norm", "eps")
 
@@ -72,8 +72,7 @@ def resolve_attack(name: str, *, eps: Any = None, norm: str | None = None, steps
         norm = canonical_norm(norm)
     out: dict[str, Any] = {**preset, "norm": norm}
     if spec.family == "fixed":
-        out["eps"] = parse_number(eps)
-        warn_eps(norm, out["eps"])
+        out["eps"] = parse_number(eps)  # a Linf eps above 1 is warned about once, by the attacks' entry point
     for key, val in (("steps", steps), ("step_size", step_size), ("restarts", restarts)):
         if val is not None:
             k, v = parse_param(spec, key, str(val))
